@@ -1,0 +1,1 @@
+"""Side-by-side comparison of methods over runs: summary tables and plots."""

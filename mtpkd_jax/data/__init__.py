@@ -1,0 +1,1 @@
+"""Data: dataset builders, subject-independent splits, in-memory loading and batching."""

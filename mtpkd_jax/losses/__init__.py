@@ -1,0 +1,1 @@
+"""Loss functions: supervised task losses (`task`) and distillation/alignment losses (`distill`)."""

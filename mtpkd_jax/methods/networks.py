@@ -1,0 +1,108 @@
+"""The trainable network of each stage, composed from :mod:`mtpkd_jax.models`.
+
+Stage 0 trains a :class:`Unimodal` encoder + head per modality. From stage 1 on the
+backbones are frozen, so the stages work on their cached tokens: :class:`JointTeacher`
+(fusion ``F_J`` plus one T-Net per privileged modality), :class:`Alignment` (``F_J``
+with per-modality adapters and heads, MT-PKDOT's stage 2) and :class:`Student` (fusion
+``F_S`` over the visual tokens and the hallucinated privileged embeddings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mtpkd_jax import models
+
+
+class Unimodal(nn.Module):
+  """Encoder + linear head: ``x -> (outputs [B, C], tokens [B, L, d])``."""
+
+  encoder: nn.Module
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    tokens = self.encoder(x, train=train)
+    return models.Head(self.num_outputs, name="head")(tokens.mean(axis=1)), tokens
+
+
+class JointTeacher(nn.Module):
+  """Fusion ``F_J`` over every modality's tokens, and the T-Nets ``H_m: f_v -> f̂_m``.
+
+  Attributes:
+    num_outputs: classes or regression targets.
+    num_privileged: number of privileged modalities (one T-Net each).
+    tnet_hidden: hidden widths of the T-Nets.
+    dropout_rate: dropout of the fusion's attention layers.
+  """
+
+  num_outputs: int
+  num_privileged: int
+  tnet_hidden: Sequence[int] = (256,)
+  dropout_rate: float = 0.1
+
+  def setup(self):
+    self.fusion = models.FusionBlock(self.num_outputs, dropout_rate=self.dropout_rate)
+    self.tnets = [
+      models.TNet(hidden_features=tuple(self.tnet_hidden), name=f"tnet{m}")
+      for m in range(self.num_privileged)
+    ]
+
+  def __call__(self, tokens: Sequence[jax.Array], train: bool = False):
+    """Returns ``(outputs [B, C], z_J [B, d], hallucinated [num_privileged, B, d])``.
+
+    Args:
+      tokens: the visual modality's tokens first, then each privileged modality's.
+      train: apply dropout.
+    """
+    outputs, z = self.fusion(tokens, train=train)
+    return outputs, z, self.hallucinate(tokens[0])
+
+  def hallucinate(self, visual_tokens: jax.Array) -> jax.Array:
+    """``[B, L, d] -> [num_privileged, B, d]``: every T-Net on the pooled visual embedding."""
+    pooled = visual_tokens.mean(axis=1)
+    return jnp.stack([tnet(pooled) for tnet in self.tnets])
+
+
+class Alignment(nn.Module):
+  """MT-PKDOT stage 2: ``F_J`` plus an adapter ``A_m`` and a head ``h_m`` per modality."""
+
+  num_outputs: int
+  num_modalities: int
+  dropout_rate: float = 0.1
+
+  @nn.compact
+  def __call__(self, tokens: Sequence[jax.Array], train: bool = False):
+    """Returns ``(joint outputs [B, C], z_J [B, d], adapted [M, B, d], head outputs [M, B, C])``."""
+    outputs, z = models.FusionBlock(
+      self.num_outputs, dropout_rate=self.dropout_rate, name="fusion"
+    )(tokens, train=train)
+    adapted = jnp.stack(
+      [models.Adapter(name=f"adapter{m}")(t.mean(axis=1)) for m, t in enumerate(tokens)]
+    )
+    head_outputs = jnp.stack(
+      [
+        models.Head(self.num_outputs, name=f"head{m}")(adapted[m])
+        for m in range(self.num_modalities)
+      ]
+    )
+    return outputs, z, adapted, head_outputs
+
+
+class Student(nn.Module):
+  """Student fusion ``F_S(f_v, f̂_p...) -> (outputs [B, C], z_S [B, d])``."""
+
+  num_outputs: int
+  dropout_rate: float = 0.1
+
+  @nn.compact
+  def __call__(self, visual_tokens: jax.Array, hallucinated: jax.Array, train: bool = False):
+    """Fuses ``visual_tokens [B, L, d]`` with ``hallucinated [num_privileged, B, d]``."""
+    tokens = [visual_tokens] + list(hallucinated)
+    return models.FusionBlock(self.num_outputs, dropout_rate=self.dropout_rate, name="fusion")(
+      tokens, train=train
+    )

@@ -1,0 +1,161 @@
+"""Every method, by name: what it trains and how its student is distilled.
+
+One registry, chosen by ``config.methods``. Adding a method is one :class:`Method` entry.
+
+* ``<modality>_only`` (``visual_only`` is the visual one): stage 0's unimodal model.
+* ``joint_teacher``: stage 1's fusion of every modality (needs them all at test time: the
+  upper bound).
+* Students (video only at test time), all on the same student network:
+  ``pkd`` (M2PKD-style cosine feature matching), ``logit_kd``, ``spkd``
+  (similarity-preserving), ``rkd`` (relational), ``pkdot`` (structural OT with the joint
+  teacher) and ``mt_pkdot`` (structural OT with routing over the stage-2 teachers).
+
+A student's distillation term gets the per-sample teacher targets of its batch:
+``teacher_z [B, T, d]`` and ``teacher_out [B, T, C]`` for ``T`` candidate teachers (one
+for the joint teacher; every adapted modality plus the joint for ``mt_pkdot``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from mtpkd_jax import ot
+from mtpkd_jax.losses import distill
+from mtpkd_jax.losses import task as task_lib
+
+ROUTINGS = ("min_loss", "joint", "mean", "softmin")
+
+DistillFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A method's recipe.
+
+  Attributes:
+    name: registry key.
+    kind: ``unimodal | teacher | student``.
+    modality: the single modality of a ``unimodal`` method.
+    teacher: where a student's teachers come from: ``joint`` (stage 1's ``z_J``) or
+      ``aligned`` (stage 2's adapted embeddings and ``z_J``).
+    distill: ``distill(cfg, task_value, z_s, outputs_s, batch, task) -> (loss, metrics)``.
+  """
+
+  name: str
+  kind: str
+  modality: str | None = None
+  teacher: str | None = None
+  distill: DistillFn | None = None
+
+
+def _structural(cfg: ml_collections.ConfigDict, z_s, teachers, weights):
+  schedule = ot.make_schedule(cfg.schedule.name, **cfg.schedule.params.to_dict())
+  value, aux = ot.structural_ot_loss(
+    z_s,
+    teachers,
+    anchors=cfg.anchors,
+    k=cfg.k,
+    schedule=schedule,
+    teacher_weights=weights,
+    backend=cfg.backend,
+  )
+  centroid = jnp.sum(weights * aux["centroid"])
+  return (
+    value,
+    centroid,
+    {"ot": value, "centroid": centroid, "sinkhorn_iterations": aux["iterations"]},
+  )
+
+
+def route(routing: str, candidate_losses: jax.Array, tau: float) -> jax.Array:
+  """Teacher weights ``[T]`` from each candidate's task loss on the batch (last = joint).
+
+  ``min_loss`` one-hot on the lowest loss (the research release), ``joint`` one-hot on
+  the joint teacher (PKDOT), ``mean`` uniform, ``softmin`` ``softmax(-loss / tau)``.
+  """
+  losses = jax.lax.stop_gradient(candidate_losses)
+  num = losses.shape[0]
+  if routing == "min_loss":
+    return jax.nn.one_hot(jnp.argmin(losses), num)
+  if routing == "joint":
+    return jax.nn.one_hot(num - 1, num)
+  if routing == "mean":
+    return jnp.full((num,), 1.0 / num)
+  if routing == "softmin":
+    return jax.nn.softmax(-losses / tau)
+  raise ValueError(f"`routing` must be one of {ROUTINGS}, got {routing!r}.")
+
+
+def _joint_feature_kd(feature_loss):
+  """A point-to-point or relational KD term against the joint teacher's ``z_J``."""
+
+  def fn(cfg, task_value, z_s, outputs_s, batch, task):
+    del outputs_s, task
+    kd = feature_loss(z_s, batch["teacher_z"][:, -1])
+    return cfg.alpha * task_value + cfg.beta * kd, {"kd": kd}
+
+  return fn
+
+
+def _logit_kd(cfg, task_value, z_s, outputs_s, batch, task):
+  del z_s
+  teacher_out = batch["teacher_out"][:, -1]
+  if task == "classification":
+    kd = distill.logit_kd(outputs_s, teacher_out, cfg.temperature)
+  else:
+    kd = jnp.mean((outputs_s - jax.lax.stop_gradient(teacher_out)) ** 2)
+  return cfg.alpha * task_value + cfg.beta * kd, {"kd": kd}
+
+
+def _pkdot(cfg, task_value, z_s, outputs_s, batch, task):
+  del outputs_s, task
+  teachers = jnp.swapaxes(batch["teacher_z"][:, -1:], 0, 1)
+  value, centroid, metrics = _structural(cfg, z_s, teachers, jnp.ones((1,)))
+  return cfg.alpha * task_value + cfg.beta * value + cfg.gamma * centroid, metrics
+
+
+def _mt_pkdot(cfg, task_value, z_s, outputs_s, batch, task):
+  del outputs_s
+  teacher_out = jnp.swapaxes(batch["teacher_out"], 0, 1)
+  candidate_losses = jax.vmap(lambda out: task_lib.task_loss(out, batch, task))(teacher_out)
+  weights = route(cfg.routing, candidate_losses, cfg.tau)
+  teachers = jnp.swapaxes(batch["teacher_z"], 0, 1)
+  value, centroid, metrics = _structural(cfg, z_s, teachers, weights)
+  metrics["routed_teacher"] = jnp.argmax(weights)
+  return cfg.alpha * task_value + cfg.beta * value + cfg.gamma * centroid, metrics
+
+
+def _registry() -> dict[str, Method]:
+  methods = [
+    Method("joint_teacher", "teacher"),
+    Method("pkd", "student", teacher="joint", distill=_joint_feature_kd(distill.cosine_distance)),
+    Method("logit_kd", "student", teacher="joint", distill=_logit_kd),
+    Method(
+      "spkd", "student", teacher="joint", distill=_joint_feature_kd(distill.similarity_preserving)
+    ),
+    Method("rkd", "student", teacher="joint", distill=_joint_feature_kd(distill.relational)),
+    Method("pkdot", "student", teacher="joint", distill=_pkdot),
+    Method("mt_pkdot", "student", teacher="aligned", distill=_mt_pkdot),
+  ]
+  return {m.name: m for m in methods}
+
+
+METHODS = _registry()
+
+
+def get_method(name: str, visual_modality: str = "video") -> Method:
+  """The method called ``name``; ``<modality>_only`` and ``visual_only`` are unimodal."""
+  if name == "visual_only":
+    return Method(name, "unimodal", modality=visual_modality)
+  if name.endswith("_only"):
+    return Method(name, "unimodal", modality=name.removesuffix("_only"))
+  if name not in METHODS:
+    raise ValueError(
+      f"Unknown method {name!r}; known: visual_only, <modality>_only, {', '.join(METHODS)}."
+    )
+  return METHODS[name]

@@ -1,0 +1,455 @@
+"""MT-PKDOT's stages, each trained with :func:`mtpkd_jax.train.loop.fit`.
+
+``unimodal_<m>`` (stage 0) -> ``joint`` (stage 1: fusion + T-Nets) -> ``alignment``
+(stage 2, MT-PKDOT only) -> ``student_<method>`` (stage 3). Every stage saves its output
+under ``<workdir>/<stage>/output`` and **loads its predecessors from there**, never from
+memory: a stage whose predecessor was not saved stops with ``FileNotFoundError``.
+
+From stage 1 on the backbones are frozen (the research release's default), so the later
+stages run on the backbones' cached tokens (:func:`encode`); each batch carries the frozen
+teachers' per-sample targets, and frozen networks (the T-Nets) enter the step as its
+``frozen`` input, never trained nor saved with the student. At test time a student sees the
+video alone (:func:`student_predictor`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from mtpkd_jax import models
+from mtpkd_jax.data import pipeline
+from mtpkd_jax.losses import distill
+from mtpkd_jax.losses import task as task_lib
+from mtpkd_jax.methods import evaluation, networks, registry
+from mtpkd_jax.train import checkpoint, loop, parallel, step, writers
+from mtpkd_jax.train.state import create_train_state
+
+TARGET_KEYS = ("label", "valence", "arousal")
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What every stage of one run (one fold, one seed) shares.
+
+  Attributes:
+    config: the experiment config (see ``experiments/configs``).
+    data: every example of the dataset, feature name -> ``[N, ...]`` array.
+    split: example indices of ``train``, ``val`` and ``test``.
+    workdir: the run's directory; stage ``s`` lives in ``workdir / s``.
+    seed: the run's seed.
+    task: ``classification | regression``.
+    num_outputs: classes, or 2 (valence, arousal).
+    mesh: the 1-D ``("data",)`` device mesh.
+    cache: tokens and teacher targets computed from saved stage outputs, reused by the
+      run's later stages.
+  """
+
+  config: ml_collections.ConfigDict
+  data: Mapping[str, np.ndarray]
+  split: Mapping[str, np.ndarray]
+  workdir: Path
+  seed: int
+  task: str
+  num_outputs: int
+  mesh: jax.sharding.Mesh
+  cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+  @property
+  def modalities(self) -> tuple[str, ...]:
+    """The visual modality first, then the privileged ones."""
+    return (self.config.visual, *self.config.privileged)
+
+  def targets(self, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    sel = slice(None) if indices is None else indices
+    return {k: self.data[k][sel] for k in TARGET_KEYS if k in self.data}
+
+
+def _stage_rng(ctx: Context, stage: str) -> jax.Array:
+  return jax.random.fold_in(jax.random.PRNGKey(ctx.seed), zlib.crc32(stage.encode()))
+
+
+def _variables(params, batch_stats) -> dict:
+  return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+
+
+def _apply_train(model, params, batch_stats, rng, *args):
+  """``model.apply`` in train mode; returns ``(outputs, new_batch_stats)``."""
+  variables = _variables(params, batch_stats)
+  if not batch_stats:
+    return model.apply(variables, *args, train=True, rngs={"dropout": rng}), batch_stats
+  out, updates = model.apply(
+    variables, *args, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+  )
+  return out, updates["batch_stats"]
+
+
+def _encoder(ctx: Context, modality: str):
+  spec = ctx.config.encoders[modality]
+  kwargs = {
+    "features": ctx.config.embed_dim,
+    "dtype": _DTYPES[ctx.config.compute_dtype],
+    **spec.kwargs.to_dict(),
+  }
+  encoder = models.get_encoder(spec.name, **kwargs)
+  if "bn_axis_name" in {f.name for f in dataclasses.fields(encoder)}:
+    # Batch statistics are averaged over the data-parallel devices in training.
+    encoder = encoder.clone(bn_axis_name="data")
+  return encoder
+
+
+def _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, *, frozen=None, tx=None):
+  """Trains one stage on ``arrays`` (indexed by the train split) and returns its output."""
+  train_idx = ctx.split["train"]
+  epoch_steps = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size, drop_remainder=True)
+  dataset = pipeline.batch_dataset(
+    arrays,
+    train_idx,
+    batch_size=cfg.batch_size,
+    seed=ctx.seed,
+    drop_remainder=True,
+    num_epochs=None,
+  )
+  state = create_train_state(model.apply, variables, tx or optax.adam(cfg.learning_rate))
+  logdir = checkpoint.stage_dir(ctx.workdir, stage) / "logs"
+  with writers.MetricWriter(logdir) as writer:
+    loop.fit(
+      state,
+      step.make_train_step(loss_fn),
+      stage=stage,
+      workdir=ctx.workdir,
+      mesh=ctx.mesh,
+      batch_for_step=dataset.__getitem__,
+      num_steps=cfg.epochs * epoch_steps,
+      rng=_stage_rng(ctx, stage),
+      frozen=frozen,
+      eval_fn=eval_fn,
+      eval_every=epoch_steps,
+      best_metric="score",
+      best_mode="max",
+      checkpoint_every=ctx.config.checkpoint_every,
+      keep_checkpoints=ctx.config.keep_checkpoints,
+      log_every=epoch_steps,
+      writer=writer,
+    )
+  variables, _ = checkpoint.load_stage_output(ctx.workdir, stage)
+  return variables
+
+
+def _selection_fn(ctx, predict_fn, inputs, batch_size):
+  """``eval_fn(params, batch_stats)`` scoring ``predict_fn`` on the validation split."""
+  val = ctx.split["val"]
+  val_inputs = [x[val] for x in inputs]
+
+  def eval_fn(params, batch_stats):
+    outputs = evaluation.predict(
+      predict_fn, _variables(params, batch_stats), val_inputs, batch_size
+    )
+    return evaluation.scores(outputs, ctx.targets(val), ctx.task)
+
+  return eval_fn
+
+
+# Stage 0: one backbone per modality.
+def unimodal_model(ctx: Context, modality: str) -> networks.Unimodal:
+  return networks.Unimodal(_encoder(ctx, modality), ctx.num_outputs)
+
+
+def train_unimodal(ctx: Context, modality: str) -> dict:
+  """Stage 0: encoder + head of ``modality`` trained on the task alone."""
+  stage = f"unimodal_{modality}"
+  cfg = ctx.config.stages.unimodal
+  model = unimodal_model(ctx, modality)
+  variables = model.init(_stage_rng(ctx, stage), ctx.data[modality][:1])
+
+  def loss_fn(params, batch_stats, batch, rng, frozen):
+    del frozen
+    (outputs, _), batch_stats = _apply_train(model, params, batch_stats, rng, batch[modality])
+    return task_lib.task_loss(outputs, batch, ctx.task), ({}, batch_stats)
+
+  predict_fn = jax.jit(lambda v, x: model.apply(v, x)[0])
+  eval_fn = _selection_fn(ctx, predict_fn, [ctx.data[modality]], cfg.batch_size)
+  arrays = {modality: ctx.data[modality], **ctx.targets()}
+  return _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn)
+
+
+def encode(ctx: Context, modality: str, inputs: np.ndarray, required_by: str) -> np.ndarray:
+  """Tokens ``[N, L, d]`` of ``inputs`` from the saved stage-0 backbone of ``modality``."""
+  variables, _ = checkpoint.load_stage_output(
+    ctx.workdir, f"unimodal_{modality}", required_by=required_by
+  )
+  model = unimodal_model(ctx, modality)
+  fn = jax.jit(lambda v, x: model.apply(v, x)[1])
+  return evaluation.predict(fn, variables, [inputs], ctx.config.eval_batch_size)
+
+
+def backbone_tokens(ctx: Context, required_by: str) -> dict[str, np.ndarray]:
+  """Every modality's backbone tokens of every example (frozen from stage 1 on)."""
+  for m in ctx.modalities:
+    if ("tokens", m) not in ctx.cache:
+      ctx.cache["tokens", m] = encode(ctx, m, ctx.data[m], required_by)
+  return {m: ctx.cache["tokens", m] for m in ctx.modalities}
+
+
+# Stage 1: the joint teacher and the T-Nets.
+def joint_model(ctx: Context) -> networks.JointTeacher:
+  cfg = ctx.config.stages.joint
+  return networks.JointTeacher(
+    ctx.num_outputs,
+    len(ctx.config.privileged),
+    tnet_hidden=tuple(cfg.tnet_hidden),
+    dropout_rate=ctx.config.dropout_rate,
+  )
+
+
+def train_joint(ctx: Context) -> dict:
+  """Stage 1: fusion ``F_J`` on the task and the T-Nets ``H_m: f_v -> f_m``."""
+  cfg = ctx.config.stages.joint
+  tokens = backbone_tokens(ctx, required_by="joint")
+  model = joint_model(ctx)
+  mods = ctx.modalities
+  variables = model.init(_stage_rng(ctx, "joint"), [tokens[m][:1] for m in mods])
+
+  def loss_fn(params, batch_stats, batch, rng, frozen):
+    del frozen
+    (outputs, _, hallucinated), batch_stats = _apply_train(
+      model, params, batch_stats, rng, [batch[m] for m in mods]
+    )
+    task_value = task_lib.task_loss(outputs, batch, ctx.task)
+    tnet = sum(
+      distill.hallucination_loss(
+        hallucinated[i], jax.lax.stop_gradient(batch[m].mean(1)), kind=cfg.tnet_loss
+      )
+      for i, m in enumerate(ctx.config.privileged)
+    )
+    loss = task_value + cfg.tnet_weight * tnet
+    return loss, ({"task": task_value, "tnet": tnet}, batch_stats)
+
+  predict_fn = jax.jit(lambda v, *t: model.apply(v, list(t))[0])
+  inputs = [tokens[m] for m in mods]
+  eval_fn = _selection_fn(ctx, predict_fn, inputs, ctx.config.eval_batch_size)
+  arrays = {**{m: tokens[m] for m in mods}, **ctx.targets()}
+  return _fit(ctx, "joint", model, variables, loss_fn, arrays, cfg, eval_fn)
+
+
+# Stage 2: MT-PKDOT's self-distillation alignment.
+def alignment_model(ctx: Context) -> networks.Alignment:
+  return networks.Alignment(
+    ctx.num_outputs, len(ctx.modalities), dropout_rate=ctx.config.dropout_rate
+  )
+
+
+def train_alignment(ctx: Context) -> dict:
+  """Stage 2: adapters and heads per modality, mutually aligned with the joint ``z_J``.
+
+  ``L_SD = ½ Σ_m mean(1 - cos(a_m, z_J)) + ½ (L_task(joint) + Σ_m L_task(h_m(a_m)) / M)``;
+  ``z_J`` is not stopped: the joint fusion, loaded from stage 1, trains with its own
+  learning rate.
+  """
+  cfg = ctx.config.stages.alignment
+  joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by="alignment")
+  tokens = backbone_tokens(ctx, required_by="alignment")
+  model = alignment_model(ctx)
+  mods = ctx.modalities
+  variables = model.init(_stage_rng(ctx, "alignment"), [tokens[m][:1] for m in mods])
+  params = dict(variables["params"])
+  params["fusion"] = joint["params"]["fusion"]
+  tx = optax.multi_transform(
+    {"fusion": optax.adam(cfg.fusion_learning_rate), "rest": optax.adam(cfg.learning_rate)},
+    {k: "fusion" if k == "fusion" else "rest" for k in params},
+  )
+
+  def loss_fn(params, batch_stats, batch, rng, frozen):
+    del frozen
+    (outputs, z, adapted, head_outputs), batch_stats = _apply_train(
+      model, params, batch_stats, rng, [batch[m] for m in mods]
+    )
+    align = sum(
+      distill.cosine_distance(adapted[i], z, stop_teacher_gradient=False) for i in range(len(mods))
+    )
+    joint_task = task_lib.task_loss(outputs, batch, ctx.task)
+    heads = sum(
+      task_lib.task_loss(head_outputs[i], batch, ctx.task) for i in range(len(mods))
+    ) / len(mods)
+    loss = 0.5 * align + 0.5 * (joint_task + heads)
+    return loss, ({"align": align, "task": joint_task, "heads": heads}, batch_stats)
+
+  predict_fn = jax.jit(lambda v, *t: model.apply(v, list(t))[0])
+  inputs = [tokens[m] for m in mods]
+  eval_fn = _selection_fn(ctx, predict_fn, inputs, ctx.config.eval_batch_size)
+  arrays = {**{m: tokens[m] for m in mods}, **ctx.targets()}
+  return _fit(ctx, "alignment", model, {"params": params}, loss_fn, arrays, cfg, eval_fn, tx=tx)
+
+
+def teacher_targets(ctx: Context, source: str, required_by: str) -> dict[str, np.ndarray]:
+  """Per-sample teacher embeddings ``[N, T, d]`` and outputs ``[N, T, C]``.
+
+  ``joint``: stage 1's ``z_J`` (``T = 1``). ``aligned``: stage 2's adapted embedding of
+  every modality, then its ``z_J`` (``T = M + 1``; the joint is last). Computed for every
+  example from the saved stage outputs, once per run.
+  """
+  if ("targets", source) not in ctx.cache:
+    ctx.cache["targets", source] = _teacher_targets(ctx, source, required_by)
+  return ctx.cache["targets", source]
+
+
+def _teacher_targets(ctx: Context, source: str, required_by: str) -> dict[str, np.ndarray]:
+  tokens = backbone_tokens(ctx, required_by)
+  inputs = [tokens[m] for m in ctx.modalities]
+  batch_size = ctx.config.eval_batch_size
+  if source == "joint":
+    variables, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=required_by)
+    model = joint_model(ctx)
+    fn = jax.jit(lambda v, *t: jnp.concatenate(model.apply(v, list(t))[1::-1], axis=-1))
+    both = evaluation.predict(fn, variables, inputs, batch_size)
+    z, out = both[:, : -ctx.num_outputs], both[:, -ctx.num_outputs :]
+    return {"teacher_z": z[:, None], "teacher_out": out[:, None]}
+  variables, _ = checkpoint.load_stage_output(ctx.workdir, "alignment", required_by=required_by)
+  model = alignment_model(ctx)
+
+  def candidates(v, *t):
+    outputs, z, adapted, head_outputs = model.apply(v, list(t))
+    zs = jnp.concatenate([adapted, z[None]], axis=0)
+    outs = jnp.concatenate([head_outputs, outputs[None]], axis=0)
+    return jnp.concatenate([zs, outs], axis=-1).swapaxes(0, 1)
+
+  both = evaluation.predict(jax.jit(candidates), variables, inputs, batch_size)
+  return {"teacher_z": both[..., : -ctx.num_outputs], "teacher_out": both[..., -ctx.num_outputs :]}
+
+
+# Stage 3: the students.
+def student_model(ctx: Context) -> networks.Student:
+  return networks.Student(ctx.num_outputs, dropout_rate=ctx.config.dropout_rate)
+
+
+def _hallucinate(ctx: Context, joint_params, visual_tokens):
+  return joint_model(ctx).apply(
+    {"params": joint_params}, visual_tokens, method=networks.JointTeacher.hallucinate
+  )
+
+
+def student_loss(ctx: Context, method_name: str, model: networks.Student):
+  """The per-device student loss ``(params, batch_stats, batch, rng, frozen_joint_params)``.
+
+  The distillation terms compare samples with each other (similarity matrices, transport,
+  relations), so they must see the global batch: the student's embeddings and outputs and
+  the batch's targets are all-gathered over the ``data`` axis first. Every device then
+  computes the same global-batch term, and averaging the gradients over devices gives
+  exactly the single-device gradient (the all-gather's transpose sums the devices' parts).
+  The task loss stays per-device; its mean over devices is the global mean.
+  """
+  method = registry.get_method(method_name)
+  method_cfg = ctx.config.method_params[method_name]
+
+  def loss_fn(params, batch_stats, batch, rng, frozen):
+    visual = batch[ctx.config.visual]
+    (outputs, z_s), batch_stats = _apply_train(
+      model, params, batch_stats, rng, visual, _hallucinate(ctx, frozen, visual)
+    )
+    task_value = task_lib.task_loss(outputs, batch, ctx.task)
+    targets = {k: v for k, v in batch.items() if k != ctx.config.visual}
+    z_all, outputs_all, targets_all = jax.lax.all_gather(
+      (z_s, outputs, targets), parallel.DATA_AXIS, axis=0, tiled=True
+    )
+    loss, metrics = method.distill(
+      method_cfg, task_value, z_all, outputs_all, targets_all, ctx.task
+    )
+    return loss, ({"task": task_value, **metrics}, batch_stats)
+
+  return loss_fn
+
+
+def train_student(ctx: Context, method_name: str) -> dict:
+  """Stage 3: the student of ``method_name`` on the frozen visual backbone and T-Nets.
+
+  Its batches hold the visual backbone's tokens, the teachers' per-sample targets
+  (:func:`teacher_targets`) and the labels: no privileged input.
+  """
+  stage = f"student_{method_name}"
+  cfg = ctx.config.stages.student
+  joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
+  visual_tokens = backbone_tokens(ctx, required_by=stage)[ctx.config.visual]
+  targets = teacher_targets(ctx, registry.get_method(method_name).teacher, required_by=stage)
+  model = student_model(ctx)
+  hallucinated = _hallucinate(ctx, joint["params"], visual_tokens[:1])
+  variables = model.init(_stage_rng(ctx, stage), visual_tokens[:1], hallucinated)
+
+  loss_fn = student_loss(ctx, method_name, model)
+
+  def predict(v, visual, joint_params):
+    return model.apply(v, visual, _hallucinate(ctx, joint_params, visual))[0]
+
+  predict_fn = jax.jit(lambda v, visual: predict(v, visual, joint["params"]))
+  eval_fn = _selection_fn(ctx, predict_fn, [visual_tokens], ctx.config.eval_batch_size)
+  arrays = {ctx.config.visual: visual_tokens, **targets, **ctx.targets()}
+  return _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, frozen=joint["params"])
+
+
+def student_predictor(ctx: Context, method_name: str):
+  """The test-time path ``video -> E_v -> H -> F_S``.
+
+  Returns ``fn(video [N, ...]) -> (outputs [N, C], z_S [N, d])``. It takes the visual
+  array alone: no privileged input can reach a student's prediction.
+  """
+  stage = f"student_{method_name}"
+  backbone, _ = checkpoint.load_stage_output(
+    ctx.workdir, f"unimodal_{ctx.config.visual}", required_by=stage
+  )
+  joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
+  student, _ = checkpoint.load_stage_output(ctx.workdir, stage)
+  encoder, fusion = unimodal_model(ctx, ctx.config.visual), student_model(ctx)
+
+  @jax.jit
+  def fn(variables, video):
+    backbone, joint_params, student = variables
+    tokens = encoder.apply(backbone, video)[1]
+    outputs, z = fusion.apply(student, tokens, _hallucinate(ctx, joint_params, tokens))
+    return jnp.concatenate([outputs, z], axis=-1)
+
+  variables = (backbone, joint["params"], student)
+
+  def predictor(video):
+    both = evaluation.predict(fn, variables, [video], ctx.config.eval_batch_size)
+    return both[:, : ctx.num_outputs], both[:, ctx.num_outputs :]
+
+  return predictor
+
+
+def unimodal_predictor(ctx: Context, modality: str):
+  """``fn(x [N, ...]) -> outputs [N, C]`` of the saved stage-0 model of ``modality``."""
+  variables, _ = checkpoint.load_stage_output(ctx.workdir, f"unimodal_{modality}")
+  model = unimodal_model(ctx, modality)
+  fn = jax.jit(lambda v, x: model.apply(v, x)[0])
+  return lambda x: evaluation.predict(fn, variables, [x], ctx.config.eval_batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """The shared stages some methods need: backbones to train, joint teacher, alignment."""
+
+  unimodal: tuple[str, ...]
+  joint: bool
+  alignment: bool
+
+
+def plan(method_names: Sequence[str], modalities: Sequence[str]) -> Plan:
+  """Which shared stages ``method_names`` need; ``modalities`` lists visual first."""
+  methods = [registry.get_method(name, modalities[0]) for name in method_names]
+  joint = any(m.kind != "unimodal" for m in methods)
+  unimodal = [m.modality for m in methods if m.kind == "unimodal"]
+  if joint:
+    unimodal = [*modalities, *unimodal]
+  return Plan(
+    unimodal=tuple(dict.fromkeys(unimodal)),
+    joint=joint,
+    alignment=any(m.teacher == "aligned" for m in methods),
+  )

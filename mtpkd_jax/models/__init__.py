@@ -1,0 +1,26 @@
+"""Flax linen models: modality encoders, the fusion block and small heads."""
+
+from mtpkd_jax.models.audio import AudioTransformer
+from mtpkd_jax.models.fusion import FusionBlock, Gate
+from mtpkd_jax.models.heads import Adapter, Head, TNet
+from mtpkd_jax.models.physio import Conv1DEncoder, SpecResNet18, SpectrogramResNet, spectrogram
+from mtpkd_jax.models.registry import get_encoder
+from mtpkd_jax.models.video import R3D18, CNN3DSmall, R2Plus1D18, VideoResNet
+
+__all__ = [
+  "Adapter",
+  "AudioTransformer",
+  "CNN3DSmall",
+  "Conv1DEncoder",
+  "FusionBlock",
+  "Gate",
+  "Head",
+  "R2Plus1D18",
+  "R3D18",
+  "SpecResNet18",
+  "SpectrogramResNet",
+  "TNet",
+  "VideoResNet",
+  "get_encoder",
+  "spectrogram",
+]

@@ -1,0 +1,82 @@
+"""Transformer pieces shared by the audio encoder and the fusion block.
+
+Attention always runs over the token axis of each sample (`[batch, tokens, d]`, batch
+first), so no sample ever attends to another sample of its batch.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def sinusoidal_positions(length: int, features: int) -> jax.Array:
+  """Fixed sine/cosine position encodings (Vaswani et al., 2017).
+
+  Args:
+    length: Number of positions.
+    features: Encoding width; even.
+
+  Returns:
+    Float32 array of shape `[length, features]`: `sin` in the even columns and `cos` in the
+    odd ones, at wavelengths from `2 pi` to `10000 * 2 pi`.
+  """
+  if features % 2:
+    raise ValueError(f"features must be even, got {features}.")
+  positions = jnp.arange(length, dtype=jnp.float32)[:, None]
+  inv_freq = jnp.exp(-jnp.log(10000.0) * jnp.arange(0, features, 2) / features)
+  angles = positions * inv_freq[None, :]
+  return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(length, features)
+
+
+class EncoderBlock(nn.Module):
+  """Post-LayerNorm transformer layer, self- or cross-attention (PyTorch's default layout).
+
+  `x = LN(x + Drop(MHA(x, context)))`, then `x = LN(x + Drop(W2 Drop(relu(W1 x))))`, as in
+  `torch.nn.TransformerEncoderLayer(norm_first=False)`, with attention-weight dropout too.
+
+  Attributes:
+    num_heads: Attention heads; must divide the token width.
+    mlp_features: Hidden width of the feed-forward network.
+    dropout_rate: Dropout on attention weights and after every sublayer.
+    dtype: Compute dtype; parameters are float32.
+  """
+
+  num_heads: int
+  mlp_features: int
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(
+    self, x: jax.Array, context: jax.Array | None = None, train: bool = False
+  ) -> jax.Array:
+    """Updates the query tokens.
+
+    Args:
+      x: Query tokens of shape `[batch, length, d]`.
+      context: Key/value tokens of shape `[batch, context_length, d]`; `x` itself (self-
+        attention) if None.
+      train: Apply dropout (needs a `"dropout"` rng when `dropout_rate > 0`).
+
+    Returns:
+      Array of shape `[batch, length, d]`.
+    """
+    deterministic = not train
+    dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32)
+    norm = functools.partial(nn.LayerNorm, epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32)
+    dropout = functools.partial(nn.Dropout, self.dropout_rate, deterministic=deterministic)
+
+    y = nn.MultiHeadDotProductAttention(
+      num_heads=self.num_heads,
+      dropout_rate=self.dropout_rate,
+      deterministic=deterministic,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      name="attention",
+    )(x, x if context is None else context)
+    x = norm(name="attention_norm")(x + dropout()(y))
+    y = dense(self.mlp_features, name="mlp_in")(x)
+    y = dense(x.shape[-1], name="mlp_out")(dropout()(nn.relu(y)))
+    return norm(name="mlp_norm")(x + dropout()(y))

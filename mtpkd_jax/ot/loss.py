@@ -1,0 +1,120 @@
+"""MT-PKDOT's structural distillation loss, all teachers in one batched Sinkhorn solve."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from mtpkd_jax.ot import divergence, similarity
+from mtpkd_jax.ot import schedules as schedules_lib
+
+
+def _check_inputs(student, teachers, anchors, k, teacher_weights) -> None:
+  if student.ndim != 2:
+    raise ValueError(f"`student` must have shape [B, d_s], got {student.shape}.")
+  if teachers.ndim != 3:
+    raise ValueError(f"`teachers` must have shape [T, B, d_t], got {teachers.shape}.")
+  batch = student.shape[0]
+  if teachers.shape[1] != batch:
+    raise ValueError(
+      f"`teachers` batch size {teachers.shape[1]} differs from `student` batch size {batch}."
+    )
+  if batch < 2:
+    raise ValueError(f"The batch must hold at least 2 samples, got {batch}.")
+  if anchors not in similarity.ANCHOR_MODES:
+    raise ValueError(f"`anchors` must be one of {similarity.ANCHOR_MODES}, got {anchors!r}.")
+  if anchors != "all" and not (isinstance(k, int) and 1 <= k < batch):
+    raise ValueError(f"`k` must be an int in [1, {batch}) for batch size {batch}, got {k!r}.")
+  if teacher_weights is not None and jnp.shape(teacher_weights) != (teachers.shape[0],):
+    raise ValueError(
+      f"`teacher_weights` must have shape ({teachers.shape[0]},), got {jnp.shape(teacher_weights)}."
+    )
+
+
+def _raise_if_not_finite(finite) -> None:
+  if not bool(finite):
+    raise FloatingPointError("structural_ot_loss: non-finite values in the embeddings.")
+
+
+def structural_ot_loss(
+  student: jnp.ndarray,
+  teachers: jnp.ndarray | Sequence[jnp.ndarray],
+  *,
+  anchors: str = "least",
+  k: int = 30,
+  schedule: schedules_lib.Schedule = schedules_lib.Anneal(blur=0.1, scaling=0.5),
+  teacher_weights: jnp.ndarray | None = None,
+  centroid_weight: float = 0.0,
+  backend: str = "fused",
+  gradient: str = "envelope",
+  debug: bool = False,
+) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+  """Structural similarity + optimal transport distillation loss of MT-PKDOT.
+
+  For each teacher ``t``: ``S_T = cos(Z_t)`` (no gradient) and ``S_S = cos(student)``, both
+  ``[B, B]``; both shifted to non-negative; ``k`` anchor columns per row chosen on ``S_T``;
+  then the debiased Sinkhorn divergence between the ``B`` rows of the two anchored
+  matrices (points in ``R^k``, uniform weights, cost ``½‖x - y‖²``), plus the centroid
+  term ``‖mean_rows(S_T) - mean_rows(S_S)‖₂`` on the unshifted matrices. Every teacher's
+  three OT terms are solved together in one batched Sinkhorn loop.
+
+  Args:
+    student: Array of shape ``[B, d_s]``, the student's embeddings.
+    teachers: Array of shape ``[T, B, d_t]`` (or a sequence of ``[B, d_t]``), the teachers'
+      embeddings; ``d_t`` may differ from ``d_s``. Treated as constants.
+    anchors: ``least | most | all`` (see :func:`~mtpkd_jax.ot.similarity.select_anchors`).
+    k: anchors per row, ``1 <= k < B``; ignored for ``all``.
+    schedule: Sinkhorn schedule; the default is the research release's GeomLoss setting.
+    teacher_weights: Array of shape ``[T]`` weighting the teachers (e.g. a one-hot for
+      ``min_loss`` routing); ``None`` averages them. Treated as constants.
+    centroid_weight: weight of the centroid term inside each teacher's loss.
+    backend: ``fused | ott``.
+    gradient: ``envelope | unrolled`` (``fused`` backend).
+    debug: raise ``FloatingPointError`` (through a host callback) when the embeddings hold
+      NaN or Inf; off the hot path by default.
+
+  Returns:
+    ``(loss, aux)``: ``loss = Σ_t w_t (OT_t + centroid_weight * centroid_t)``, a scalar that
+    is NaN whenever the embeddings are not all finite; ``aux`` holds ``ot`` and ``centroid``
+    (``[T]``), ``iterations`` (most run by any problem), ``marginal_error`` (largest),
+    ``converged`` and ``finite`` (booleans).
+
+  Raises:
+    ValueError: at trace time, for bad shapes or arguments.
+  """
+  if not hasattr(teachers, "ndim"):
+    teachers = jnp.stack(list(teachers))
+  _check_inputs(student, teachers, anchors, k, teacher_weights)
+  num_teachers = teachers.shape[0]
+  finite = jnp.all(jnp.isfinite(student)) & jnp.all(jnp.isfinite(teachers))
+  if debug:
+    jax.debug.callback(_raise_if_not_finite, finite)
+
+  s_student = similarity.cosine_similarity(student)
+  s_teachers = jax.lax.stop_gradient(similarity.cosine_similarity(teachers))
+  teacher_points, student_points = similarity.select_anchors(
+    similarity.shift_nonnegative(s_teachers),
+    similarity.shift_nonnegative(s_student),
+    anchors,
+    k,
+  )
+  out = divergence.sinkhorn_divergence(
+    student_points, teacher_points, schedule=schedule, backend=backend, gradient=gradient
+  )
+  centroid = similarity.centroid_distance(s_teachers, s_student)
+  if teacher_weights is None:
+    weights = jnp.full((num_teachers,), 1.0 / num_teachers, out.value.dtype)
+  else:
+    weights = jax.lax.stop_gradient(jnp.asarray(teacher_weights, out.value.dtype))
+  loss = jnp.sum(weights * (out.value + centroid_weight * centroid))
+  aux = {
+    "ot": out.value,
+    "centroid": centroid,
+    "iterations": jnp.max(out.iterations),
+    "marginal_error": jnp.max(out.marginal_error),
+    "converged": jnp.all(out.converged),
+    "finite": finite,
+  }
+  return jnp.where(finite, loss, jnp.nan), aux

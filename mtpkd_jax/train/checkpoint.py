@@ -1,0 +1,279 @@
+"""Per-stage checkpoints with orbax: resume, best-on-validation copy and the stage output.
+
+Layout of one stage (each leaf directory is an orbax `CheckpointManager` of step folders):
+
+    <workdir>/<stage>/
+      checkpoints/<step>/state/     the full TrainState tree (step, params, batch_stats,
+                                    opt_state), every `save_every` steps and at the end; the
+                                    latest `keep` are kept. Resumption reads the latest one.
+      best/<step>/variables/        {params, batch_stats} of the best validation score so far
+      best/<step>/meta/             JSON {step, metric, mode, value, metrics}
+      output/<step>/variables/      {params, batch_stats}: what the next stage loads
+      output/<step>/meta/           JSON {step (source), final_step, selected_by, metrics}
+
+Frozen inputs (a teacher) never appear: only the `TrainState` is written. A stage reads its
+predecessor with `load_stage_output`, which fails loudly when the predecessor has not run.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from mtpkd_jax.train.state import TrainState
+
+PyTree = Any
+
+_STATE_FIELDS = ("step", "params", "batch_stats", "opt_state")
+
+
+def stage_dir(workdir: str | Path, stage: str) -> Path:
+  """Returns `<workdir>/<stage>`, the directory of everything one stage writes."""
+  return Path(workdir).resolve() / stage
+
+
+def _manager(
+  directory: Path, *, keep: int, save_every: int = 1, read_only: bool = False
+) -> ocp.CheckpointManager:
+  """A manager of `variables` + `meta` items (best, output) or of a `state` item."""
+  options = ocp.CheckpointManagerOptions(
+    save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(save_every),
+    preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+    # A killed run leaves `<step>.orbax-checkpoint-tmp-*` folders behind.
+    cleanup_tmp_directories=not read_only,
+    create=not read_only,
+    read_only=read_only,
+  )
+  # Registering the handlers up front lets `item_metadata` read a step not saved by this
+  # process (needed to restore without a target).
+  handlers = {
+    "state": ocp.StandardCheckpointHandler(),
+    "variables": ocp.StandardCheckpointHandler(),
+    "meta": ocp.JsonCheckpointHandler(),
+  }
+  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
+
+
+def _abstract(tree: PyTree) -> PyTree:
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def variables_of(state: TrainState) -> dict[str, PyTree]:
+  """Returns `{"params": ..., "batch_stats": ...}`, the part of a state a later stage uses."""
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _save_variables(
+  manager: ocp.CheckpointManager, step: int, variables: PyTree, meta: Mapping[str, Any]
+) -> None:
+  manager.save(
+    step,
+    args=ocp.args.Composite(
+      variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(dict(meta))
+    ),
+    force=True,
+  )
+
+
+def _restore_variables(
+  manager: ocp.CheckpointManager, target: PyTree | None
+) -> tuple[dict[str, PyTree], dict[str, Any]]:
+  """Restores the latest `(variables, meta)`; without `target`, onto the default device."""
+  step = manager.latest_step()
+  if target is None:
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      manager.item_metadata(step)["variables"],
+    )
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      variables=ocp.args.StandardRestore(_abstract(target)), meta=ocp.args.JsonRestore()
+    ),
+  )
+  return restored["variables"], restored["meta"]
+
+
+class StageCheckpointer:
+  """Checkpoints of one stage under `<workdir>/<stage>` (layout in the module docstring).
+
+  Saves are asynchronous; `close()` (or leaving the `with` block) waits for them.
+
+  Args:
+    workdir: Root directory of the experiment.
+    stage: Stage name, e.g. `"teacher"`; also the subdirectory name.
+    save_every: Save the train state when `step % save_every == 0` (and with `force`).
+    keep: Number of latest train-state checkpoints to keep.
+  """
+
+  def __init__(self, workdir: str | Path, stage: str, *, save_every: int, keep: int = 3):
+    if save_every < 1 or keep < 1:
+      raise ValueError(f"save_every={save_every} and keep={keep} must be >= 1.")
+    self.stage = stage
+    self.directory = stage_dir(workdir, stage)
+    self._states = _manager(self.directory / "checkpoints", keep=keep, save_every=save_every)
+    self._best = _manager(self.directory / "best", keep=1)
+    self._output = _manager(self.directory / "output", keep=1)
+
+  def __enter__(self) -> "StageCheckpointer":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the managers."""
+    for manager in (self._states, self._best, self._output):
+      manager.close()
+
+  def saved_steps(self) -> list[int]:
+    """Steps with a train-state checkpoint, ascending."""
+    return sorted(self._states.all_steps())
+
+  def latest_step(self) -> int | None:
+    """Step of the latest train-state checkpoint, or `None` if there is none."""
+    return self._states.latest_step()
+
+  def save(self, state: TrainState, *, force: bool = False) -> bool:
+    """Saves `state` if its step is due (`step % save_every == 0`) or `force`.
+
+    Args:
+      state: The (replicated) train state.
+      force: Save regardless of the interval (used at the end of a stage).
+
+    Returns:
+      Whether a checkpoint was written; never for a step that already has one.
+    """
+    step = int(state.step)
+    if step in self._states.all_steps():
+      return False
+    tree = {name: getattr(state, name) for name in _STATE_FIELDS}
+    return self._states.save(
+      step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree)), force=force
+    )
+
+  def restore_latest(self, state: TrainState) -> TrainState:
+    """Restores the latest checkpoint into `state`'s structure, shardings and dtypes.
+
+    Args:
+      state: A freshly initialised state: the template (also supplies the static
+        `apply_fn` and `tx`).
+
+    Returns:
+      The restored state, or `state` itself if the stage has no checkpoint yet.
+    """
+    step = self._states.latest_step()
+    if step is None:
+      return state
+    target = {name: getattr(state, name) for name in _STATE_FIELDS}
+    restored = self._states.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)))
+    )
+    return state.replace(**restored["state"])
+
+  def best(self) -> dict[str, Any] | None:
+    """Meta of the best-on-validation copy (`step`, `metric`, `mode`, `value`, `metrics`)."""
+    step = self._best.latest_step()
+    if step is None:
+      return None
+    return self._best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def save_best(
+    self, state: TrainState, metric: str, mode: str, metrics: Mapping[str, float]
+  ) -> dict[str, Any]:
+    """Replaces the best copy with `state`'s variables; returns its meta (see `best`).
+
+    Args:
+      state: The state whose variables are the new best.
+      metric: Name of the selection metric in `metrics`.
+      mode: `"max"` or `"min"`, recorded so a resumed run selects the same way.
+      metrics: Validation metrics of `state`.
+    """
+    meta = {
+      "step": int(state.step),
+      "metric": metric,
+      "mode": mode,
+      "value": float(metrics[metric]),
+      "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    _save_variables(self._best, int(state.step), variables_of(state), meta)
+    return meta
+
+  def restore_best(self, target: PyTree | None = None) -> tuple[dict[str, PyTree], dict[str, Any]]:
+    """Returns `(variables, meta)` of the best copy, restored like `target` if given.
+
+    Raises:
+      FileNotFoundError: If no best copy was saved.
+    """
+    if self._best.latest_step() is None:
+      raise FileNotFoundError(f"Stage {self.stage!r} has no best copy in {self.directory}.")
+    self._best.wait_until_finished()
+    return _restore_variables(self._best, target)
+
+  def save_output(
+    self,
+    final_step: int,
+    variables: PyTree,
+    *,
+    source_step: int,
+    selected_by: str,
+    metrics: Mapping[str, float] | None = None,
+  ) -> None:
+    """Writes the stage output the next stage loads (see `load_stage_output`).
+
+    Args:
+      final_step: The stage's last step; the output's folder name.
+      variables: `{"params": ..., "batch_stats": ...}` to hand on.
+      source_step: Step the variables come from (the best step, or `final_step`).
+      selected_by: How they were chosen, e.g. `"best val/ccc (max)"` or `"last"`.
+      metrics: Validation metrics of the chosen variables, if any.
+    """
+    if final_step in self._output.all_steps():
+      return
+    meta = {
+      "step": source_step,
+      "final_step": final_step,
+      "selected_by": selected_by,
+      "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+    }
+    _save_variables(self._output, final_step, variables, meta)
+
+
+def load_stage_output(
+  workdir: str | Path,
+  stage: str,
+  *,
+  target: PyTree | None = None,
+  required_by: str | None = None,
+) -> tuple[dict[str, PyTree], dict[str, Any]]:
+  """Loads the output a finished stage saved for the next one.
+
+  Args:
+    workdir: Root directory of the experiment.
+    stage: Name of the stage to load, e.g. `"backbone_visual"`.
+    target: Optional `{"params": ..., "batch_stats": ...}` of arrays or
+      `jax.ShapeDtypeStruct`s giving the structure, dtypes and shardings to restore into.
+      Without it, arrays are restored as saved onto the first device.
+    required_by: Name of the stage asking, used in the error message.
+
+  Returns:
+    `(variables, meta)`: `variables` is `{"params": ..., "batch_stats": ...}` and `meta` the
+    JSON written with it (`step`, `final_step`, `selected_by`, `metrics`).
+
+  Raises:
+    FileNotFoundError: If `stage` has no saved output, naming the stage and the path; a
+      stage must never start from scratch when its predecessor is missing.
+  """
+  directory = stage_dir(workdir, stage) / "output"
+  manager = _manager(directory, keep=1, read_only=True) if directory.is_dir() else None
+  if manager is None or manager.latest_step() is None:
+    who = f"Stage {required_by!r} needs" if required_by else "Loading"
+    raise FileNotFoundError(
+      f"{who} the output of stage {stage!r}, but nothing was saved at {directory}. "
+      f"Run stage {stage!r} first (with the same workdir)."
+    )
+  with manager:
+    return _restore_variables(manager, target)

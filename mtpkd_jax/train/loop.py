@@ -1,0 +1,190 @@
+"""The host loop of one training stage: resume, step, log, validate, checkpoint, hand on."""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import tqdm
+from absl import logging
+
+from mtpkd_jax.train import checkpoint, parallel
+from mtpkd_jax.train.state import TrainState
+from mtpkd_jax.train.writers import MetricWriter
+
+PyTree = Any
+EvalFn = Callable[[PyTree, PyTree], Mapping[str, float]]
+
+_MODES = ("max", "min")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+  """What `fit` returns.
+
+  Attributes:
+    state: The train state after the last step (replicated on the mesh).
+    start_step: Step the run started from: 0 for a fresh stage, else the resumed checkpoint.
+    best: Meta of the best-on-validation copy (`step`, `metric`, `mode`, `value`,
+      `metrics`), or `None` without `eval_fn`.
+    output: `{"params": ..., "batch_stats": ...}` saved as the stage output: the best copy
+      with `eval_fn`, else the last state.
+  """
+
+  state: TrainState
+  start_step: int
+  best: dict[str, Any] | None
+  output: dict[str, PyTree]
+
+
+def _improves(value: float, best: Mapping[str, Any] | None, mode: str) -> bool:
+  if best is None:
+    return True
+  return value > best["value"] if mode == "max" else value < best["value"]
+
+
+def fit(
+  state: TrainState,
+  per_device_step: parallel.StepFn,
+  *,
+  stage: str,
+  workdir: str | Path,
+  mesh: jax.sharding.Mesh,
+  batch_for_step: Callable[[int], PyTree],
+  num_steps: int,
+  rng: jax.Array,
+  frozen: PyTree = None,
+  eval_fn: EvalFn | None = None,
+  eval_every: int | None = None,
+  best_metric: str | None = None,
+  best_mode: str = "max",
+  checkpoint_every: int = 1000,
+  keep_checkpoints: int = 3,
+  log_every: int = 50,
+  writer: MetricWriter | None = None,
+) -> FitResult:
+  """Trains one stage to `num_steps` updates, resuming from its latest checkpoint.
+
+  Update `i` (0-based, `i = state.step` before it) uses `batch_for_step(i)` and the key
+  `fold_in(rng, i)` (inside the step), so a resumed run replays exactly what an
+  uninterrupted run of the same seed would. The train state is checkpointed under
+  `<workdir>/<stage>/checkpoints` every `checkpoint_every` steps and at the end. With
+  `eval_fn`, validation runs every `eval_every` steps and at the end; the variables with
+  the best `best_metric` are kept under `<workdir>/<stage>/best` and become the stage output
+  (model selection on validation only; the test split is never seen here). Without
+  `eval_fn`, the last state is the output. The output is written under
+  `<workdir>/<stage>/output`, where `checkpoint.load_stage_output` finds it.
+
+  Args:
+    state: A freshly initialised state (the restore template when resuming).
+    per_device_step: `step(state, batch, rng, frozen) -> (state, metrics)` for one device
+      (see `step.make_train_step`); run here with `parallel.data_parallel`. Its metrics
+      must include `loss` and `finite`.
+    stage: Stage name: checkpoint subdirectory, progress-bar label, error messages.
+    workdir: Root directory of the experiment.
+    mesh: 1-D `("data",)` mesh (`parallel.make_mesh`).
+    batch_for_step: `i -> global batch` (pytree of host arrays `[global_batch, ...]`,
+      divisible by the number of devices). Must be a pure function of `i`.
+    num_steps: Total number of updates of the stage.
+    rng: Base key of the stage.
+    frozen: Frozen inputs of the step (e.g. teacher variables), never trained or saved.
+    eval_fn: `eval_fn(params, batch_stats) -> {name: float}` on the validation split.
+    eval_every: Validate every this many steps (e.g. steps per epoch); only at the end if
+      `None`.
+    best_metric: Name in `eval_fn`'s output used for model selection; required with
+      `eval_fn`.
+    best_mode: `"max"` or `"min"`: whether a larger or a smaller `best_metric` is better.
+    checkpoint_every: Save the train state every this many steps.
+    keep_checkpoints: Number of latest train-state checkpoints kept.
+    log_every: Write train metrics (prefixed `train/`) every this many steps;
+      validation metrics are written as `val/<name>` whenever computed.
+    writer: Where metrics go; none are written if `None`.
+
+  Returns:
+    A `FitResult`.
+
+  Raises:
+    FloatingPointError: If an update gives a non-finite loss or gradient, naming the stage
+      and the step. That state is not saved; the last good checkpoint stays the latest.
+    ValueError: For inconsistent arguments, or a checkpoint beyond `num_steps`.
+  """
+  if eval_fn is not None and best_metric is None:
+    raise ValueError("fit(eval_fn=...) needs best_metric to select the model on.")
+  if num_steps < 1:
+    raise ValueError(f"num_steps={num_steps} must be >= 1.")
+  if best_mode not in _MODES:
+    raise ValueError(f"best_mode={best_mode!r} is not one of {_MODES}.")
+  train_step = parallel.data_parallel(per_device_step, mesh)
+  state, rng, frozen = parallel.replicate_on_mesh((state, rng, frozen), mesh)
+
+  with checkpoint.StageCheckpointer(
+    workdir, stage, save_every=checkpoint_every, keep=keep_checkpoints
+  ) as ckpt:
+    state = ckpt.restore_latest(state)
+    start_step = int(state.step)
+    if start_step > num_steps:
+      raise ValueError(
+        f"Stage {stage!r} has a checkpoint at step {start_step} > num_steps={num_steps}"
+        f" in {ckpt.directory}."
+      )
+    if start_step:
+      logging.info("Stage %s: resuming from step %d.", stage, start_step)
+    best = ckpt.best() if eval_fn is not None else None
+    if best is not None and (best["metric"], best["mode"]) != (best_metric, best_mode):
+      raise ValueError(
+        f"Stage {stage!r} selected its best copy by {best['metric']} "
+        f"({best['mode']}), not {best_metric} ({best_mode})."
+      )
+
+    bar = tqdm.tqdm(total=num_steps, initial=start_step, desc=stage, unit="step")
+    if start_step < num_steps:
+      batch = parallel.shard_batch(batch_for_step(start_step), mesh)
+    for step in range(start_step + 1, num_steps + 1):
+      state, metrics = train_step(state, batch, rng, frozen)
+      # Prepared while the device runs the update.
+      if step < num_steps:
+        batch = parallel.shard_batch(batch_for_step(step), mesh)
+      metrics = jax.device_get(metrics)
+      if not metrics["finite"]:
+        bar.close()
+        raise FloatingPointError(
+          f"Stage {stage!r}: non-finite loss ({metrics['loss']}) or gradients at "
+          f"step {step} (batch_for_step({step - 1})). Nothing was saved for it; "
+          f"the last good checkpoint is step {ckpt.latest_step()} in "
+          f"{ckpt.directory}."
+        )
+      bar.update()
+      bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
+      if writer is not None and (step % log_every == 0 or step == num_steps):
+        del metrics["finite"]
+        writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.items()})
+      if eval_fn is not None and (
+        step == num_steps or (eval_every is not None and step % eval_every == 0)
+      ):
+        val = dict(eval_fn(state.params, state.batch_stats))
+        if writer is not None:
+          writer.write_scalars(step, {f"val/{k}": v for k, v in val.items()})
+        # A replayed step after a resume may already own the best copy.
+        if _improves(val[best_metric], best, best_mode) and (best is None or step > best["step"]):
+          best = ckpt.save_best(state, best_metric, best_mode, val)
+      ckpt.save(state, force=step == num_steps)
+    bar.close()
+    if writer is not None:
+      writer.flush()
+
+    if eval_fn is None:
+      output, source_step, selected_by, val = (
+        checkpoint.variables_of(state),
+        num_steps,
+        "last",
+        None,
+      )
+    else:
+      output, _ = ckpt.restore_best(target=checkpoint.variables_of(state))
+      source_step, val = best["step"], best["metrics"]
+      selected_by = f"best {best_metric} ({best_mode})"
+    ckpt.save_output(
+      num_steps, output, source_step=source_step, selected_by=selected_by, metrics=val
+    )
+  return FitResult(state=state, start_step=start_step, best=best, output=output)

@@ -1,0 +1,79 @@
+"""The per-device training step, shared by every stage and method.
+
+A method supplies only its loss:
+
+    loss_fn(params, batch_stats, batch, rng, frozen) -> (loss, (metrics, new_batch_stats))
+
+* `params`: the trainable parameters (float32 pytree), the only argument differentiated.
+* `batch_stats`: the state's BatchNorm statistics (`{}` if the model has none).
+* `batch`: this device's shard of the global batch, leaves `[per_device_batch, ...]`.
+* `rng`: a key unique to this update and device.
+* `frozen`: the frozen-input slot (e.g. teacher parameters), passed through unchanged and
+  wrapped in `stop_gradient`; `None` when the stage has none.
+* Returns the scalar mean loss over the shard, a dict of scalar metrics (shard means), and
+  the updated `batch_stats` (return the input unchanged when there is none). BatchNorm
+  layers should use `axis_name="data"` so that their statistics are over the global batch.
+
+Mixed precision is the model's business (its `dtype`); parameters stay float32, so their
+gradients do too.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from mtpkd_jax.train.parallel import DATA_AXIS
+from mtpkd_jax.train.state import TrainState
+
+PyTree = Any
+LossFn = Callable[
+  [PyTree, PyTree, PyTree, jax.Array, PyTree],
+  tuple[jax.Array, tuple[dict[str, jax.Array], PyTree]],
+]
+
+
+def make_train_step(
+  loss_fn: LossFn, *, axis_name: str = DATA_AXIS
+) -> Callable[[TrainState, PyTree, jax.Array, PyTree], tuple[TrainState, dict[str, jax.Array]]]:
+  """Builds the per-device update `step(state, batch, rng, frozen) -> (state, metrics)`.
+
+  Run it with `parallel.data_parallel` (shard_map) or `parallel.pmap_step`; both bind
+  `axis_name`. Per update, the key is `fold_in(fold_in(rng, state.step), device_index)`,
+  so it depends on the step (not on how many times the host loop was restarted) and
+  differs across devices.
+
+  Args:
+    loss_fn: The loss, with the contract in the module docstring.
+    axis_name: Name of the mapped device axis.
+
+  Returns:
+    The per-device step. Its `metrics` hold `loss_fn`'s metrics averaged over devices, plus
+    `loss` (float32 scalar, mean over the global batch), `grad_norm` (global L2 norm of the
+    averaged gradients) and `finite` (bool scalar: loss and gradients are all finite).
+    Gradients, loss, metrics and `batch_stats` are `pmean`-ed over `axis_name`, so the
+    returned state is the same on every device.
+  """
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def step(state, batch, rng, frozen):
+    rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), lax.axis_index(axis_name))
+    (loss, (metrics, batch_stats)), grads = grad_fn(
+      state.params, state.batch_stats, batch, rng, lax.stop_gradient(frozen)
+    )
+    grads, loss, metrics, batch_stats = lax.pmean(
+      (grads, loss.astype(jnp.float32), metrics, batch_stats), axis_name
+    )
+    grad_norm = optax.tree.norm(grads)
+    metrics = {
+      **metrics,
+      "loss": loss,
+      "grad_norm": grad_norm,
+      "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm),
+    }
+    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+
+  return step

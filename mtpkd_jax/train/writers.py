@@ -1,0 +1,48 @@
+"""Metric writer: TensorBoard event files (tensorboardX, no TensorFlow) plus JSON lines."""
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+
+class MetricWriter:
+  """Writes scalars to `<logdir>/events.out.tfevents.*` and `<logdir>/metrics.jsonl`.
+
+  Each JSON line is `{"step": int, "<name>": float, ...}`. A resumed run appends, so a
+  replayed step may appear twice; the later line is the one that matches the checkpoint.
+
+  Args:
+    logdir: Directory for both files; created if missing.
+  """
+
+  def __init__(self, logdir: str | Path):
+    self.logdir = Path(logdir)
+    self.logdir.mkdir(parents=True, exist_ok=True)
+    self._summary = SummaryWriter(str(self.logdir))
+    self._jsonl = open(self.logdir / "metrics.jsonl", "a")  # Closed by close().
+
+  def __enter__(self) -> "MetricWriter":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    """Writes one value per name at `step`; values must convert to a Python float."""
+    values = {name: float(np.asarray(value)) for name, value in scalars.items()}
+    for name, value in values.items():
+      self._summary.add_scalar(name, value, global_step=step)
+    self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
+
+  def flush(self) -> None:
+    """Pushes buffered values to disk."""
+    self._summary.flush()
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    """Flushes and closes both files."""
+    self._summary.close()
+    self._jsonl.close()

@@ -1,0 +1,75 @@
+"""Tests of the method registry: names, routing, the distillation terms."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from mtpkd_jax import ot
+from mtpkd_jax.methods import registry
+
+
+def test_unimodal_and_named_methods_resolve():
+  assert registry.get_method("visual_only").modality == "video"
+  assert registry.get_method("physio_only").kind == "unimodal"
+  assert registry.get_method("mt_pkdot").teacher == "aligned"
+  assert registry.get_method("pkdot").teacher == "joint"
+  with pytest.raises(ValueError, match="Unknown method"):
+    registry.get_method("mt_pkd0t")
+
+
+@pytest.mark.parametrize("routing", registry.ROUTINGS)
+def test_routing_weights(routing):
+  losses = jnp.array([0.7, 0.2, 0.9])
+  weights = np.asarray(registry.route(routing, losses, tau=0.5))
+  want = {
+      "min_loss": [0.0, 1.0, 0.0],
+      "joint": [0.0, 0.0, 1.0],
+      "mean": [1 / 3] * 3,
+      "softmin": np.exp(-np.array([0.7, 0.2, 0.9]) / 0.5)
+      / np.exp(-np.array([0.7, 0.2, 0.9]) / 0.5).sum(),
+  }[routing]
+  np.testing.assert_allclose(weights, want, rtol=1e-6)
+
+
+def test_unknown_routing_raises():
+  with pytest.raises(ValueError, match="routing"):
+    registry.route("max_loss", jnp.ones(2), 1.0)
+
+
+def _ot_cfg(**kw):
+  return ml_collections.ConfigDict({
+      "alpha": 0.8, "beta": 0.2, "gamma": 0.2, "anchors": "least", "k": 3, "backend": "fused",
+      "schedule": {"name": "anneal", "params": {"blur": 0.1, "scaling": 0.5}},
+      "routing": "min_loss", "tau": 1.0, **kw})
+
+
+def test_mt_pkdot_routes_to_the_candidate_with_the_lowest_task_loss():
+  rng = np.random.default_rng(0)
+  z_s = jnp.asarray(rng.normal(size=(8, 5)), jnp.float32)
+  teacher_z = jnp.asarray(rng.normal(size=(8, 3, 5)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 2, 8))
+  # Candidate 1 predicts the labels perfectly; 0 and 2 are confidently wrong.
+  right = 10.0 * (2 * np.eye(2)[np.asarray(labels)] - 1)
+  teacher_out = jnp.asarray(np.stack([-right, right, -right], axis=1), jnp.float32)
+  batch = {"teacher_z": teacher_z, "teacher_out": teacher_out, "label": labels}
+  cfg = _ot_cfg()
+  loss, metrics = registry.METHODS["mt_pkdot"].distill(cfg, 0.5, z_s, None, batch,
+                                                       "classification")
+  ot_value, aux = ot.structural_ot_loss(z_s, jnp.swapaxes(teacher_z, 0, 1)[1:2], k=3)
+  assert int(metrics["routed_teacher"]) == 1
+  np.testing.assert_allclose(metrics["ot"], ot_value, rtol=1e-5)
+  np.testing.assert_allclose(loss, 0.8 * 0.5 + 0.2 * ot_value + 0.2 * aux["centroid"][0],
+                             rtol=1e-5)
+
+
+def test_pkdot_distills_the_joint_teacher_only():
+  rng = np.random.default_rng(1)
+  z_s = jnp.asarray(rng.normal(size=(8, 5)), jnp.float32)
+  z_j = jnp.asarray(rng.normal(size=(8, 1, 5)), jnp.float32)
+  batch = {"teacher_z": z_j, "teacher_out": jnp.zeros((8, 1, 2)), "label": jnp.zeros(8, int)}
+  cfg = _ot_cfg(alpha=1.0, beta=0.6, gamma=0.0)
+  loss, metrics = registry.METHODS["pkdot"].distill(cfg, 0.25, z_s, None, batch,
+                                                    "classification")
+  want, _ = ot.structural_ot_loss(z_s, jnp.swapaxes(z_j, 0, 1), k=3)
+  np.testing.assert_allclose(loss, 0.25 + 0.6 * want, rtol=1e-5)

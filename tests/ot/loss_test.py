@@ -1,0 +1,280 @@
+"""Tests of structural_ot_loss: invariances, gradients, compilation, parallelism, errors."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from mtpkd_jax.ot import loss as loss_lib
+from mtpkd_jax.ot import schedules
+from tests.ot import references
+
+
+def _embeddings(seed, b=12, d_s=6, d_t=9, t=3):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(b, d_s)), rng.normal(size=(t, b, d_t))
+
+
+def _np_structural(student, teacher, k, blur, scaling, centroid_weight):
+  """The loss of one teacher from NumPy pieces and the GeomLoss transcription."""
+
+  def cos(z):
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    return u @ u.T
+
+  s_s, s_t = cos(student), cos(teacher)
+  idx = np.argsort(s_t, axis=1)[:, :k]
+  t_pts = np.take_along_axis(s_t - s_t.min(), idx, 1)
+  u_pts = np.take_along_axis(s_s - s_s.min(), idx, 1)
+  ot_value, _ = references.geomloss_sinkhorn(u_pts, t_pts, blur, scaling)
+  centroid = np.linalg.norm(s_t.mean(0) - s_s.mean(0))
+  return ot_value + centroid_weight * centroid
+
+
+def test_loss_equals_numpy_composition_with_weights_and_centroid():
+  student, teachers = _embeddings(0)
+  weights = np.array([0.2, 0.5, 0.3])
+  with jax.enable_x64(True):
+    loss, aux = loss_lib.structural_ot_loss(
+      jnp.asarray(student),
+      jnp.asarray(teachers),
+      k=5,
+      teacher_weights=jnp.asarray(weights),
+      centroid_weight=0.7,
+    )
+  want = [_np_structural(student, teachers[t], 5, 0.1, 0.5, 0.7) for t in range(3)]
+  np.testing.assert_allclose(loss, np.dot(weights, want), rtol=1e-9)
+  assert aux["ot"].shape == aux["centroid"].shape == (3,)
+  assert bool(aux["finite"])
+
+
+def test_loss_of_teacher_with_itself_is_zero():
+  student, _ = _embeddings(1)
+  loss, aux = loss_lib.structural_ot_loss(
+    jnp.asarray(student), jnp.asarray(student)[None], k=4, centroid_weight=1.0
+  )
+  np.testing.assert_allclose(loss, 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("anchors", ["least", "most", "all"])
+def test_permuting_the_batch_leaves_the_loss_unchanged(anchors):
+  student, teachers = _embeddings(2)
+  perm = np.random.default_rng(2).permutation(student.shape[0])
+  f = functools.partial(
+    loss_lib.structural_ot_loss,
+    anchors=anchors,
+    k=4,
+    centroid_weight=0.3,
+    schedule=schedules.Tolerance(threshold=1e-7, epsilon=0.01),
+  )
+  with jax.enable_x64(True):
+    base, _ = f(jnp.asarray(student), jnp.asarray(teachers))
+    permuted, _ = f(jnp.asarray(student[perm]), jnp.asarray(teachers[:, perm]))
+  np.testing.assert_allclose(base, permuted, rtol=1e-7)
+
+
+def test_gradient_matches_central_finite_differences_in_float64():
+  student, teachers = _embeddings(3, b=8)
+  schedule = schedules.Tolerance(threshold=1e-12, max_iterations=50_000, epsilon=0.05)
+  with jax.enable_x64(True):
+    s, t = jnp.asarray(student), jnp.asarray(teachers)
+    f = jax.jit(
+      lambda s: loss_lib.structural_ot_loss(s, t, k=3, schedule=schedule, centroid_weight=0.5)[0]
+    )
+    grad = jax.grad(f)(s)
+    h = 1e-6
+    for idx in [(0, 0), (3, 2), (7, 5), (5, 1)]:
+      bump = jnp.zeros_like(s).at[idx].set(h)
+      np.testing.assert_allclose(
+        grad[idx], (f(s + bump) - f(s - bump)) / (2 * h), rtol=1e-4, atol=1e-8
+      )
+
+
+def test_envelope_gradient_matches_unrolled_at_convergence():
+  student, teachers = _embeddings(4, b=8)
+  schedule = schedules.Fixed(iterations=600, epsilon=0.05)
+  with jax.enable_x64(True):
+    grads = [
+      jax.grad(
+        lambda s, g=g: loss_lib.structural_ot_loss(  # noqa: B023
+          s, jnp.asarray(teachers), k=3, schedule=schedule, gradient=g
+        )[0]
+      )(jnp.asarray(student))
+      for g in ("envelope", "unrolled")
+    ]
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6, atol=1e-10)
+
+
+def test_backends_give_one_answer_at_convergence():
+  student, teachers = _embeddings(5)
+  schedule = schedules.Tolerance(threshold=1e-7, max_iterations=20_000, epsilon=0.05)
+  with jax.enable_x64(True):
+    values = [
+      loss_lib.structural_ot_loss(
+        jnp.asarray(student), jnp.asarray(teachers), k=5, schedule=schedule, backend=b
+      )[0]
+      for b in ("fused", "ott")
+    ]
+    grads = [
+      jax.grad(
+        lambda s, b=b: loss_lib.structural_ot_loss(  # noqa: B023
+          s, jnp.asarray(teachers), k=5, schedule=schedule, backend=b
+        )[0]
+      )(jnp.asarray(student))
+      for b in ("fused", "ott")
+    ]
+  np.testing.assert_allclose(values[0], values[1], rtol=1e-5)
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-3, atol=1e-6)
+
+
+def test_compiles_once_per_shape():
+  student, teachers = _embeddings(6)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(s, t):
+    return jax.value_and_grad(loss_lib.structural_ot_loss, has_aux=True)(s, t, k=4)
+
+  for seed in range(3):
+    s, t = _embeddings(seed)
+    step(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32))
+
+
+def test_no_host_callback_on_the_hot_path():
+  student, teachers = _embeddings(7)
+  jaxpr = str(
+    jax.make_jaxpr(lambda s, t: loss_lib.structural_ot_loss(s, t, k=4))(
+      jnp.asarray(student, jnp.float32), jnp.asarray(teachers, jnp.float32)
+    )
+  )
+  assert "callback" not in jaxpr
+
+
+def test_works_under_vmap():
+  rng = np.random.default_rng(8)
+  students = jnp.asarray(rng.normal(size=(4, 10, 5)), jnp.float32)
+  teachers = jnp.asarray(rng.normal(size=(4, 2, 10, 7)), jnp.float32)
+  f = jax.jit(functools.partial(loss_lib.structural_ot_loss, k=3))
+  batched, _ = jax.jit(jax.vmap(f))(students, teachers)
+  for i in range(4):
+    np.testing.assert_allclose(batched[i], f(students[i], teachers[i])[0], rtol=1e-5)
+
+
+def test_works_inside_shard_map_on_eight_devices():
+  assert jax.device_count() == 8
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  rng = np.random.default_rng(9)
+  students = jnp.asarray(rng.normal(size=(8, 10, 5)), jnp.float32)
+  teachers = jnp.asarray(rng.normal(size=(8, 2, 10, 7)), jnp.float32)
+
+  def per_device(s, t):
+    value, _ = loss_lib.structural_ot_loss(s[0], t[0], k=3)
+    return jax.lax.pmean(value, "data")[None]
+
+  sharded = jax.jit(
+    jax.shard_map(
+      per_device, mesh=mesh, in_specs=(P("data"), P("data")), out_specs=P("data"), check_vma=False
+    )
+  )
+  got = sharded(students, teachers)
+  f = jax.jit(functools.partial(loss_lib.structural_ot_loss, k=3))
+  want = np.mean([f(students[i], teachers[i])[0] for i in range(8)])
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "student_shape,teacher_shape,kwargs,match",
+  [
+    ((8,), (1, 8, 4), {}, "student"),
+    ((8, 4), (8, 4), {}, "teachers"),
+    ((8, 4), (2, 7, 4), {}, "batch size"),
+    ((8, 4), (2, 8, 4), {"k": 8}, "`k`"),
+    ((8, 4), (2, 8, 4), {"k": 0}, "`k`"),
+    ((8, 4), (2, 8, 4), {"k": 3, "anchors": "top"}, "anchors"),
+    ((8, 4), (2, 8, 4), {"k": 3, "teacher_weights": jnp.ones(3)}, "teacher_weights"),
+    ((8, 4), (2, 8, 4), {"k": 3, "backend": "geomloss"}, "backend"),
+    ((1, 4), (2, 1, 4), {"k": 3}, "at least 2"),
+  ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(
+  student_shape, teacher_shape, kwargs, match
+):
+  with pytest.raises(ValueError, match=match):
+    jax.jit(lambda s, t: loss_lib.structural_ot_loss(s, t, **kwargs))(
+      jnp.ones(student_shape), jnp.ones(teacher_shape)
+    )
+
+
+@pytest.mark.parametrize(
+  "make_schedule,match",
+  [
+    (lambda: schedules.Anneal(blur=0.0), "blur"),
+    (lambda: schedules.Tolerance(epsilon=0.0), "epsilon"),
+    (lambda: schedules.Fixed(epsilon=-1.0), "epsilon"),
+  ],
+)
+def test_non_positive_blur_or_epsilon_raises(make_schedule, match):
+  with pytest.raises(ValueError, match=match):
+    loss_lib.structural_ot_loss(
+      jnp.ones((4, 2)), jnp.ones((1, 4, 2)), k=2, schedule=make_schedule()
+    )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_embeddings_give_nan_loss_and_say_so(bad):
+  student, teachers = _embeddings(10)
+  student[2, 1] = bad
+  loss, aux = jax.jit(lambda s, t: loss_lib.structural_ot_loss(s, t, k=4))(
+    jnp.asarray(student, jnp.float32), jnp.asarray(teachers, jnp.float32)
+  )
+  assert np.isnan(loss)
+  assert not bool(aux["finite"])
+
+
+def test_debug_flag_raises_on_non_finite_embeddings():
+  student, teachers = _embeddings(11)
+  teachers[0, 0, 0] = np.nan
+  f = jax.jit(lambda s, t: loss_lib.structural_ot_loss(s, t, k=4, debug=True)[0])
+  with pytest.raises(Exception, match="non-finite"):
+    jax.block_until_ready(f(jnp.asarray(student, jnp.float32), jnp.asarray(teachers, jnp.float32)))
+
+
+@pytest.mark.parametrize(
+  "case",
+  ["batch_of_two", "identical_embeddings", "tiny_epsilon", "zero_embeddings"],
+)
+def test_edge_cases_stay_finite(case):
+  rng = np.random.default_rng(12)
+  kwargs = {"k": 3}
+  student = rng.normal(size=(10, 4))
+  teachers = rng.normal(size=(2, 10, 4))
+  if case == "batch_of_two":
+    student, teachers, kwargs = student[:2], teachers[:, :2], {"k": 1}
+  elif case == "identical_embeddings":
+    student = np.ones_like(student)
+    teachers = np.ones_like(teachers)
+  elif case == "tiny_epsilon":
+    kwargs["schedule"] = schedules.Tolerance(epsilon=1e-4, max_iterations=200)
+  else:
+    student = np.zeros_like(student)
+  s, t = jnp.asarray(student, jnp.float32), jnp.asarray(teachers, jnp.float32)
+  (loss, aux), grad = jax.value_and_grad(
+    lambda s: loss_lib.structural_ot_loss(s, t, centroid_weight=0.5, **kwargs), has_aux=True
+  )(s)
+  assert np.isfinite(loss)
+  assert np.all(np.isfinite(grad))
+  assert bool(aux["finite"])
+
+
+def test_teacher_embeddings_get_no_gradient():
+  student, teachers = _embeddings(13)
+  grad = jax.grad(
+    lambda t: loss_lib.structural_ot_loss(
+      jnp.asarray(student, jnp.float32), t, k=4, centroid_weight=1.0
+    )[0]
+  )(jnp.asarray(teachers, jnp.float32))
+  np.testing.assert_array_equal(grad, 0.0)

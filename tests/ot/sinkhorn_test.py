@@ -1,0 +1,138 @@
+"""Tests of the fused solver against POT, closed forms and finite differences."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtpkd_jax.ot import schedules, sinkhorn
+from tests.ot import references
+
+TIGHT = schedules.Tolerance(threshold=1e-12, max_iterations=20_000, epsilon=0.5)
+
+
+def _random_problem(seed, p=3, n=12, m=9, d=3, separated=False):
+  rng = np.random.default_rng(seed)
+  if separated:
+    x = rng.normal(scale=0.2, size=(p, n, d))
+    y = rng.normal(scale=0.2, size=(p, m, d)) + 4.0
+  else:
+    x, y = rng.normal(size=(p, n, d)), rng.normal(size=(p, m, d))
+  a = rng.uniform(0.5, 1.5, size=(p, n))
+  b = rng.uniform(0.5, 1.5, size=(p, m))
+  return x, y, a / a.sum(1, keepdims=True), b / b.sum(1, keepdims=True)
+
+
+def _linear_cost(out, cost, a, b):
+  plan = (
+    np.asarray(a)[..., :, None]
+    * np.asarray(b)[..., None, :]
+    * np.exp(
+      (np.asarray(out.f)[..., :, None] + np.asarray(out.g)[..., None, :] - cost)
+      / np.asarray(out.epsilon)[:, None, None]
+    )
+  )
+  return (plan * cost).sum((-2, -1))
+
+
+@pytest.mark.parametrize("separated,eps", [(False, 0.3), (True, 0.5), (True, 0.05)])
+def test_solve_equals_pot_log_domain_sinkhorn(separated, eps):
+  x, y, a, b = _random_problem(0, separated=separated)
+  cost = np.stack([references.half_sq_dist(x[p], y[p]) for p in range(3)])
+  schedule = schedules.Tolerance(threshold=1e-11, max_iterations=50_000, epsilon=eps)
+  with jax.enable_x64(True):
+    out = sinkhorn.solve(jnp.asarray(cost), jnp.asarray(a), jnp.asarray(b), schedule=schedule)
+    assert np.all(out.converged)
+    linear = _linear_cost(out, cost, a, b)
+  for p in range(3):
+    value, pot_linear = references.pot_entropic(a[p], b[p], cost[p], eps)
+    np.testing.assert_allclose(out.value[p], value, rtol=1e-5)
+    np.testing.assert_allclose(linear[p], pot_linear, rtol=1e-5)
+
+
+def test_float32_solve_is_close_to_pot():
+  x, y, a, b = _random_problem(1)
+  cost = np.stack([references.half_sq_dist(x[p], y[p]) for p in range(3)])
+  schedule = schedules.Tolerance(threshold=1e-5, max_iterations=5000, epsilon=0.3)
+  out = sinkhorn.solve(
+    jnp.asarray(cost, jnp.float32), jnp.asarray(a), jnp.asarray(b), schedule=schedule
+  )
+  want = [references.pot_entropic(a[p], b[p], cost[p], 0.3)[0] for p in range(3)]
+  np.testing.assert_allclose(out.value, want, rtol=1e-4)
+
+
+def test_fixed_schedule_runs_exactly_its_iterations():
+  x, y, _, _ = _random_problem(2)
+  cost = jnp.asarray(np.stack([references.half_sq_dist(x[p], y[p]) for p in range(3)]))
+  out = sinkhorn.solve(cost, schedule=schedules.Fixed(iterations=7, epsilon=0.5))
+  np.testing.assert_array_equal(out.iterations, 7)
+
+
+def test_batched_problems_equal_problems_solved_alone():
+  x, y, a, b = _random_problem(3, separated=True)
+  cost = np.stack([references.half_sq_dist(x[p], y[p]) for p in range(3)])
+  schedule = schedules.Tolerance(threshold=1e-6, max_iterations=5000, epsilon=0.2)
+  with jax.enable_x64(True):
+    batched = sinkhorn.solve(jnp.asarray(cost), jnp.asarray(a), jnp.asarray(b), schedule=schedule)
+    for p in range(3):
+      alone = sinkhorn.solve(
+        jnp.asarray(cost[p : p + 1]),
+        jnp.asarray(a[p : p + 1]),
+        jnp.asarray(b[p : p + 1]),
+        schedule=schedule,
+      )
+      assert int(alone.iterations[0]) == int(batched.iterations[p])
+      np.testing.assert_allclose(alone.value[0], batched.value[p], rtol=1e-12)
+
+
+def _value_of_points(x, y, schedule, gradient):
+  cost = 0.5 * jnp.sum((x[:, :, None, :] - y[:, None, :, :]) ** 2, -1)
+  return jnp.sum(sinkhorn.solve(cost, schedule=schedule, gradient=gradient).value)
+
+
+def test_envelope_gradient_matches_central_finite_differences():
+  x, y, _, _ = _random_problem(4, p=2, n=6, m=5)
+  with jax.enable_x64(True):
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    f = jax.jit(functools.partial(_value_of_points, schedule=TIGHT, gradient="envelope"))
+    grad = jax.grad(f)(x, y)
+    h = 1e-5
+    for idx in [(0, 0, 0), (0, 3, 2), (1, 5, 1), (1, 2, 0)]:
+      bump = jnp.zeros_like(x).at[idx].set(h)
+      fd = (f(x + bump, y) - f(x - bump, y)) / (2 * h)
+      np.testing.assert_allclose(grad[idx], fd, rtol=1e-5, atol=1e-9)
+
+
+def test_envelope_gradient_equals_unrolled_autodiff_at_convergence():
+  x, y, _, _ = _random_problem(5, p=2, n=6, m=5)
+  schedule = schedules.Fixed(iterations=400, epsilon=0.5)
+  with jax.enable_x64(True):
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    g_env = jax.grad(_value_of_points, argnums=(0, 1))(x, y, schedule, "envelope")
+    g_unr = jax.grad(_value_of_points, argnums=(0, 1))(x, y, schedule, "unrolled")
+  for ge, gu in zip(g_env, g_unr, strict=True):
+    np.testing.assert_allclose(ge, gu, rtol=1e-7, atol=1e-10)
+
+
+def _temp_bytes(gradient, iterations):
+  schedule = schedules.Fixed(iterations=iterations, epsilon=0.5)
+  x = jnp.ones((2, 64, 4))
+  y = jnp.zeros((2, 64, 4))
+  fn = jax.jit(jax.grad(functools.partial(_value_of_points, schedule=schedule, gradient=gradient)))
+  return fn.lower(x, y).compile().memory_analysis().temp_size_in_bytes
+
+
+def test_envelope_gradient_holds_no_per_iteration_state():
+  assert _temp_bytes("envelope", 1000) == _temp_bytes("envelope", 10)
+  assert _temp_bytes("unrolled", 200) > 10 * _temp_bytes("envelope", 200)
+
+
+def test_bad_arguments_raise():
+  with pytest.raises(ValueError, match="cost"):
+    sinkhorn.solve(jnp.ones((3, 3)))
+  with pytest.raises(ValueError, match="gradient"):
+    sinkhorn.solve(jnp.ones((1, 3, 3)), gradient="implicit")
+  with pytest.raises(ValueError, match="shape"):
+    sinkhorn.solve(jnp.ones((1, 3, 3)), a=jnp.ones((1, 4)) / 4)

@@ -1,0 +1,118 @@
+"""Per-stage checkpoints: keep-N, save-every-K, resume, best copy, stage output."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import train_toys
+
+from mtpkd_jax.train import checkpoint, parallel
+
+
+@pytest.fixture(scope="module")
+def mesh():
+  return parallel.make_mesh(8)
+
+
+@pytest.fixture
+def bn_state(mesh):
+  return parallel.replicate_on_mesh(train_toys.make_state(train_toys.MLP(batch_norm=True)), mesh)
+
+
+def _at_step(state, step):
+  """`state` moved to `step`, with parameters that depend on it."""
+  return state.replace(
+    step=jnp.asarray(step, jnp.int32),
+    params=jax.tree.map(lambda p: p + step, state.params),
+  )
+
+
+def test_save_every_k_keeps_last_n_and_resumes(tmp_path, bn_state):
+  with checkpoint.StageCheckpointer(tmp_path, "stage0", save_every=2, keep=2) as ckpt:
+    saved = [ckpt.save(_at_step(bn_state, s)) for s in range(1, 8)]
+    assert ckpt.save(_at_step(bn_state, 7), force=True)
+    assert not ckpt.save(_at_step(bn_state, 7), force=True)  # Already there.
+  assert saved == [False, True, False, True, False, True, False]
+
+  with checkpoint.StageCheckpointer(tmp_path, "stage0", save_every=2, keep=2) as ckpt:
+    assert ckpt.saved_steps() == [6, 7]
+    restored = ckpt.restore_latest(bn_state)
+  expected = _at_step(bn_state, 7)
+  assert int(restored.step) == 7
+  chex.assert_trees_all_equal(restored.params, expected.params)
+  chex.assert_trees_all_equal(restored.batch_stats, expected.batch_stats)
+  chex.assert_trees_all_equal_structs(restored.opt_state, bn_state.opt_state)
+  assert restored.tx is bn_state.tx and restored.apply_fn is bn_state.apply_fn
+  leaf = restored.params["Dense_0"]["kernel"]
+  assert leaf.sharding == bn_state.params["Dense_0"]["kernel"].sharding
+
+
+def test_restore_without_checkpoint_returns_template(tmp_path, bn_state):
+  with checkpoint.StageCheckpointer(tmp_path, "fresh", save_every=5) as ckpt:
+    assert ckpt.latest_step() is None and ckpt.best() is None
+    assert ckpt.restore_latest(bn_state) is bn_state
+    with pytest.raises(FileNotFoundError, match="'fresh' has no best copy"):
+      ckpt.restore_best()
+
+
+def test_saved_state_holds_only_the_train_state(tmp_path, bn_state):
+  """Frozen inputs are step arguments, so nothing but the state's fields is written."""
+  with checkpoint.StageCheckpointer(tmp_path, "student", save_every=1) as ckpt:
+    ckpt.save(_at_step(bn_state, 1))
+  step_dir = tmp_path / "student" / "checkpoints" / "1"
+  assert sorted(p.name for p in step_dir.iterdir() if p.is_dir()) == ["state"]
+  saved = ocp.StandardCheckpointer().metadata(step_dir / "state").item_metadata.tree
+  assert set(saved) == {"step", "params", "batch_stats", "opt_state"}
+  assert jax.tree.structure(saved["params"]) == jax.tree.structure(bn_state.params)
+
+
+def test_best_copy_round_trip(tmp_path, bn_state):
+  with checkpoint.StageCheckpointer(tmp_path, "teacher", save_every=10) as ckpt:
+    ckpt.save_best(_at_step(bn_state, 3), "acc", "max", {"acc": 0.5, "f1": 0.25})
+    meta = ckpt.save_best(_at_step(bn_state, 5), "acc", "max", {"acc": 0.75, "f1": 0.5})
+  assert meta == {
+    "step": 5,
+    "metric": "acc",
+    "mode": "max",
+    "value": 0.75,
+    "metrics": {"acc": 0.75, "f1": 0.5},
+  }
+  with checkpoint.StageCheckpointer(tmp_path, "teacher", save_every=10) as ckpt:
+    assert ckpt.best() == meta
+    variables, restored_meta = ckpt.restore_best(checkpoint.variables_of(bn_state))
+  assert restored_meta == meta
+  chex.assert_trees_all_equal(
+    variables, checkpoint.variables_of(_at_step(bn_state, 5)), strict=False
+  )
+  assert sorted(p.name for p in (tmp_path / "teacher" / "best").iterdir()) == ["5"]
+
+
+def test_stage_output_loads_with_and_without_target(tmp_path, bn_state):
+  variables = checkpoint.variables_of(_at_step(bn_state, 4))
+  with checkpoint.StageCheckpointer(tmp_path, "backbone", save_every=10) as ckpt:
+    ckpt.save_output(9, variables, source_step=4, selected_by="best acc (max)")
+  loaded, meta = checkpoint.load_stage_output(tmp_path, "backbone", required_by="teacher")
+  assert meta == {"step": 4, "final_step": 9, "selected_by": "best acc (max)", "metrics": {}}
+  chex.assert_trees_all_close(loaded, jax.device_get(variables))
+  on_mesh, _ = checkpoint.load_stage_output(tmp_path, "backbone", target=variables)
+  kernel = on_mesh["params"]["Dense_0"]["kernel"]
+  assert kernel.sharding == variables["params"]["Dense_0"]["kernel"].sharding
+  np.testing.assert_array_equal(kernel, variables["params"]["Dense_0"]["kernel"])
+
+
+def test_missing_predecessor_is_a_clear_error(tmp_path, bn_state):
+  expected_path = tmp_path.resolve() / "teacher" / "output"
+  with pytest.raises(FileNotFoundError) as error:
+    checkpoint.load_stage_output(tmp_path, "teacher", required_by="student")
+  message = str(error.value)
+  assert "Stage 'student' needs the output of stage 'teacher'" in message
+  assert str(expected_path) in message and "Run stage 'teacher' first" in message
+  assert not expected_path.exists()  # Loading must not create anything.
+
+  # A stage that has checkpoints but never finished has no output either.
+  with checkpoint.StageCheckpointer(tmp_path, "teacher", save_every=1) as ckpt:
+    ckpt.save(_at_step(bn_state, 1))
+  with pytest.raises(FileNotFoundError, match="Run stage 'teacher' first"):
+    checkpoint.load_stage_output(tmp_path, "teacher")

@@ -1,0 +1,37 @@
+"""The metric writer writes TensorBoard events (readable by tensorboardX) and JSON lines."""
+
+import json
+
+import numpy as np
+from tensorboardX.proto import event_pb2
+
+from mtpkd_jax.train.writers import MetricWriter
+
+
+def _read_events(path):
+  """Parses a TFRecord event file: [len u64][crc u32][data][crc u32] records."""
+  raw, offset, events = path.read_bytes(), 0, []
+  while offset < len(raw):
+    length = int(np.frombuffer(raw[offset : offset + 8], np.uint64)[0])
+    data = raw[offset + 12 : offset + 12 + length]
+    events.append(event_pb2.Event.FromString(data))
+    offset += 12 + length + 4
+  return events
+
+
+def test_writes_events_and_json_lines(tmp_path):
+  with MetricWriter(tmp_path / "logs") as writer:
+    writer.write_scalars(1, {"train/loss": np.float32(0.5), "train/mae": 0.25})
+    writer.write_scalars(2, {"val/ccc": 0.75})
+  lines = (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(line) for line in lines] == [
+    {"step": 1, "train/loss": 0.5, "train/mae": 0.25},
+    {"step": 2, "val/ccc": 0.75},
+  ]
+  (event_file,) = (tmp_path / "logs").glob("events.out.tfevents.*")
+  scalars = {
+    (event.step, value.tag): value.simple_value
+    for event in _read_events(event_file)
+    for value in event.summary.value
+  }
+  assert scalars == {(1, "train/loss"): 0.5, (1, "train/mae"): 0.25, (2, "val/ccc"): 0.75}

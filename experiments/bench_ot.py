@@ -4,8 +4,9 @@ Two cases, each timed for every implementation that is installed:
 
 * ``loss``: MT-PKDOT's structural OT loss as training uses it: ``T`` teachers and a student of
   ``B`` embeddings (``d`` features, drawn around 8 cluster centres so that the similarity
-  matrices have block structure), ``k`` least-similar anchors, debiased Sinkhorn divergence at ``blur = 0.1``,
-  ``scaling = 0.5``; forward (``fwd``) and forward+backward w.r.t. the student (``fwd+bwd``).
+  matrices have block structure), ``k`` least-similar anchors, debiased Sinkhorn divergence
+  at ``blur = 0.1``, ``scaling = 0.5``; forward (``fwd``) and forward+backward w.r.t. the
+  student (``fwd+bwd``).
 
   - ``fused``: ``structural_ot_loss(backend="fused")``, GeomLoss's annealing schedule.
   - ``ott_backend``: ``structural_ot_loss(backend="ott")``: ott-jax's solver on the same
@@ -122,6 +123,10 @@ class BenchConfig:
     repeats: timed calls per measurement (the median is reported).
     warmup: untimed calls before timing.
     exp_size: elements of the array whose ``exp`` measures the machine's exp rate.
+    torch_threads: ``torch.set_num_threads`` for GeomLoss on CPU (0 keeps torch's default).
+      1 by default: on a small, shared CPU machine torch's OpenMP parallel regions stall
+      whenever one of their threads is descheduled (GeomLoss calls of 10 ms took 0.1-3 s
+      with 2 threads on a loaded 2-core machine, steadily 10 ms with 1).
   """
 
   batch_sizes: tuple[int, ...] = (64, 128, 256)
@@ -144,6 +149,7 @@ class BenchConfig:
   repeats: int = 5
   warmup: int = 2
   exp_size: int = 1 << 24
+  torch_threads: int = 1
 
 
 MODES = {
@@ -501,6 +507,8 @@ def _geomloss_runners(config, student, teachers):
   torch = _optional("torch")
   geomloss = _optional("geomloss")
   device = "cuda" if torch.cuda.is_available() else "cpu"
+  if device == "cpu" and config.torch_threads:
+    torch.set_num_threads(config.torch_threads)
   samples_loss = geomloss.SamplesLoss(
     "sinkhorn",
     p=2,
@@ -816,46 +824,50 @@ def format_memory(rows: list[dict[str, Any]]) -> str:
 
 
 def plot(results: list[Measurement], path: str) -> None:
-  """Throughput against size: loss calls/s vs ``B``; solver problems/s vs ``n``."""
+  """Throughput against size: loss calls/s vs ``B``; solver problems/s vs ``n``.
+
+  One colour per implementation; line style is the direction (loss) or ``P`` (solver).
+  """
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-  for impl in IMPLS_LOSS:
-    for direction, style in zip(DIRECTIONS, ("-", "--"), strict=True):
-      rows = [
-        r for r in results if r.case == "loss" and r.impl == impl and r.direction == direction
-      ]
-      if rows:
-        left.plot(
-          [r.size["B"] for r in rows],
-          [1 / r.median_s for r in rows],
-          style,
-          marker="o",
-          label=f"{impl} {direction}",
-        )
-  left.set(xscale="log", yscale="log", xlabel="batch B", ylabel="loss calls / s")
-  left.set_title("MT-PKDOT loss (T teachers, k anchors)")
+  impls = list(dict.fromkeys(IMPLS_LOSS + IMPLS_SOLVER))
+  colours = dict(zip(impls, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+  styles = ("-", "--", ":", "-.")
   problems = sorted({r.size["P"] for r in results if r.case == "solver"})
-  for impl in IMPLS_SOLVER:
-    for p, style in zip(problems, ("-", "--", ":", "-."), strict=False):
-      rows = [r for r in results if r.case == "solver" and r.impl == impl and r.size["P"] == p]
-      if rows:
-        right.plot(
-          [r.size["n"] for r in rows],
-          [p / r.median_s for r in rows],
-          style,
-          marker="o",
-          label=f"{impl} P={p}",
-        )
-  right.set(xscale="log", yscale="log", xlabel="points n", ylabel="problems / s")
-  right.set_title("Sinkhorn alone, fixed iterations")
-  for axis in (left, right):
+  panels = (
+    ("loss", "B", DIRECTIONS, lambda r: r.direction, lambda r: 1 / r.median_s, "loss calls / s"),
+    ("solver", "n", problems, lambda r: r.size["P"], lambda r: r.size["P"] / r.median_s,
+     "problems / s"),
+  )  # fmt: skip
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+  for axis, (case, x_key, variants, variant_of, throughput, ylabel) in zip(
+    axes, panels, strict=True
+  ):
+    sizes = sorted({r.size[x_key] for r in results if r.case == case})
+    for impl in impls:
+      for variant, style in zip(variants, styles, strict=False):
+        rows = [r for r in results if (r.case, r.impl) == (case, impl) and variant_of(r) == variant]
+        if rows:
+          label = f"{impl} {variant}" if case == "loss" else f"{impl} P={variant}"
+          axis.plot(
+            [r.size[x_key] for r in rows],
+            [throughput(r) for r in rows],
+            style,
+            color=colours[impl],
+            marker="o",
+            label=label,
+          )
+    axis.set(xscale="log", yscale="log", xlabel=x_key, ylabel=ylabel)
+    axis.set_xticks(sizes, [str(v) for v in sizes], minor=False)
+    axis.set_xticks([], minor=True)
     if axis.lines:
       axis.legend(fontsize=7)
     axis.grid(True, which="both", alpha=0.3)
+  axes[0].set_title("MT-PKDOT loss (T teachers, k anchors), by batch B")
+  axes[1].set_title("Sinkhorn alone, fixed iterations, by points n")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -986,6 +998,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "results/bench_ot", "Folder for bench_ot.json and .png.")
 flags.DEFINE_bool("full", False, "Every size (B up to 512, P up to 12).")
 flags.DEFINE_bool("smoke", False, "Tiny sizes and 2 timed calls, for tests.")
+flags.DEFINE_integer("torch_threads", 1, "torch CPU threads for GeomLoss; 0: torch's default.")
 
 
 def main(argv):
@@ -994,7 +1007,8 @@ def main(argv):
   if FLAGS.full and FLAGS.smoke:
     raise app.UsageError("--full and --smoke are exclusive.")
   mode = "full" if FLAGS.full else "smoke" if FLAGS.smoke else "default"
-  run_benchmark(MODES[mode], FLAGS.output_dir, mode)
+  config = dataclasses.replace(MODES[mode], torch_threads=FLAGS.torch_threads)
+  run_benchmark(config, FLAGS.output_dir, mode)
 
 
 if __name__ == "__main__":

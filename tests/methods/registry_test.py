@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mtpkd_jax import ot
+from mtpkd_jax.losses import distill
 from mtpkd_jax.methods import registry
 
 
@@ -23,11 +24,11 @@ def test_routing_weights(routing):
   losses = jnp.array([0.7, 0.2, 0.9])
   weights = np.asarray(registry.route(routing, losses, tau=0.5))
   want = {
-      "min_loss": [0.0, 1.0, 0.0],
-      "joint": [0.0, 0.0, 1.0],
-      "mean": [1 / 3] * 3,
-      "softmin": np.exp(-np.array([0.7, 0.2, 0.9]) / 0.5)
-      / np.exp(-np.array([0.7, 0.2, 0.9]) / 0.5).sum(),
+    "min_loss": [0.0, 1.0, 0.0],
+    "joint": [0.0, 0.0, 1.0],
+    "mean": [1 / 3] * 3,
+    "softmin": np.exp(-np.array([0.7, 0.2, 0.9]) / 0.5)
+    / np.exp(-np.array([0.7, 0.2, 0.9]) / 0.5).sum(),
   }[routing]
   np.testing.assert_allclose(weights, want, rtol=1e-6)
 
@@ -38,10 +39,20 @@ def test_unknown_routing_raises():
 
 
 def _ot_cfg(**kw):
-  return ml_collections.ConfigDict({
-      "alpha": 0.8, "beta": 0.2, "gamma": 0.2, "anchors": "least", "k": 3, "backend": "fused",
+  return ml_collections.ConfigDict(
+    {
+      "alpha": 0.8,
+      "beta": 0.2,
+      "gamma": 0.2,
+      "anchors": "least",
+      "k": 3,
+      "backend": "fused",
       "schedule": {"name": "anneal", "params": {"blur": 0.1, "scaling": 0.5}},
-      "routing": "min_loss", "tau": 1.0, **kw})
+      "routing": "min_loss",
+      "tau": 1.0,
+      **kw,
+    }
+  )
 
 
 def test_mt_pkdot_routes_to_the_candidate_with_the_lowest_task_loss():
@@ -54,13 +65,11 @@ def test_mt_pkdot_routes_to_the_candidate_with_the_lowest_task_loss():
   teacher_out = jnp.asarray(np.stack([-right, right, -right], axis=1), jnp.float32)
   batch = {"teacher_z": teacher_z, "teacher_out": teacher_out, "label": labels}
   cfg = _ot_cfg()
-  loss, metrics = registry.METHODS["mt_pkdot"].distill(cfg, 0.5, z_s, None, batch,
-                                                       "classification")
+  loss, metrics = registry.METHODS["mt_pkdot"].distill(cfg, 0.5, z_s, None, batch, "classification")
   ot_value, aux = ot.structural_ot_loss(z_s, jnp.swapaxes(teacher_z, 0, 1)[1:2], k=3)
   assert int(metrics["routed_teacher"]) == 1
   np.testing.assert_allclose(metrics["ot"], ot_value, rtol=1e-5)
-  np.testing.assert_allclose(loss, 0.8 * 0.5 + 0.2 * ot_value + 0.2 * aux["centroid"][0],
-                             rtol=1e-5)
+  np.testing.assert_allclose(loss, 0.8 * 0.5 + 0.2 * ot_value + 0.2 * aux["centroid"][0], rtol=1e-5)
 
 
 def test_pkdot_distills_the_joint_teacher_only():
@@ -69,7 +78,32 @@ def test_pkdot_distills_the_joint_teacher_only():
   z_j = jnp.asarray(rng.normal(size=(8, 1, 5)), jnp.float32)
   batch = {"teacher_z": z_j, "teacher_out": jnp.zeros((8, 1, 2)), "label": jnp.zeros(8, int)}
   cfg = _ot_cfg(alpha=1.0, beta=0.6, gamma=0.0)
-  loss, metrics = registry.METHODS["pkdot"].distill(cfg, 0.25, z_s, None, batch,
-                                                    "classification")
+  loss, metrics = registry.METHODS["pkdot"].distill(cfg, 0.25, z_s, None, batch, "classification")
   want, _ = ot.structural_ot_loss(z_s, jnp.swapaxes(z_j, 0, 1), k=3)
   np.testing.assert_allclose(loss, 0.25 + 0.6 * want, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "name,reference",
+  [
+    ("pkd", lambda z_s, z_t, *_: distill.cosine_distance(z_s, z_t)),
+    ("spkd", lambda z_s, z_t, *_: distill.similarity_preserving(z_s, z_t)),
+    ("rkd", lambda z_s, z_t, *_: distill.relational(z_s, z_t)),
+    ("logit_kd", lambda z_s, z_t, out_s, out_t: distill.logit_kd(out_s, out_t, 4.0)),
+  ],
+)
+def test_point_to_point_baselines_distill_the_joint_teacher(name, reference):
+  rng = np.random.default_rng(2)
+  z_s, z_t = (jnp.asarray(rng.normal(size=(6, 5)), jnp.float32) for _ in range(2))
+  out_s, out_t = (jnp.asarray(rng.normal(size=(6, 2)), jnp.float32) for _ in range(2))
+  # The joint teacher is the last candidate; the others must be ignored.
+  batch = {
+    "teacher_z": jnp.stack([z_s, z_t], axis=1),
+    "teacher_out": jnp.stack([out_s, out_t], axis=1),
+    "label": jnp.zeros(6, int),
+  }
+  cfg = ml_collections.ConfigDict({"alpha": 0.8, "beta": 0.2, "temperature": 4.0})
+  loss, metrics = registry.METHODS[name].distill(cfg, 0.3, z_s, out_s, batch, "classification")
+  want = reference(z_s, z_t, out_s, out_t)
+  np.testing.assert_allclose(metrics["kd"], want, rtol=1e-5)
+  np.testing.assert_allclose(loss, 0.8 * 0.3 + 0.2 * want, rtol=1e-5)

@@ -4,13 +4,13 @@ import dataclasses
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from mtpkd_jax.methods import networks, stages
-from mtpkd_jax.train import checkpoint, parallel, state as state_lib
+from mtpkd_jax.train import checkpoint, parallel
+from mtpkd_jax.train import state as state_lib
 from mtpkd_jax.train import step as step_lib
 from tests.methods.conftest import make_context, smoke_config
 
@@ -35,7 +35,8 @@ def _compose(ctx, backbone, joint_params, student, video):
   """The student's test-time path, assembled here from the public networks."""
   tokens = stages.unimodal_model(ctx, "video").apply(backbone, video)[1]
   hallucinated = stages.joint_model(ctx).apply(
-      {"params": joint_params}, tokens, method=networks.JointTeacher.hallucinate)
+    {"params": joint_params}, tokens, method=networks.JointTeacher.hallucinate
+  )
   return stages.student_model(ctx).apply(student, tokens, hallucinated)[0]
 
 
@@ -46,16 +47,20 @@ def test_the_student_path_runs_on_every_saved_stage(trained):
   outputs, _ = stages.student_predictor(ctx, "mt_pkdot")(video)
   load = lambda stage: checkpoint.load_stage_output(ctx.workdir, stage)[0]  # noqa: E731
   backbone, joint, student = load("unimodal_video"), load("joint"), load("student_mt_pkdot")
-  np.testing.assert_allclose(outputs, _compose(ctx, backbone, joint["params"], student, video),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    outputs, _compose(ctx, backbone, joint["params"], student, video), rtol=1e-5, atol=1e-6
+  )
   # A backbone, T-Net or student started from scratch would give other predictions.
   fresh = {
-      "backbone": stages.unimodal_model(ctx, "video").init(jax.random.PRNGKey(9), video[:1]),
-      "joint": stages.joint_model(ctx).init(
-          jax.random.PRNGKey(9), [np.zeros((1, 2, config.embed_dim))] * 2)["params"],
+    "backbone": stages.unimodal_model(ctx, "video").init(jax.random.PRNGKey(9), video[:1]),
+    "joint": stages.joint_model(ctx).init(
+      jax.random.PRNGKey(9), [np.zeros((1, 2, config.embed_dim))] * 2
+    )["params"],
   }
-  for name, args in (("backbone", (fresh["backbone"], joint["params"], student)),
-                     ("joint", (backbone, fresh["joint"], student))):
+  for name, args in (
+    ("backbone", (fresh["backbone"], joint["params"], student)),
+    ("joint", (backbone, fresh["joint"], student)),
+  ):
     assert not np.allclose(_compose(ctx, *args, video), outputs, atol=1e-4), name
 
 
@@ -72,8 +77,7 @@ def test_student_training_sees_no_privileged_input(trained, monkeypatch):
   with pytest.raises(StopIteration):
     stages.train_student(ctx, "mt_pkdot")
   assert set(captured) == {"video", "teacher_z", "teacher_out", "label", "valence", "arousal"}
-  np.testing.assert_array_equal(captured["video"],
-                                stages.backbone_tokens(ctx, "test")["video"])
+  np.testing.assert_array_equal(captured["video"], stages.backbone_tokens(ctx, "test")["video"])
 
 
 def test_scrambling_privileged_data_changes_the_teacher_not_the_students(trained):
@@ -96,21 +100,34 @@ def test_scrambling_privileged_data_changes_the_teacher_not_the_students(trained
 def _student_setup(tmp_path):
   config = smoke_config(tmp_path)
   config.dropout_rate = 0.0  # Dropout masks differ per device by design.
-  ctx = stages.Context(config=config, data={}, split={}, workdir=tmp_path, seed=0,
-                       task="classification", num_outputs=2, mesh=parallel.make_mesh(1))
+  ctx = stages.Context(
+    config=config,
+    data={},
+    split={},
+    workdir=tmp_path,
+    seed=0,
+    task="classification",
+    num_outputs=2,
+    mesh=parallel.make_mesh(1),
+  )
   rng = np.random.default_rng(0)
   d, n = config.embed_dim, 16
-  batches = [{
+  batches = [
+    {
       "video": rng.normal(size=(n, 3, d)).astype(np.float32),
       "teacher_z": rng.normal(size=(n, 3, d)).astype(np.float32),
       "teacher_out": rng.normal(size=(n, 3, 2)).astype(np.float32),
       "label": rng.integers(0, 2, n).astype(np.int32),
-  } for _ in range(3)]
+    }
+    for _ in range(3)
+  ]
   model = stages.student_model(ctx)
   joint = stages.joint_model(ctx).init(jax.random.PRNGKey(1), [batches[0]["video"]] * 2)
   hallucinated = stages._hallucinate(ctx, joint["params"], batches[0]["video"])
   variables = model.init(jax.random.PRNGKey(2), batches[0]["video"], hallucinated)
-  train_state = state_lib.create_train_state(model.apply, variables, optax.adam(1e-2))
+  # SGD: attention key biases have an exactly-zero gradient, which Adam would turn from
+  # float noise into full-size steps that differ between device layouts.
+  train_state = state_lib.create_train_state(model.apply, variables, optax.sgd(0.5))
   step = step_lib.make_train_step(stages.student_loss(ctx, "mt_pkdot", model))
   return train_state, step, batches, joint["params"]
 
@@ -126,16 +143,19 @@ def test_student_step_agrees_on_one_device_shard_map_and_pmap(tmp_path):
     train_state = parallel.replicate_on_mesh(initial, mesh)
     frozen = parallel.replicate_on_mesh(joint_params, mesh)
     for batch in batches:
-      train_state, metrics = step(train_state, parallel.shard_batch(batch, mesh),
-                                  jax.random.PRNGKey(3), frozen)
+      train_state, metrics = step(
+        train_state, parallel.shard_batch(batch, mesh), jax.random.PRNGKey(3), frozen
+      )
     results[devices] = (train_state.params, metrics)
   step = parallel.pmap_step(per_device_step, donate_state=False)
   train_state = parallel.replicate(initial)
   for batch in batches:
-    train_state, metrics = step(train_state, parallel.split_batch(batch, 8),
-                                jax.random.PRNGKey(3), joint_params)
+    train_state, metrics = step(
+      train_state, parallel.split_batch(batch, 8), jax.random.PRNGKey(3), joint_params
+    )
   results["pmap"] = (parallel.unreplicate(train_state).params, parallel.unreplicate(metrics))
-  assert not np.allclose(jax.tree.leaves(results[1][0])[0], jax.tree.leaves(initial.params)[0])
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, b), results[1][0], initial.params)
+  assert any(jax.tree.leaves(moved))
   for key in (8, "pmap"):
     chex.assert_trees_all_close(results[key][0], results[1][0], rtol=1e-4, atol=1e-5)
     for name in ("loss", "ot", "centroid"):

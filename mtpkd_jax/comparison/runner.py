@@ -97,6 +97,32 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
   return paths
 
 
+def make_context(
+  config: ml_collections.ConfigDict,
+  data: dict[str, np.ndarray],
+  run_index: int,
+  workdir: Path,
+  mesh: jax.sharding.Mesh,
+) -> stages.Context:
+  """Run ``run_index``: fold ``run_index mod num_folds``, seed ``config.seed + run_index``."""
+  info = pipeline.dataset_info(config.dataset)
+  task = evaluation.task_of(info["task"])
+  fold, seed = run_index % config.num_folds, config.seed + run_index
+  split = splits.subject_folds(
+    data["subject"], config.num_folds, fold, config.val_subjects, seed=config.split_seed
+  )
+  return stages.Context(
+    config=config,
+    data=data,
+    split=split,
+    workdir=Path(workdir) / f"run{run_index}_fold{fold}_seed{seed}",
+    seed=seed,
+    task=task,
+    num_outputs=info["num_classes"] if task == "classification" else 2,
+    mesh=mesh,
+  )
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Runs the comparison of ``config.methods`` and writes its report under ``workdir``.
 
@@ -112,11 +138,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   workdir = Path(workdir)
   for name in config.methods:
     registry.get_method(name, config.visual)  # Fail on a typo before any training.
-  info = pipeline.dataset_info(config.dataset)
-  task = evaluation.task_of(info["task"])
-  num_outputs = info["num_classes"] if task == "classification" else 2
   data = pipeline.load(config.dataset, config.data_dir)
   mesh = parallel.make_mesh(config.num_devices)
+  contexts = [make_context(config, data, r, workdir, mesh) for r in range(config.num_runs)]
+  task = contexts[0].task
   results = {
     "dataset": config.dataset,
     "task": task,
@@ -125,25 +150,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     "runs": [],
   }
-  for r in range(config.num_runs):
+  for r, ctx in enumerate(contexts):
     run_start = time.perf_counter()
-    fold, seed = r % config.num_folds, config.seed + r
-    split = splits.subject_folds(
-      data["subject"], config.num_folds, fold, config.val_subjects, seed=config.split_seed
-    )
-    run_dir = workdir / f"run{r}_fold{fold}_seed{seed}"
+    fold, seed, run_dir = r % config.num_folds, ctx.seed, ctx.workdir
     logging.info(
-      "Run %d: fold %d, seed %d, %s", r, fold, seed, {k: len(v) for k, v in split.items()}
-    )
-    ctx = stages.Context(
-      config=config,
-      data=data,
-      split=split,
-      workdir=run_dir,
-      seed=seed,
-      task=task,
-      num_outputs=num_outputs,
-      mesh=mesh,
+      "Run %d: fold %d, seed %d, %s", r, fold, seed, {k: len(v) for k, v in ctx.split.items()}
     )
     methods, artifacts = _train_and_evaluate(ctx, list(config.methods))
     if r == 0:

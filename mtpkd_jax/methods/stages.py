@@ -103,7 +103,7 @@ def _encoder(ctx: Context, modality: str):
   encoder = models.get_encoder(spec.name, **kwargs)
   if "bn_axis_name" in {f.name for f in dataclasses.fields(encoder)}:
     # Batch statistics are averaged over the data-parallel devices in training.
-    encoder = encoder.clone(bn_axis_name="data")
+    encoder = encoder.clone(bn_axis_name=parallel.DATA_AXIS)
   return encoder
 
 

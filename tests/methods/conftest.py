@@ -4,8 +4,7 @@ import pytest
 
 from experiments.configs import synthetic_mtpkdot
 from mtpkd_jax.comparison import runner
-from mtpkd_jax.data import pipeline, splits
-from mtpkd_jax.methods import evaluation, stages
+from mtpkd_jax.data import pipeline
 from mtpkd_jax.train import parallel
 
 
@@ -17,23 +16,10 @@ def smoke_config(data_dir, **overrides):
   return config
 
 
-def make_context(config, workdir, fold=0, seed=0):
-  info = pipeline.dataset_info(config.dataset)
-  task = evaluation.task_of(info["task"])
+def make_context(config, workdir):
+  """Run 0 of ``config`` (fold 0, seed ``config.seed``) inside ``workdir``, on one device."""
   data = pipeline.load(config.dataset, config.data_dir)
-  split = splits.subject_folds(
-    data["subject"], config.num_folds, fold, config.val_subjects, seed=config.split_seed
-  )
-  return stages.Context(
-    config=config,
-    data=data,
-    split=split,
-    workdir=workdir,
-    seed=seed,
-    task=task,
-    num_outputs=info["num_classes"],
-    mesh=parallel.make_mesh(1),
-  )
+  return runner.make_context(config, data, 0, workdir, parallel.make_mesh(1))
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,6 @@ from mtpkd_jax.train import state as state_lib
 from mtpkd_jax.train import step as step_lib
 from tests.methods.conftest import make_context, smoke_config
 
-RUN_DIR = "run0_fold0_seed0"
-
 
 def test_a_stage_whose_predecessor_is_missing_stops_with_a_clear_error(tmp_path):
   ctx = make_context(smoke_config(tmp_path / "tfds"), tmp_path / "run")
@@ -28,7 +26,7 @@ def test_a_stage_whose_predecessor_is_missing_stops_with_a_clear_error(tmp_path)
   with pytest.raises(FileNotFoundError, match=r"'unimodal_video'"):
     stages.student_predictor(ctx, "mt_pkdot")
   # Nothing was trained or created by the failed stages.
-  assert not (tmp_path / "run" / "joint").exists()
+  assert not (ctx.workdir / "joint").exists()
 
 
 def _compose(ctx, backbone, joint_params, student, video):
@@ -42,7 +40,7 @@ def _compose(ctx, backbone, joint_params, student, video):
 
 def test_the_student_path_runs_on_every_saved_stage(trained):
   config, workdir, _ = trained
-  ctx = make_context(config, workdir / RUN_DIR)
+  ctx = make_context(config, workdir)
   video = ctx.data["video"][ctx.split["test"]][:8]
   outputs, _ = stages.student_predictor(ctx, "mt_pkdot")(video)
   load = lambda stage: checkpoint.load_stage_output(ctx.workdir, stage)[0]  # noqa: E731
@@ -66,7 +64,7 @@ def test_the_student_path_runs_on_every_saved_stage(trained):
 
 def test_student_training_sees_no_privileged_input(trained, monkeypatch):
   config, workdir, _ = trained
-  ctx = make_context(config, workdir / RUN_DIR)
+  ctx = make_context(config, workdir)
   captured = {}
 
   def capture(ctx, stage, model, variables, loss_fn, arrays, *args, **kwargs):
@@ -82,7 +80,7 @@ def test_student_training_sees_no_privileged_input(trained, monkeypatch):
 
 def test_scrambling_privileged_data_changes_the_teacher_not_the_students(trained):
   config, workdir, _ = trained
-  ctx = make_context(config, workdir / RUN_DIR)
+  ctx = make_context(config, workdir)
   scrambled_data = dict(ctx.data)
   rng = np.random.default_rng(0)
   scrambled_data["physio"] = rng.permutation(ctx.data["physio"])

@@ -366,7 +366,8 @@ def _torch_anchored(torch, student, teacher, k):
 
 
 def _half_sq(x, y):
-  return 0.5 * ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+  """NumPy cost ``½‖x_i - y_j‖²``: ``[..., n, d], [..., m, d] -> [..., n, m]``."""
+  return 0.5 * ((x[..., :, None, :] - y[..., None, :, :]) ** 2).sum(-1)
 
 
 # ----------------------------------------------------------------------------- loss case
@@ -625,7 +626,7 @@ def _random_costs(seed, problems, n, dim=8):
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(problems, n, dim))
   y = rng.normal(size=(problems, n, dim)) + 0.5
-  return 0.5 * ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+  return _half_sq(x, y)
 
 
 def _hard_costs(seed, problems, n, dim=2):
@@ -633,7 +634,7 @@ def _hard_costs(seed, problems, n, dim=2):
   rng = np.random.default_rng(seed)
   x = 0.3 * rng.normal(size=(problems, n, dim))
   y = 0.3 * rng.normal(size=(problems, n, dim)) + 4.0 / np.sqrt(dim)
-  return 0.5 * ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+  return _half_sq(x, y)
 
 
 def _ott_solver(schedule):

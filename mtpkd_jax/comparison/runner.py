@@ -22,7 +22,7 @@ from mtpkd_jax import ot
 from mtpkd_jax.comparison import plots, report
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.methods import evaluation, registry, stages
-from mtpkd_jax.ot import similarity
+from mtpkd_jax.ot import divergence, similarity
 from mtpkd_jax.train import parallel
 
 
@@ -86,8 +86,9 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
   t_pts, s_pts = similarity.select_anchors(
     similarity.shift_nonnegative(s_t), similarity.shift_nonnegative(s_s), params.anchors, k
   )
-  cost = 0.5 * np.sum((np.asarray(s_pts)[:, None] - np.asarray(t_pts)[None]) ** 2, -1)[None]
-  schedule = ot.Tolerance(epsilon=params.schedule.params.get("blur", 0.1) ** 2)
+  cost = divergence.half_sq_euclidean(s_pts[None], t_pts[None])
+  # The plan at the method's target epsilon, solved to convergence.
+  schedule = ot.Tolerance(epsilon=registry.schedule_of(params).target_epsilon)
   out = ot.solve(cost, schedule=schedule)
   paths["transport_plan"] = plots.transport_plan(
     np.asarray(ot.transport_plan(cost, out))[0],
@@ -95,6 +96,10 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
     title=f"{name}: transport plan, student rows -> teacher rows (eps={schedule.epsilon:g})",
   )
   return paths
+
+
+def _fold_and_seed(config: ml_collections.ConfigDict, run_index: int) -> tuple[int, int]:
+  return run_index % config.num_folds, config.seed + run_index
 
 
 def make_context(
@@ -107,7 +112,7 @@ def make_context(
   """Run ``run_index``: fold ``run_index mod num_folds``, seed ``config.seed + run_index``."""
   info = pipeline.dataset_info(config.dataset)
   task = evaluation.task_of(info["task"])
-  fold, seed = run_index % config.num_folds, config.seed + run_index
+  fold, seed = _fold_and_seed(config, run_index)
   split = splits.subject_folds(
     data["subject"], config.num_folds, fold, config.val_subjects, seed=config.split_seed
   )
@@ -152,7 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   }
   for r, ctx in enumerate(contexts):
     run_start = time.perf_counter()
-    fold, seed, run_dir = r % config.num_folds, ctx.seed, ctx.workdir
+    (fold, seed), run_dir = _fold_and_seed(config, r), ctx.workdir
     logging.info(
       "Run %d: fold %d, seed %d, %s", r, fold, seed, {k: len(v) for k, v in ctx.split.items()}
     )

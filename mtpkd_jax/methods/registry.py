@@ -53,8 +53,13 @@ class Method:
   distill: DistillFn | None = None
 
 
+def schedule_of(cfg: ml_collections.ConfigDict) -> ot.Schedule:
+  """The Sinkhorn schedule of an OT method's config (``schedule.name`` and ``.params``)."""
+  return ot.make_schedule(cfg.schedule.name, **cfg.schedule.params.to_dict())
+
+
 def _structural(cfg: ml_collections.ConfigDict, z_s, teachers, weights):
-  schedule = ot.make_schedule(cfg.schedule.name, **cfg.schedule.params.to_dict())
+  schedule = schedule_of(cfg)
   value, aux = ot.structural_ot_loss(
     z_s,
     teachers,

@@ -1,10 +1,11 @@
 """The fused solver: batched log-domain Sinkhorn over a leading problem axis.
 
 All problems of a batch, and for a debiased divergence its three terms ``OT(a, b)``,
-``OT(a, a)`` and ``OT(b, b)``, advance together in one ``lax.while_loop``: each iteration is a
-few batched log-sum-exp reductions over ``[P, n, m]`` cost tensors, with no solver call per
-problem. Problems that have finished (their schedule is over, or they converged) are frozen
-by a mask, so a problem's result never depends on the other problems of the batch.
+``OT(a, a)`` and ``OT(b, b)``, advance together in one ``lax.while_loop``. Every Sinkhorn
+transform of every term of every problem is a block of one stacked cost tensor, so an
+iteration is a single batched log-sum-exp (two with alternating updates), with no solver call
+per problem or term. Problems that have finished (their schedule is over, or they converged)
+are frozen by a mask, so a problem's result never depends on the other problems of the batch.
 
 Conventions (those of GeomLoss and ott-jax): potentials ``f [P, n]``, ``g [P, m]``; the
 entropic problem is ``min_π <π, C> + eps KL(π | a ⊗ b)``, whose value at the optimum is the
@@ -54,104 +55,111 @@ class SinkhornOutput(NamedTuple):
   converged: jnp.ndarray
 
 
-class _Problems(NamedTuple):
-  """Cost tensors of one batch: ``xy`` always, ``xx``/``yy`` for the debiasing terms."""
+class _Blocks(NamedTuple):
+  """Every Sinkhorn transform of a batch, as one stack of square problems.
 
-  xy: jnp.ndarray
-  xx: jnp.ndarray | None
-  yy: jnp.ndarray | None
+  Block ``0`` updates ``g`` (cost ``C_xyᵀ``, from ``f``) and block ``1`` updates ``f`` (cost
+  ``C_xy``, from ``g``); with debiasing, blocks ``2`` and ``3`` update ``f_xx`` and ``g_yy``
+  (costs ``C_xx`` and ``C_yy``, each from itself). Rectangular problems are padded to
+  ``N = max(n, m)`` points of weight zero (log-weight ``-inf``), which change no transform,
+  so a single batched log-sum-exp advances every block of every problem.
 
+  Attributes:
+    cost: ``[K, P, N, N]``.
+    log_w: ``[K, P, N]``, the log-weights of the measure each block's potential lives on.
+  """
 
-# Sinkhorn transforms. `eps` has shape [P]; `h` holds log-weights plus potential / eps.
-def _softmin_rows(cost, h, eps):
-  """``-eps log Σ_j exp(h_j - C_ij / eps)``: ``[P, n, m], [P, m] -> [P, n]``."""
-  z = h[:, None, :] - cost / eps[:, None, None]
-  zmax = jax.lax.stop_gradient(jnp.max(z, axis=-1))
-  return -eps[:, None] * (zmax + jnp.log(jnp.sum(jnp.exp(z - zmax[..., None]), axis=-1)))
-
-
-def _softmin_cols(cost, h, eps):
-  """``-eps log Σ_i exp(h_i - C_ij / eps)``: ``[P, n, m], [P, n] -> [P, m]``."""
-  z = h[:, :, None] - cost / eps[:, None, None]
-  zmax = jax.lax.stop_gradient(jnp.max(z, axis=-2))
-  return -eps[:, None] * (zmax + jnp.log(jnp.sum(jnp.exp(z - zmax[:, None, :]), axis=-2)))
+  cost: jnp.ndarray
+  log_w: jnp.ndarray
 
 
-def _transform_f(cost, log_b, g, eps):
-  return _softmin_rows(cost, log_b + g / eps[:, None], eps)
+# The block whose potential each block's transform reads: g <- f, f <- g, f_xx, g_yy <- self.
+_SOURCE = (1, 0, 2, 3)
+_NAMES = ("g", "f", "f_xx", "g_yy")
 
 
-def _transform_g(cost, log_a, f, eps):
-  return _softmin_cols(cost, log_a + f / eps[:, None], eps)
+def _pad(x, size, axes, value=0.0):
+  widths = [(0, size - x.shape[a]) if a in axes else (0, 0) for a in range(x.ndim)]
+  return jnp.pad(x, widths, constant_values=value) if any(w[1] for w in widths) else x
 
 
-def _marginal_error(log_w, potential, transformed, eps):
-  """L1 error ``Σ_i |w_i exp((φ_i - T(φ)_i) / eps) - w_i|`` of one marginal: ``[P]``."""
-  return jnp.sum(
-    jnp.abs(jnp.exp(log_w + (potential - transformed) / eps[:, None]) - jnp.exp(log_w)),
-    axis=-1,
+def _blocks(cost_xy, cost_xx, cost_yy, log_a, log_b) -> _Blocks:
+  size = max(cost_xy.shape[1:])
+  costs, weights = [jnp.swapaxes(cost_xy, -1, -2), cost_xy], [log_b, log_a]
+  if cost_xx is not None:
+    costs, weights = costs + [cost_xx, cost_yy], weights + [log_a, log_b]
+  return _Blocks(
+    cost=jnp.stack([_pad(c, size, (1, 2)) for c in costs]),
+    log_w=jnp.stack([_pad(w, size, (1,), -jnp.inf) for w in weights]),
   )
 
 
-def _init(problems, log_a, log_b, eps, averaged):
-  """Potentials before the first iteration.
+def _transform(blocks, pots, eps, first=0, last=None):
+  """Sinkhorn transforms of blocks ``first:last`` of ``pots [K, P, N]``, in one batch.
+
+  Block ``k``'s transform is ``-eps log Σ_j w_j exp((φ_j - C_kij) / eps)``, with ``φ`` and
+  ``w`` the potential and weights of block ``_SOURCE[k]``. Returns ``[last - first, P, N]``.
+  """
+  last = pots.shape[0] if last is None else last
+  source = jnp.asarray(_SOURCE[first:last])
+  h = blocks.log_w[source] + pots[source] / eps[:, None]
+  z = h[:, :, None, :] - blocks.cost[first:last] / eps[:, None, None]
+  zmax = jax.lax.stop_gradient(jnp.max(z, axis=-1))
+  lse = zmax + jnp.log(jnp.sum(jnp.exp(z - zmax[..., None]), axis=-1))
+  return -eps[:, None] * lse
+
+
+def _errors(blocks, pots, transformed, eps):
+  """Each problem's L1 marginal error from every block's ``(φ, T(φ))``: ``[P]``.
+
+  Block ``k``'s error is ``Σ_i |w_i exp((φ_i - T(φ)_i) / eps) - w_i|``. The cross term's
+  plan has the errors of ``f`` and ``g`` on its two marginals; a symmetric term's plan, of
+  the averaged potential, has twice its block's error (the plan is symmetric).
+  """
+  w = jnp.exp(blocks.log_w)
+  per_block = jnp.sum(jnp.abs(w * jnp.exp((pots - transformed) / eps[:, None]) - w), axis=-1)
+  return jnp.max(jnp.concatenate([(per_block[0] + per_block[1])[None], 2 * per_block[2:]]), 0)
+
+
+def _init(blocks, eps, averaged):
+  """Potentials before the first iteration, ``[K, P, N]``.
 
   GeomLoss (``averaged``) starts from one transform of zero potentials. The alternating
   scheme starts from ``f = 0, g = T_g(0)``, so that ``g = T_g(f)`` holds at every iteration
-  and the row error alone is the plan's marginal error.
+  and the error of ``f`` alone is the cross plan's marginal error.
   """
-  zeros_a, zeros_b = jnp.zeros_like(log_a), jnp.zeros_like(log_b)
-  f = _transform_f(problems.xy, log_b, zeros_b, eps) if averaged else zeros_a
-  pots = {"f": f, "g": _transform_g(problems.xy, log_a, zeros_a, eps)}
-  if problems.xx is not None:
-    pots["f_xx"] = _transform_f(problems.xx, log_a, zeros_a, eps)
-    pots["g_yy"] = _transform_f(problems.yy, log_b, zeros_b, eps)
-  return pots
+  pots = _transform(blocks, jnp.zeros_like(blocks.log_w), eps)
+  return pots if averaged else pots.at[1].set(0.0)
 
 
-def _iterate(problems, log_a, log_b, pots, eps, averaged):
-  """One Sinkhorn iteration of every problem; returns ``(new_pots, error of pots)``."""
-  f, g = pots["f"], pots["g"]
-  tf = _transform_f(problems.xy, log_b, g, eps)
-  error = _marginal_error(log_a, f, tf, eps)
+def _iterate(blocks, pots, eps, averaged):
+  """One Sinkhorn iteration of every problem; returns ``(new_pots, error of pots)``.
+
+  ``averaged`` (GeomLoss's symmetric updates): every block from the previous iterate in one
+  batched transform, averaged with it. Otherwise ``f`` (with the symmetric blocks) first,
+  then ``g = T_g(f)`` from the new ``f``. Symmetric blocks are always averaged.
+  """
   if averaged:
-    tg = _transform_g(problems.xy, log_a, f, eps)
-    error += _marginal_error(log_b, g, tg, eps)
-    new = {"f": 0.5 * (f + tf), "g": 0.5 * (g + tg)}
-  else:
-    new = {"f": tf, "g": _transform_g(problems.xy, log_a, tf, eps)}
-  if problems.xx is not None:
-    # Symmetric problems: one transform per iteration, averaged (the plan is symmetric, so
-    # its row and column errors are equal).
-    for key, cost, log_w in (("f_xx", problems.xx, log_a), ("g_yy", problems.yy, log_b)):
-      t = _transform_f(cost, log_w, pots[key], eps)
-      error = jnp.maximum(error, 2 * _marginal_error(log_w, pots[key], t, eps))
-      new[key] = 0.5 * (pots[key] + t)
-  return new, error
+    t = _transform(blocks, pots, eps)
+    return 0.5 * (pots + t), _errors(blocks, pots, t, eps)
+  t = _transform(blocks, pots, eps, first=1)
+  new = jnp.concatenate([t[:1], 0.5 * (pots[2:] + t[1:])])
+  g = _transform(blocks, jnp.concatenate([pots[:1], new]), eps, last=1)
+  # g = T_g(f) held before this update, so block 0 adds no error.
+  return jnp.concatenate([g, new]), _errors(blocks, pots, jnp.concatenate([pots[:1], t]), eps)
 
 
-def _extrapolate(problems, log_a, log_b, pots, eps):
-  """Final step: transforms of the last iterate, their dual values and its marginal error."""
-  f, g = pots["f"], pots["g"]
-  tf = _transform_f(problems.xy, log_b, g, eps)
-  tg = _transform_g(problems.xy, log_a, f, eps)
-  error = _marginal_error(log_a, f, tf, eps) + _marginal_error(log_b, g, tg, eps)
-  final = {"f": tf, "g": tg}
-  values = {"xy": _dot(log_a, tf) + _dot(log_b, tg)}
-  if problems.xx is not None:
-    for name, key, cost, log_w in (
-      ("xx", "f_xx", problems.xx, log_a),
-      ("yy", "g_yy", problems.yy, log_b),
-    ):
-      t = _transform_f(cost, log_w, pots[key], eps)
-      error = jnp.maximum(error, 2 * _marginal_error(log_w, pots[key], t, eps))
-      final[key] = t
-      values[name] = 2 * _dot(log_w, t)
-  return final, values, error
+def _extrapolate(blocks, pots, eps):
+  """Final step: transforms of the last iterate, their dual values and its marginal error.
 
-
-def _dot(log_w, potential):
-  return jnp.sum(jnp.exp(log_w) * potential, axis=-1)
+  Values: ``OT(a, b) = <a, T(g)> + <b, T(f)>``; a symmetric term's is ``2 <w, T(φ)>``.
+  """
+  final = _transform(blocks, pots, eps)
+  dots = jnp.sum(jnp.exp(blocks.log_w) * final, axis=-1)
+  values = {"xy": dots[0] + dots[1]}
+  if pots.shape[0] > 2:
+    values.update(xx=2 * dots[2], yy=2 * dots[3])
+  return final, values, _errors(blocks, pots, final, eps)
 
 
 def _epsilon_fn(schedule, diameter, num_problems, dtype):
@@ -165,9 +173,9 @@ def _epsilon_fn(schedule, diameter, num_problems, dtype):
   return (lambda step: eps), jnp.full((num_problems,), schedule.max_iterations, jnp.int32)
 
 
-def _run(schedule, unrolled, problems, log_a, log_b, diameter):
+def _run(schedule, unrolled, blocks, diameter):
   """Runs the schedule; returns ``(final_pots, values, eps, iterations, error)``."""
-  num_problems, dtype = log_a.shape[0], log_a.dtype
+  num_problems, dtype = blocks.log_w.shape[1], blocks.log_w.dtype
   averaged = isinstance(schedule, schedules_lib.Anneal)
   tolerance = isinstance(schedule, schedules_lib.Tolerance)
   epsilon_at, num_steps = _epsilon_fn(schedule, diameter, num_problems, dtype)
@@ -180,18 +188,17 @@ def _run(schedule, unrolled, problems, log_a, log_b, diameter):
   def body(state):
     step, pots, error, iterations = state
     act = active(state)
-    new_pots, new_error = _iterate(problems, log_a, log_b, pots, epsilon_at(step), averaged)
-    pots = jax.tree.map(lambda new, old: jnp.where(act[:, None], new, old), new_pots, pots)
+    new_pots, new_error = _iterate(blocks, pots, epsilon_at(step), averaged)
     return (
       step + 1,
-      pots,
+      jnp.where(act[:, None], new_pots, pots),
       jnp.where(act, new_error, error),
       iterations + act.astype(jnp.int32),
     )
 
   state = (
     jnp.zeros((), jnp.int32),
-    _init(problems, log_a, log_b, epsilon_at(0), averaged),
+    _init(blocks, epsilon_at(0), averaged),
     jnp.full((num_problems,), jnp.inf, dtype),
     jnp.zeros((num_problems,), jnp.int32),
   )
@@ -203,27 +210,27 @@ def _run(schedule, unrolled, problems, log_a, log_b, diameter):
     state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
   _, pots, _, iterations = state
   eps = jnp.full((num_problems,), schedule.target_epsilon, dtype)
-  final, values, error = _extrapolate(problems, log_a, log_b, pots, eps)
+  final, values, error = _extrapolate(blocks, pots, eps)
   return final, values, eps, iterations, error
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _run_envelope(schedule, problems, log_a, log_b, diameter):
-  return _run(schedule, False, problems, log_a, log_b, diameter)
+def _run_envelope(schedule, blocks, diameter):
+  return _run(schedule, False, blocks, diameter)
 
 
-def _run_envelope_fwd(schedule, problems, log_a, log_b, diameter):
-  out = _run(schedule, False, problems, log_a, log_b, diameter)
+def _run_envelope_fwd(schedule, blocks, diameter):
+  out = _run(schedule, False, blocks, diameter)
   final, _, eps, _, _ = out
-  return out, (problems, log_a, log_b, final, eps, diameter)
+  return out, (blocks, final, eps, diameter)
 
 
 def _plan(cost, log_a, log_b, f, g, eps):
-  """``π = a ⊗ b · exp((f ⊕ g - C) / eps)``: ``[P, n, m]``."""
+  """``π = a ⊗ b · exp((f ⊕ g - C) / eps)``: ``[..., n, m]`` (``eps`` of shape ``[P]``)."""
   return jnp.exp(
-    log_a[:, :, None]
-    + log_b[:, None, :]
-    + (f[:, :, None] + g[:, None, :] - cost) / eps[:, None, None]
+    log_a[..., :, None]
+    + log_b[..., None, :]
+    + (f[..., :, None] + g[..., None, :] - cost) / eps[:, None, None]
   )
 
 
@@ -236,23 +243,17 @@ def transport_plan(cost: jnp.ndarray, out: SinkhornOutput, a=None, b=None) -> jn
 
 
 def _run_envelope_bwd(schedule, residuals, cotangents):
+  """``dOT/dC = π`` for each term; the cross term's gradient goes to block 1 (``C_xy``)."""
   del schedule
-  problems, log_a, log_b, final, eps, diameter = residuals
+  blocks, final, eps, diameter = residuals
   ct_values = cotangents[1]
-
-  def grad(name, cost, la, lb, f, g):
-    return ct_values[name][:, None, None] * _plan(cost, la, lb, f, g, eps)
-
-  grads = _Problems(
-    xy=grad("xy", problems.xy, log_a, log_b, final["f"], final["g"]),
-    xx=None
-    if problems.xx is None
-    else grad("xx", problems.xx, log_a, log_a, final["f_xx"], final["f_xx"]),
-    yy=None
-    if problems.yy is None
-    else grad("yy", problems.yy, log_b, log_b, final["g_yy"], final["g_yy"]),
+  source = jnp.asarray(_SOURCE[1 : final.shape[0]])
+  plans = _plan(
+    blocks.cost[1:], blocks.log_w[1:], blocks.log_w[source], final[1:], final[source], eps
   )
-  return grads, jnp.zeros_like(log_a), jnp.zeros_like(log_b), jnp.zeros_like(diameter)
+  scale = jnp.stack([ct_values[name] for name in ("xy", "xx", "yy") if name in ct_values])
+  grad_cost = jnp.concatenate([jnp.zeros_like(blocks.cost[:1]), scale[:, :, None, None] * plans])
+  return _Blocks(grad_cost, jnp.zeros_like(blocks.log_w)), jnp.zeros_like(diameter)
 
 
 _run_envelope.defvjp(_run_envelope_fwd, _run_envelope_bwd)
@@ -295,16 +296,18 @@ def run_batched(
   """
   if gradient not in GRADIENTS:
     raise ValueError(f"`gradient` must be one of {GRADIENTS}, got {gradient!r}.")
-  problems = _Problems(cost_xy, cost_xx, cost_yy)
+  blocks = _blocks(cost_xy, cost_xx, cost_yy, log_a, log_b)
   diameter = jax.lax.stop_gradient(diameter)
   if gradient == "unrolled":
-    final, values, eps, iterations, error = _run(schedule, True, problems, log_a, log_b, diameter)
+    final, values, eps, iterations, error = _run(schedule, True, blocks, diameter)
   else:
-    final, values, eps, iterations, error = _run_envelope(
-      schedule, problems, log_a, log_b, diameter
-    )
-  final = jax.tree.map(jax.lax.stop_gradient, final)
-  return final, values, eps, iterations, error
+    final, values, eps, iterations, error = _run_envelope(schedule, blocks, diameter)
+  sizes = {"f": log_a.shape[1], "g": log_b.shape[1], "f_xx": log_a.shape[1], "g_yy": log_b.shape[1]}
+  potentials = {
+    name: jax.lax.stop_gradient(pot[:, : sizes[name]])
+    for name, pot in zip(_NAMES, final, strict=False)
+  }
+  return potentials, values, eps, iterations, error
 
 
 def solve(

@@ -86,6 +86,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "tnet_hidden": (64,),
       "tnet_loss": "mse",
       "tnet_weight": 1.0,
+      # Train the stage-0 backbones with the fusion (METHOD.md: "configurable: fine-tune").
+      "finetune_backbones": False,
+      "backbone_learning_rate": 1e-4,
     },
     "alignment": {
       "epochs": epochs(10),
@@ -93,7 +96,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "learning_rate": 5e-3,
       "fusion_learning_rate": 1e-4,
     },
-    "student": {"epochs": epochs(15), "batch_size": 8 if smoke else 64, "learning_rate": 5e-4},
+    "student": {
+      "epochs": epochs(15),
+      "batch_size": 8 if smoke else 64,
+      "learning_rate": 5e-4,
+      # Train the visual backbone with each student, from the teachers' visual backbone.
+      "finetune_visual": False,
+      "backbone_learning_rate": 1e-4,
+    },
   }
   k = 4 if smoke else 30
   c.method_params = {

@@ -1,15 +1,17 @@
 """The trainable network of each stage, composed from :mod:`mtpkd_jax.models`.
 
-Stage 0 trains a :class:`Unimodal` encoder + head per modality. From stage 1 on the
-backbones are frozen, so the stages work on their cached tokens: :class:`JointTeacher`
-(fusion ``F_J`` plus one T-Net per privileged modality), :class:`Alignment` (``F_J``
-with per-modality adapters and heads, MT-PKDOT's stage 2) and :class:`Student` (fusion
-``F_S`` over the visual tokens and the hallucinated privileged embeddings).
+Stage 0 trains a :class:`Unimodal` encoder + head per modality. The later stages work on
+the backbones' tokens: :class:`JointTeacher` (fusion ``F_J`` plus one T-Net per privileged
+modality), :class:`Alignment` (``F_J`` with per-modality adapters and heads, MT-PKDOT's
+stage 2) and :class:`Student` (fusion ``F_S`` over the visual tokens and the hallucinated
+privileged embeddings). Frozen backbones run once, outside these networks; a backbone that
+is fine-tuned is given to :class:`JointTeacher` or :class:`Student` as a submodule, which
+then takes raw inputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -38,12 +40,15 @@ class JointTeacher(nn.Module):
     num_privileged: number of privileged modalities (one T-Net each).
     tnet_hidden: hidden widths of the T-Nets.
     dropout_rate: dropout of the fusion's attention layers.
+    encoders: one backbone per modality (visual first), trained with the fusion; when
+      given, :meth:`__call__` takes raw inputs instead of tokens.
   """
 
   num_outputs: int
   num_privileged: int
   tnet_hidden: Sequence[int] = (256,)
   dropout_rate: float = 0.1
+  encoders: Sequence[nn.Module] = ()
 
   def setup(self):
     self.fusion = models.FusionBlock(self.num_outputs, dropout_rate=self.dropout_rate)
@@ -52,15 +57,19 @@ class JointTeacher(nn.Module):
       for m in range(self.num_privileged)
     ]
 
-  def __call__(self, tokens: Sequence[jax.Array], train: bool = False):
-    """Returns ``(outputs [B, C], z_J [B, d], hallucinated [num_privileged, B, d])``.
+  def __call__(self, inputs: Sequence[jax.Array], train: bool = False):
+    """Returns ``(outputs [B, C], z_J [B, d], hallucinated [num_privileged, B, d], tokens)``.
 
     Args:
-      tokens: the visual modality's tokens first, then each privileged modality's.
-      train: apply dropout.
+      inputs: the visual modality's tokens ``[B, L, d]`` first, then each privileged
+        modality's (raw inputs when the network has ``encoders``).
+      train: train mode (dropout, and the encoders' own train mode).
     """
+    tokens = list(inputs)
+    if self.encoders:
+      tokens = [enc(x, train=train) for enc, x in zip(self.encoders, inputs, strict=True)]
     outputs, z = self.fusion(tokens, train=train)
-    return outputs, z, self.hallucinate(tokens[0])
+    return outputs, z, self.hallucinate(tokens[0]), tokens
 
   def hallucinate(self, visual_tokens: jax.Array) -> jax.Array:
     """``[B, L, d] -> [num_privileged, B, d]``: every T-Net on the pooled visual embedding."""
@@ -94,15 +103,34 @@ class Alignment(nn.Module):
 
 
 class Student(nn.Module):
-  """Student fusion ``F_S(f_v, f̂_p...) -> (outputs [B, C], z_S [B, d])``."""
+  """Student fusion ``F_S(f_v, H(f_v)) -> (outputs [B, C], z_S [B, d])``.
+
+  Attributes:
+    num_outputs: classes or regression targets.
+    dropout_rate: dropout of the fusion's attention layers.
+    encoder: the visual backbone, trained with the student; when given, :meth:`__call__`
+      takes the video instead of its tokens.
+  """
 
   num_outputs: int
   dropout_rate: float = 0.1
+  encoder: nn.Module | None = None
 
   @nn.compact
-  def __call__(self, visual_tokens: jax.Array, hallucinated: jax.Array, train: bool = False):
-    """Fuses ``visual_tokens [B, L, d]`` with ``hallucinated [num_privileged, B, d]``."""
-    tokens = [visual_tokens] + list(hallucinated)
+  def __call__(
+    self,
+    visual: jax.Array,
+    hallucinate: Callable[[jax.Array], jax.Array],
+    train: bool = False,
+  ):
+    """Fuses the visual tokens ``f_v [B, L, d]`` with the T-Nets' ``hallucinate(f_v)``.
+
+    Args:
+      visual: the visual tokens, or the video when the student has an ``encoder``.
+      hallucinate: the frozen T-Nets, ``f_v -> [num_privileged, B, d]``.
+      train: train mode.
+    """
+    tokens = visual if self.encoder is None else self.encoder(visual, train=train)
     return models.FusionBlock(self.num_outputs, dropout_rate=self.dropout_rate, name="fusion")(
-      tokens, train=train
+      [tokens, *hallucinate(tokens)], train=train
     )

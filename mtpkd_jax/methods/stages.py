@@ -5,16 +5,21 @@
 under ``<workdir>/<stage>/output`` and **loads its predecessors from there**, never from
 memory: a stage whose predecessor was not saved stops with ``FileNotFoundError``.
 
-From stage 1 on the backbones are frozen (the research release's default), so the later
-stages run on the backbones' cached tokens (:func:`encode`); each batch carries the frozen
-teachers' per-sample targets, and frozen networks (the T-Nets) enter the step as its
-``frozen`` input, never trained nor saved with the student. At test time a student sees the
-video alone (:func:`student_predictor`).
+By default the backbones are frozen from stage 1 on (the research release's default), so the
+later stages run on the backbones' cached tokens (:func:`encode`). Config switches fine-tune
+them instead: ``stages.joint.finetune_backbones`` trains every backbone with the joint
+teacher (the teachers' tokens then come from the joint stage's backbones), and
+``stages.student.finetune_visual`` trains the visual backbone with each student, starting
+from the teachers' visual backbone; each has its own ``backbone_learning_rate``. A student's
+batches carry the frozen teachers' per-sample targets, and frozen networks (the T-Nets) enter
+the step as its ``frozen`` input, never trained nor saved with the student. At test time a
+student sees the video alone (:func:`student_predictor`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -93,6 +98,29 @@ def _apply_train(model, params, batch_stats, rng, *args):
   return out, updates["batch_stats"]
 
 
+def _sub_variables(variables, name: str) -> dict:
+  """The variables of submodule ``name``, in every collection that has it."""
+  return {col: tree[name] for col, tree in variables.items() if name in tree}
+
+
+def _graft(variables, name: str, sub) -> dict:
+  """``variables`` with submodule ``name`` replaced by ``sub`` (in ``sub``'s collections)."""
+  out = {col: dict(tree) for col, tree in variables.items()}
+  for col, tree in sub.items():
+    out.setdefault(col, {})[name] = tree
+  return out
+
+
+def _adam(params, learning_rate: float, **special: float):
+  """Adam at ``learning_rate``, and at ``special[k]`` for the top-level parameters ``k``."""
+  if not special:
+    return optax.adam(learning_rate)
+  return optax.multi_transform(
+    {"default": optax.adam(learning_rate), **{k: optax.adam(lr) for k, lr in special.items()}},
+    {k: k if k in special else "default" for k in params},
+  )
+
+
 def _encoder(ctx: Context, modality: str):
   spec = ctx.config.encoders[modality]
   kwargs = {
@@ -108,7 +136,10 @@ def _encoder(ctx: Context, modality: str):
 
 
 def _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, *, frozen=None, tx=None):
-  """Trains one stage on ``arrays`` (indexed by the train split) and returns its output."""
+  """Trains one stage on ``arrays`` (indexed by the train split) and returns its output.
+
+  ``tx`` defaults to Adam at ``cfg.learning_rate``.
+  """
   train_idx = ctx.split["train"]
   epoch_steps = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size, drop_remainder=True)
   dataset = pipeline.batch_dataset(
@@ -182,18 +213,34 @@ def train_unimodal(ctx: Context, modality: str) -> dict:
   return _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn)
 
 
-def encode(ctx: Context, modality: str, inputs: np.ndarray, required_by: str) -> np.ndarray:
-  """Tokens ``[N, L, d]`` of ``inputs`` from the saved stage-0 backbone of ``modality``."""
+def _stage0_backbone(ctx: Context, modality: str, required_by: str) -> dict:
   variables, _ = checkpoint.load_stage_output(
     ctx.workdir, f"unimodal_{modality}", required_by=required_by
   )
-  model = unimodal_model(ctx, modality)
-  fn = jax.jit(lambda v, x: model.apply(v, x)[1])
+  return _sub_variables(variables, "encoder")
+
+
+def teacher_backbone(ctx: Context, modality: str, required_by: str) -> dict:
+  """Variables of the teachers' backbone of ``modality``, loaded from disk.
+
+  Stage 0's backbone, or the joint stage's copy when ``stages.joint.finetune_backbones``.
+  """
+  if not ctx.config.stages.joint.finetune_backbones:
+    return _stage0_backbone(ctx, modality, required_by)
+  variables, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=required_by)
+  return _sub_variables(variables, f"encoders_{ctx.modalities.index(modality)}")
+
+
+def encode(ctx: Context, modality: str, inputs: np.ndarray, required_by: str) -> np.ndarray:
+  """Tokens ``[N, L, d]`` of ``inputs`` from the teachers' saved backbone of ``modality``."""
+  variables = teacher_backbone(ctx, modality, required_by)
+  encoder = _encoder(ctx, modality)
+  fn = jax.jit(lambda v, x: encoder.apply(v, x))
   return evaluation.predict(fn, variables, [inputs], ctx.config.eval_batch_size)
 
 
 def backbone_tokens(ctx: Context, required_by: str) -> dict[str, np.ndarray]:
-  """Every modality's backbone tokens of every example (frozen from stage 1 on)."""
+  """Every modality's tokens of every example from the teachers' (frozen) backbones."""
   for m in ctx.modalities:
     if ("tokens", m) not in ctx.cache:
       ctx.cache["tokens", m] = encode(ctx, m, ctx.data[m], required_by)
@@ -203,42 +250,63 @@ def backbone_tokens(ctx: Context, required_by: str) -> dict[str, np.ndarray]:
 # Stage 1: the joint teacher and the T-Nets.
 def joint_model(ctx: Context) -> networks.JointTeacher:
   cfg = ctx.config.stages.joint
+  encoders = [_encoder(ctx, m) for m in ctx.modalities] if cfg.finetune_backbones else []
   return networks.JointTeacher(
     ctx.num_outputs,
     len(ctx.config.privileged),
     tnet_hidden=tuple(cfg.tnet_hidden),
     dropout_rate=ctx.config.dropout_rate,
+    encoders=tuple(encoders),
   )
 
 
+def _joint_inputs(ctx: Context, required_by: str) -> list[np.ndarray]:
+  """What the joint model takes: raw inputs if it fine-tunes the backbones, else tokens."""
+  if ctx.config.stages.joint.finetune_backbones:
+    return [ctx.data[m] for m in ctx.modalities]
+  tokens = backbone_tokens(ctx, required_by)
+  return [tokens[m] for m in ctx.modalities]
+
+
 def train_joint(ctx: Context) -> dict:
-  """Stage 1: fusion ``F_J`` on the task and the T-Nets ``H_m: f_v -> f_m``."""
+  """Stage 1: fusion ``F_J`` on the task and the T-Nets ``H_m: f_v -> f_m``.
+
+  With ``finetune_backbones`` the stage-0 backbones are loaded into the joint model and
+  trained with it at ``backbone_learning_rate``.
+  """
   cfg = ctx.config.stages.joint
-  tokens = backbone_tokens(ctx, required_by="joint")
-  model = joint_model(ctx)
   mods = ctx.modalities
-  variables = model.init(_stage_rng(ctx, "joint"), [tokens[m][:1] for m in mods])
+  if cfg.finetune_backbones:
+    backbones = [_stage0_backbone(ctx, m, required_by="joint") for m in mods]
+  inputs = _joint_inputs(ctx, required_by="joint")
+  model = joint_model(ctx)
+  variables = model.init(_stage_rng(ctx, "joint"), [x[:1] for x in inputs])
+  tx = None
+  if cfg.finetune_backbones:
+    for i, backbone in enumerate(backbones):
+      variables = _graft(variables, f"encoders_{i}", backbone)
+    rates = {f"encoders_{i}": cfg.backbone_learning_rate for i in range(len(mods))}
+    tx = _adam(variables["params"], cfg.learning_rate, **rates)
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     del frozen
-    (outputs, _, hallucinated), batch_stats = _apply_train(
+    (outputs, _, hallucinated, tokens), batch_stats = _apply_train(
       model, params, batch_stats, rng, [batch[m] for m in mods]
     )
     task_value = task_lib.task_loss(outputs, batch, ctx.task)
     tnet = sum(
       distill.hallucination_loss(
-        hallucinated[i], jax.lax.stop_gradient(batch[m].mean(1)), kind=cfg.tnet_loss
+        hallucinated[i], jax.lax.stop_gradient(tokens[i + 1].mean(1)), kind=cfg.tnet_loss
       )
-      for i, m in enumerate(ctx.config.privileged)
+      for i in range(len(ctx.config.privileged))
     )
     loss = task_value + cfg.tnet_weight * tnet
     return loss, ({"task": task_value, "tnet": tnet}, batch_stats)
 
-  predict_fn = jax.jit(lambda v, *t: model.apply(v, list(t))[0])
-  inputs = [tokens[m] for m in mods]
+  predict_fn = jax.jit(lambda v, *x: model.apply(v, list(x))[0])
   eval_fn = _selection_fn(ctx, predict_fn, inputs, ctx.config.eval_batch_size)
-  arrays = {**{m: tokens[m] for m in mods}, **ctx.targets()}
-  return _fit(ctx, "joint", model, variables, loss_fn, arrays, cfg, eval_fn)
+  arrays = {**dict(zip(mods, inputs, strict=True)), **ctx.targets()}
+  return _fit(ctx, "joint", model, variables, loss_fn, arrays, cfg, eval_fn, tx=tx)
 
 
 # Stage 2: MT-PKDOT's self-distillation alignment.
@@ -263,10 +331,7 @@ def train_alignment(ctx: Context) -> dict:
   variables = model.init(_stage_rng(ctx, "alignment"), [tokens[m][:1] for m in mods])
   params = dict(variables["params"])
   params["fusion"] = joint["params"]["fusion"]
-  tx = optax.multi_transform(
-    {"fusion": optax.adam(cfg.fusion_learning_rate), "rest": optax.adam(cfg.learning_rate)},
-    {k: "fusion" if k == "fusion" else "rest" for k in params},
-  )
+  tx = _adam(params, cfg.learning_rate, fusion=cfg.fusion_learning_rate)
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     del frozen
@@ -303,17 +368,17 @@ def teacher_targets(ctx: Context, source: str, required_by: str) -> dict[str, np
 
 
 def _teacher_targets(ctx: Context, source: str, required_by: str) -> dict[str, np.ndarray]:
-  tokens = backbone_tokens(ctx, required_by)
-  inputs = [tokens[m] for m in ctx.modalities]
   batch_size = ctx.config.eval_batch_size
   if source == "joint":
     variables, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=required_by)
     model = joint_model(ctx)
-    fn = jax.jit(lambda v, *t: jnp.concatenate(model.apply(v, list(t))[1::-1], axis=-1))
-    both = evaluation.predict(fn, variables, inputs, batch_size)
+    fn = jax.jit(lambda v, *x: jnp.concatenate(model.apply(v, list(x))[1::-1], axis=-1))
+    both = evaluation.predict(fn, variables, _joint_inputs(ctx, required_by), batch_size)
     z, out = both[:, : -ctx.num_outputs], both[:, -ctx.num_outputs :]
     return {"teacher_z": z[:, None], "teacher_out": out[:, None]}
   variables, _ = checkpoint.load_stage_output(ctx.workdir, "alignment", required_by=required_by)
+  tokens = backbone_tokens(ctx, required_by)
+  inputs = [tokens[m] for m in ctx.modalities]
   model = alignment_model(ctx)
 
   def candidates(v, *t):
@@ -328,7 +393,10 @@ def _teacher_targets(ctx: Context, source: str, required_by: str) -> dict[str, n
 
 # Stage 3: the students.
 def student_model(ctx: Context) -> networks.Student:
-  return networks.Student(ctx.num_outputs, dropout_rate=ctx.config.dropout_rate)
+  encoder = None
+  if ctx.config.stages.student.finetune_visual:
+    encoder = _encoder(ctx, ctx.config.visual)
+  return networks.Student(ctx.num_outputs, dropout_rate=ctx.config.dropout_rate, encoder=encoder)
 
 
 def _hallucinate(ctx: Context, joint_params, visual_tokens):
@@ -351,9 +419,9 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
   method_cfg = ctx.config.method_params[method_name]
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
-    visual = batch[ctx.config.visual]
+    hallucinate = functools.partial(_hallucinate, ctx, frozen)
     (outputs, z_s), batch_stats = _apply_train(
-      model, params, batch_stats, rng, visual, _hallucinate(ctx, frozen, visual)
+      model, params, batch_stats, rng, batch[ctx.config.visual], hallucinate
     )
     task_value = task_lib.task_loss(outputs, batch, ctx.task)
     targets = {k: v for k, v in batch.items() if k != ctx.config.visual}
@@ -369,29 +437,37 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
 
 
 def train_student(ctx: Context, method_name: str) -> dict:
-  """Stage 3: the student of ``method_name`` on the frozen visual backbone and T-Nets.
+  """Stage 3: the student of ``method_name`` with the frozen T-Nets.
 
-  Its batches hold the visual backbone's tokens, the teachers' per-sample targets
-  (:func:`teacher_targets`) and the labels: no privileged input.
+  Its batches hold the visual input (the frozen visual backbone's tokens, or the video when
+  ``finetune_visual`` trains the backbone with the student), the teachers' per-sample
+  targets (:func:`teacher_targets`) and the labels: no privileged input.
   """
   stage = f"student_{method_name}"
   cfg = ctx.config.stages.student
+  visual = ctx.config.visual
   joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
-  visual_tokens = backbone_tokens(ctx, required_by=stage)[ctx.config.visual]
   targets = teacher_targets(ctx, registry.get_method(method_name).teacher, required_by=stage)
+  if cfg.finetune_visual:
+    backbone = teacher_backbone(ctx, visual, required_by=stage)
+    inputs = ctx.data[visual]
+  else:
+    inputs = backbone_tokens(ctx, required_by=stage)[visual]
   model = student_model(ctx)
-  hallucinated = _hallucinate(ctx, joint["params"], visual_tokens[:1])
-  variables = model.init(_stage_rng(ctx, stage), visual_tokens[:1], hallucinated)
+  hallucinate = functools.partial(_hallucinate, ctx, joint["params"])
+  variables = model.init(_stage_rng(ctx, stage), inputs[:1], hallucinate)
+  tx = None
+  if cfg.finetune_visual:
+    variables = _graft(variables, "encoder", backbone)
+    tx = _adam(variables["params"], cfg.learning_rate, encoder=cfg.backbone_learning_rate)
 
   loss_fn = student_loss(ctx, method_name, model)
-
-  def predict(v, visual, joint_params):
-    return model.apply(v, visual, _hallucinate(ctx, joint_params, visual))[0]
-
-  predict_fn = jax.jit(lambda v, visual: predict(v, visual, joint["params"]))
-  eval_fn = _selection_fn(ctx, predict_fn, [visual_tokens], ctx.config.eval_batch_size)
-  arrays = {ctx.config.visual: visual_tokens, **targets, **ctx.targets()}
-  return _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, frozen=joint["params"])
+  predict_fn = jax.jit(lambda v, x: model.apply(v, x, hallucinate)[0])
+  eval_fn = _selection_fn(ctx, predict_fn, [inputs], ctx.config.eval_batch_size)
+  arrays = {visual: inputs, **targets, **ctx.targets()}
+  return _fit(
+    ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, frozen=joint["params"], tx=tx
+  )
 
 
 def student_predictor(ctx: Context, method_name: str):
@@ -401,18 +477,19 @@ def student_predictor(ctx: Context, method_name: str):
   array alone: no privileged input can reach a student's prediction.
   """
   stage = f"student_{method_name}"
-  backbone, _ = checkpoint.load_stage_output(
-    ctx.workdir, f"unimodal_{ctx.config.visual}", required_by=stage
-  )
+  visual = ctx.config.visual
+  backbone = None  # A fine-tuned visual backbone is part of the student.
+  if not ctx.config.stages.student.finetune_visual:
+    backbone = teacher_backbone(ctx, visual, required_by=stage)
   joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
   student, _ = checkpoint.load_stage_output(ctx.workdir, stage)
-  encoder, fusion = unimodal_model(ctx, ctx.config.visual), student_model(ctx)
+  encoder, model = _encoder(ctx, visual), student_model(ctx)
 
   @jax.jit
   def fn(variables, video):
     backbone, joint_params, student = variables
-    tokens = encoder.apply(backbone, video)[1]
-    outputs, z = fusion.apply(student, tokens, _hallucinate(ctx, joint_params, tokens))
+    x = video if backbone is None else encoder.apply(backbone, video)
+    outputs, z = model.apply(student, x, functools.partial(_hallucinate, ctx, joint_params))
     return jnp.concatenate([outputs, z], axis=-1)
 
   variables = (backbone, joint["params"], student)

@@ -1,6 +1,7 @@
 """Stages load what their predecessors saved, never start from scratch, never leak."""
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -35,7 +36,7 @@ def _compose(ctx, backbone, joint_params, student, video):
   hallucinated = stages.joint_model(ctx).apply(
     {"params": joint_params}, tokens, method=networks.JointTeacher.hallucinate
   )
-  return stages.student_model(ctx).apply(student, tokens, hallucinated)[0]
+  return stages.student_model(ctx).apply(student, tokens, lambda _: hallucinated)[0]
 
 
 def test_the_student_path_runs_on_every_saved_stage(trained):
@@ -121,8 +122,8 @@ def _student_setup(tmp_path):
   ]
   model = stages.student_model(ctx)
   joint = stages.joint_model(ctx).init(jax.random.PRNGKey(1), [batches[0]["video"]] * 2)
-  hallucinated = stages._hallucinate(ctx, joint["params"], batches[0]["video"])
-  variables = model.init(jax.random.PRNGKey(2), batches[0]["video"], hallucinated)
+  hallucinate = functools.partial(stages._hallucinate, ctx, joint["params"])
+  variables = model.init(jax.random.PRNGKey(2), batches[0]["video"], hallucinate)
   # SGD: attention key biases have an exactly-zero gradient, which Adam would turn from
   # float noise into full-size steps that differ between device layouts.
   train_state = state_lib.create_train_state(model.apply, variables, optax.sgd(0.5))

@@ -1,0 +1,107 @@
+"""Fine-tuning the backbones: with the joint teacher, or the visual one with each student."""
+
+import jax
+import numpy as np
+import pytest
+
+from mtpkd_jax.methods import networks, stages
+from mtpkd_jax.train import checkpoint
+from tests.methods.conftest import make_context, smoke_config
+
+
+def _distance(a, b):
+  leaves = jax.tree.leaves(jax.tree.map(lambda x, y: np.sum((np.asarray(x) - y) ** 2), a, b))
+  return float(np.sqrt(sum(leaves)))
+
+
+def _load(ctx, stage):
+  return checkpoint.load_stage_output(ctx.workdir, stage)[0]
+
+
+def _context(tmp_path, **switches):
+  config = smoke_config(tmp_path / "tfds", num_devices=1)
+  config.stages.joint.finetune_backbones = switches.get("joint", False)
+  config.stages.student.finetune_visual = switches.get("student", False)
+  # Large enough that two smoke epochs move the backbones measurably.
+  config.stages.joint.backbone_learning_rate = 1e-3
+  config.stages.student.backbone_learning_rate = 1e-3
+  return make_context(config, tmp_path / "run")
+
+
+def _fresh_encoder(ctx, modality):
+  return stages._encoder(ctx, modality).init(jax.random.PRNGKey(7), ctx.data[modality][:1])
+
+
+def _assert_trained_from(trained, start, fresh):
+  """``trained`` moved away from ``start``, and stayed far closer to it than a fresh init."""
+  moved = _distance(trained, start)
+  assert 0 < moved < 0.5 * _distance(fresh, start)
+
+
+def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_path):
+  ctx = _context(tmp_path, joint=True)
+  with pytest.raises(FileNotFoundError, match=r"Stage 'joint' needs .*'unimodal_video'"):
+    stages.train_joint(ctx)
+  for modality in ctx.modalities:
+    stages.train_unimodal(ctx, modality)
+  stages.train_joint(ctx)
+  joint = _load(ctx, "joint")
+  for i, modality in enumerate(ctx.modalities):
+    start = _load(ctx, f"unimodal_{modality}")["params"]["encoder"]
+    fresh = _fresh_encoder(ctx, modality)["params"]
+    _assert_trained_from(joint["params"][f"encoders_{i}"], start, fresh)
+  # The later stages encode with the joint stage's backbones, not stage 0's.
+  video = ctx.data["video"][:6]
+  encoder = stages._encoder(ctx, "video")
+  expected = encoder.apply({"params": joint["params"]["encoders_0"]}, video)
+  np.testing.assert_allclose(
+    stages.encode(ctx, "video", video, "test"), expected, rtol=1e-4, atol=1e-5
+  )
+  stage0 = encoder.apply({"params": _load(ctx, "unimodal_video")["params"]["encoder"]}, video)
+  assert not np.allclose(expected, stage0, atol=1e-4)
+
+
+def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeypatch):
+  ctx = _context(tmp_path, student=True)
+  for modality in ctx.modalities:
+    stages.train_unimodal(ctx, modality)
+  stages.train_joint(ctx)
+
+  captured = {}
+  fit = stages._fit
+
+  def capture(ctx, stage, model, variables, loss_fn, arrays, *args, **kwargs):
+    captured.update(arrays)
+    return fit(ctx, stage, model, variables, loss_fn, arrays, *args, **kwargs)
+
+  monkeypatch.setattr(stages, "_fit", capture)
+  stages.train_student(ctx, "pkdot")
+  # The student's batches carry the raw video (its backbone trains) and no privileged input.
+  assert set(captured) == {"video", "teacher_z", "teacher_out", "label", "valence", "arousal"}
+  np.testing.assert_array_equal(captured["video"], ctx.data["video"])
+
+  student, joint = _load(ctx, "student_pkdot"), _load(ctx, "joint")
+  start = _load(ctx, "unimodal_video")["params"]["encoder"]
+  _assert_trained_from(student["params"]["encoder"], start, _fresh_encoder(ctx, "video")["params"])
+
+  # The test-time path uses the student's own backbone: assembled here from the networks.
+  video = ctx.data["video"][ctx.split["test"]][:8]
+  outputs, _ = stages.student_predictor(ctx, "pkdot")(video)
+  tokens = stages._encoder(ctx, "video").apply({"params": student["params"]["encoder"]}, video)
+  hallucinated = stages.joint_model(ctx).apply(
+    {"params": joint["params"]}, tokens, method=networks.JointTeacher.hallucinate
+  )
+  expected = networks.Student(ctx.num_outputs).apply(
+    {"params": {"fusion": student["params"]["fusion"]}}, tokens, lambda _: hallucinated
+  )[0]
+  np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_backbones_get_their_own_learning_rate():
+  params = {"encoder": {"w": np.ones(3)}, "fusion": {"w": np.ones(3)}}
+  tx = stages._adam(params, 1.0, encoder=1e-3)
+  grads = jax.tree.map(np.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # Adam's first step has magnitude = learning rate.
+  np.testing.assert_allclose(updates["encoder"]["w"], -1e-3, rtol=1e-4)
+  np.testing.assert_allclose(updates["fusion"]["w"], -1.0, rtol=1e-4)

@@ -116,8 +116,9 @@ def _errors(blocks, pots, transformed, eps):
   plan has the errors of ``f`` and ``g`` on its two marginals; a symmetric term's plan, of
   the averaged potential, has twice its block's error (the plan is symmetric).
   """
-  w = jnp.exp(blocks.log_w)
-  per_block = jnp.sum(jnp.abs(w * jnp.exp((pots - transformed) / eps[:, None]) - w), axis=-1)
+  # In log space, so that padding (log-weight -inf) gives exactly 0 however large its ratio.
+  scaled = jnp.exp(blocks.log_w + (pots - transformed) / eps[:, None])
+  per_block = jnp.sum(jnp.abs(scaled - jnp.exp(blocks.log_w)), axis=-1)
   return jnp.max(jnp.concatenate([(per_block[0] + per_block[1])[None], 2 * per_block[2:]]), 0)
 
 

@@ -63,6 +63,19 @@ def test_float32_solve_is_close_to_pot():
   np.testing.assert_allclose(out.value, want, rtol=1e-4)
 
 
+def test_rectangular_float32_problems_stay_finite_at_tiny_epsilon():
+  # n != m pads the smaller side with zero-weight points: they must not turn into NaN when
+  # eps is tiny against the cost (ratios of e^(cost / eps) overflow float32).
+  x, y, a, b = _random_problem(3, n=7, m=12, separated=True)
+  cost = jnp.asarray(np.stack([references.half_sq_dist(x[p], y[p]) for p in range(3)]), "float32")
+  for schedule in (schedules.Fixed(iterations=30, epsilon=1e-3), schedules.Anneal(blur=0.03)):
+    out = sinkhorn.solve(cost, jnp.asarray(a), jnp.asarray(b), schedule=schedule)
+    for name in ("value", "f", "g", "marginal_error"):
+      assert np.all(np.isfinite(getattr(out, name))), (schedule, name)
+    grad = jax.grad(lambda c, s=schedule: sinkhorn.solve(c, schedule=s).value.sum())(cost)
+    assert np.all(np.isfinite(grad))
+
+
 def test_fixed_schedule_runs_exactly_its_iterations():
   x, y, _, _ = _random_problem(2)
   cost = jnp.asarray(np.stack([references.half_sq_dist(x[p], y[p]) for p in range(3)]))

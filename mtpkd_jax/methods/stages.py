@@ -234,8 +234,7 @@ def teacher_backbone(ctx: Context, modality: str, required_by: str) -> dict:
 def encode(ctx: Context, modality: str, inputs: np.ndarray, required_by: str) -> np.ndarray:
   """Tokens ``[N, L, d]`` of ``inputs`` from the teachers' saved backbone of ``modality``."""
   variables = teacher_backbone(ctx, modality, required_by)
-  encoder = _encoder(ctx, modality)
-  fn = jax.jit(lambda v, x: encoder.apply(v, x))
+  fn = jax.jit(_encoder(ctx, modality).apply)
   return evaluation.predict(fn, variables, [inputs], ctx.config.eval_batch_size)
 
 

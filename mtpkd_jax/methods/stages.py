@@ -275,14 +275,13 @@ def train_joint(ctx: Context) -> dict:
   """
   cfg = ctx.config.stages.joint
   mods = ctx.modalities
-  if cfg.finetune_backbones:
-    backbones = [_stage0_backbone(ctx, m, required_by="joint") for m in mods]
   inputs = _joint_inputs(ctx, required_by="joint")
   model = joint_model(ctx)
   variables = model.init(_stage_rng(ctx, "joint"), [x[:1] for x in inputs])
   tx = None
   if cfg.finetune_backbones:
-    for i, backbone in enumerate(backbones):
+    for i, m in enumerate(mods):
+      backbone = _stage0_backbone(ctx, m, required_by="joint")
       variables = _graft(variables, f"encoders_{i}", backbone)
     rates = {f"encoders_{i}": cfg.backbone_learning_rate for i in range(len(mods))}
     tx = _adam(variables["params"], cfg.learning_rate, **rates)
@@ -448,7 +447,6 @@ def train_student(ctx: Context, method_name: str) -> dict:
   joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
   targets = teacher_targets(ctx, registry.get_method(method_name).teacher, required_by=stage)
   if cfg.finetune_visual:
-    backbone = teacher_backbone(ctx, visual, required_by=stage)
     inputs = ctx.data[visual]
   else:
     inputs = backbone_tokens(ctx, required_by=stage)[visual]
@@ -457,6 +455,7 @@ def train_student(ctx: Context, method_name: str) -> dict:
   variables = model.init(_stage_rng(ctx, stage), inputs[:1], hallucinate)
   tx = None
   if cfg.finetune_visual:
+    backbone = teacher_backbone(ctx, visual, required_by=stage)
     variables = _graft(variables, "encoder", backbone)
     tx = _adam(variables["params"], cfg.learning_rate, encoder=cfg.backbone_learning_rate)
 

@@ -75,6 +75,13 @@ class _Blocks(NamedTuple):
 
 # The block whose potential each block's transform reads: g <- f, f <- g, f_xx, g_yy <- self.
 _SOURCE = (1, 0, 2, 3)
+
+
+def _sources(first, last):
+  """Indices of the source blocks of blocks ``first:last``."""
+  return jnp.asarray(_SOURCE[first:last])
+
+
 _NAMES = ("g", "f", "f_xx", "g_yy")
 
 
@@ -101,7 +108,7 @@ def _transform(blocks, pots, eps, first=0, last=None):
   ``w`` the potential and weights of block ``_SOURCE[k]``. Returns ``[last - first, P, N]``.
   """
   last = pots.shape[0] if last is None else last
-  source = jnp.asarray(_SOURCE[first:last])
+  source = _sources(first, last)
   h = blocks.log_w[source] + pots[source] / eps[:, None]
   z = h[:, :, None, :] - blocks.cost[first:last] / eps[:, None, None]
   zmax = jax.lax.stop_gradient(jnp.max(z, axis=-1))
@@ -248,7 +255,7 @@ def _run_envelope_bwd(schedule, residuals, cotangents):
   del schedule
   blocks, final, eps, diameter = residuals
   ct_values = cotangents[1]
-  source = jnp.asarray(_SOURCE[1 : final.shape[0]])
+  source = _sources(1, final.shape[0])
   plans = _plan(
     blocks.cost[1:], blocks.log_w[1:], blocks.log_w[source], final[1:], final[source], eps
   )

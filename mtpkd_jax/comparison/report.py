@@ -105,9 +105,11 @@ def markdown_table(results: Mapping[str, Any]) -> str:
   folds = len({run["fold"] for run in runs})
   seeds = len({run["seed"] for run in runs})
   header_line = (
-    f"**{results['dataset']}** ({results['task']}): mean ± standard error over "
-    f"{len(runs)} runs ({folds} folds × {seeds} seeds); Δ is the mean paired per-run "
-    f"difference to `{baseline}`; n/a where a single run gives no standard error."
+    f"**{results['dataset']}** ({results['task']}"
+    + (f", {results['protocol']}" if "protocol" in results else "")
+    + f"): mean ± standard error over {len(runs)} runs ({folds} folds × {seeds} seeds); "
+    f"Δ is the mean paired per-run difference to `{baseline}`; n/a where a single run "
+    "gives no standard error."
   )
   columns = ["method", *metrics, *(f"Δ {metric} vs {baseline}" for metric in metrics), "runs"]
   lines = [header_line, "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]

@@ -10,6 +10,7 @@ workdir resumes every stage from its checkpoints.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -21,14 +22,19 @@ from absl import logging
 from mtpkd_jax import ot
 from mtpkd_jax.comparison import plots, report
 from mtpkd_jax.data import pipeline, splits
+from mtpkd_jax.data.schema import SPLITS
 from mtpkd_jax.methods import evaluation, registry, stages
 from mtpkd_jax.ot import divergence, similarity
 from mtpkd_jax.train import parallel
 
 
 def _train_and_evaluate(ctx: stages.Context, methods) -> tuple[dict, dict]:
-  """Trains what ``methods`` need; returns test metrics per method and plot inputs."""
-  visual, data, test = ctx.config.visual, ctx.data, ctx.split["test"]
+  """Trains what ``methods`` need; returns test metrics per method and plot inputs.
+
+  The test outputs of every method are also saved to ``<run>/test_outputs.npz`` (one array
+  per method, and the test ``indices``).
+  """
+  visual, table, test = ctx.config.visual, ctx.dataset.table, ctx.split["test"]
   needed = stages.plan(methods, ctx.modalities)
   for modality in needed.unimodal:
     stages.train_unimodal(ctx, modality)
@@ -40,17 +46,19 @@ def _train_and_evaluate(ctx: stages.Context, methods) -> tuple[dict, dict]:
     if registry.get_method(name, visual).kind == "student":
       stages.train_student(ctx, name)
 
-  results, student_z = {}, {}
+  results, student_z, test_outputs = {}, {}, {"indices": test}
   for name in methods:
     method = registry.get_method(name, visual)
     if method.kind == "unimodal":
-      outputs = stages.unimodal_predictor(ctx, method.modality)(data[method.modality][test])
+      outputs = stages.unimodal_predictor(ctx, method.modality)(table, test)
     elif method.kind == "teacher":
       outputs = stages.teacher_targets(ctx, "joint", "evaluation")["teacher_out"][test, 0]
     else:
-      outputs, student_z[name] = stages.student_predictor(ctx, name)(data[visual][test])
-    metrics = evaluation.scores(outputs, ctx.targets(test), ctx.task)
-    results[name] = {k: metrics[k] for k in evaluation.METRICS[ctx.task]}
+      outputs, student_z[name] = stages.student_predictor(ctx, name)(table, test)
+    test_outputs[name] = outputs
+    metrics = evaluation.scores(outputs, ctx.dataset.y[test], ctx.schema.task)
+    results[name] = {k: metrics[k] for k in evaluation.metric_names(ctx.schema.task)}
+  np.savez(ctx.workdir / "test_outputs.npz", **test_outputs)
   artifacts = {}
   if student_z:
     z_teacher = stages.teacher_targets(ctx, "joint", "evaluation")["teacher_z"][test, 0]
@@ -102,34 +110,113 @@ def _fold_and_seed(config: ml_collections.ConfigDict, run_index: int) -> tuple[i
   return run_index % config.num_folds, config.seed + run_index
 
 
+def protocol(dataset: pipeline.Dataset) -> str:
+  """How a dataset's examples are split into train, validation and test."""
+  if dataset.split is not None:
+    return "official split"
+  if dataset.subject is not None:
+    return "subject-independent folds"
+  return "folds over examples (no subject ids: one subject may be in train and test)"
+
+
+def make_split(
+  config: ml_collections.ConfigDict, dataset: pipeline.Dataset, fold: int
+) -> dict[str, np.ndarray]:
+  """Example indices of ``train``, ``val`` and ``test`` for one fold (see :func:`protocol`).
+
+  An official split is used as given; when it has no validation example, validation
+  subjects (or examples) are carved from its training ones. Without an official split,
+  ``config.num_folds`` subject-independent folds, or folds over examples without subjects,
+  with ``config.val_subjects`` validation subjects (or examples; a count or a fraction)
+  taken from each fold's training ones.
+
+  Raises:
+    ValueError: naming the dataset, if the subjects cannot make the folds plus validation, or
+      a class has no training example in the fold.
+  """
+  groups = dataset.subject if dataset.subject is not None else np.arange(len(dataset))
+  try:
+    if dataset.split is None:
+      split = splits.subject_folds(
+        groups, config.num_folds, fold, config.val_subjects, seed=config.split_seed
+      )
+    else:
+      split = {name: np.flatnonzero(dataset.split == i) for i, name in enumerate(SPLITS)}
+      if not len(split["val"]):
+        train = split["train"]
+        carved = splits.holdout(groups[train], config.val_subjects, seed=config.split_seed)
+        split |= {"train": train[carved["train"]], "val": train[carved["val"]]}
+  except ValueError as error:
+    raise ValueError(f"{dataset.description}: cannot split the dataset: {error}") from None
+  if dataset.schema.task.kind == "classification":
+    present = set(np.unique(dataset.y[split["train"]]).tolist())
+    if missing := [n for c, n in enumerate(dataset.schema.task.names) if c not in present]:
+      raise ValueError(
+        f"{dataset.description}: classes {missing} have no training example in fold {fold}; "
+        "use fewer folds or check `y`."
+      )
+  return split
+
+
 def make_context(
   config: ml_collections.ConfigDict,
-  data: dict[str, np.ndarray],
+  dataset: pipeline.Dataset,
   run_index: int,
   workdir: Path,
   mesh: jax.sharding.Mesh,
 ) -> stages.Context:
   """Run ``run_index``: fold ``run_index mod num_folds``, seed ``config.seed + run_index``."""
-  info = pipeline.dataset_info(config.dataset)
-  task = evaluation.task_of(info["task"])
   fold, seed = _fold_and_seed(config, run_index)
-  split = splits.subject_folds(
-    data["subject"], config.num_folds, fold, config.val_subjects, seed=config.split_seed
-  )
   return stages.Context(
     config=config,
-    data=data,
-    split=split,
+    schema=dataset.schema,
+    dataset=dataset,
+    split=make_split(config, dataset, fold),
     workdir=Path(workdir) / f"run{run_index}_fold{fold}_seed{seed}",
     seed=seed,
-    task=task,
-    num_outputs=info["num_classes"] if task == "classification" else 2,
     mesh=mesh,
   )
 
 
+def open_dataset(config: ml_collections.ConfigDict) -> pipeline.Dataset:
+  """The config's dataset, opened, with its roles and methods checked against its schema.
+
+  Raises:
+    ValueError: naming the dataset and the config field, on a visual or privileged name that
+      is not one of its modalities, or an unknown method.
+  """
+  options = config.get("dataset_options")
+  dataset = pipeline.open_dataset(
+    config.dataset,
+    config.data_dir,
+    options.to_dict() if options else None,
+    in_memory=config.get("in_memory"),
+  )
+  try:
+    dataset.schema.check_roles(config.visual, config.privileged)
+  except ValueError as error:
+    raise ValueError(f"{dataset.description}: {error}") from None
+  methods = [registry.get_method(name, config.visual) for name in config.methods]
+  if not config.privileged and any(m.kind != "unimodal" for m in methods):
+    raise ValueError(
+      f"`config.privileged` is empty, but `config.methods` {tuple(config.methods)} need a "
+      f"privileged modality; {dataset.description} has {list(dataset.schema.names)}."
+    )
+  for name, method in zip(config.methods, methods, strict=True):
+    if method.kind == "unimodal" and method.modality not in dataset.schema.names:
+      raise ValueError(
+        f"`config.methods` has {name!r}, but {dataset.description} has no modality "
+        f"{method.modality!r}; its modalities are {list(dataset.schema.names)}."
+      )
+  return dataset
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Runs the comparison of ``config.methods`` and writes its report under ``workdir``.
+
+  The config and the dataset's schema are saved to ``workdir`` (``config.json``,
+  ``schema.json``), so that a finished run can predict on new data
+  (:mod:`mtpkd_jax.comparison.predict`); each run's split goes to ``<run>/split.json``.
 
   Args:
     config: an experiment config (see ``experiments/configs/``).
@@ -142,25 +229,34 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
   workdir = Path(workdir)
   for name in config.methods:
-    registry.get_method(name, config.visual)  # Fail on a typo before any training.
-  data = pipeline.load(config.dataset, config.data_dir)
+    registry.get_method(name, config.visual)  # Fail on a typo before any data is built.
+  dataset = open_dataset(config)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+  (workdir / "schema.json").write_text(json.dumps(dataset.schema.to_json(), indent=1))
   mesh = parallel.make_mesh(config.num_devices)
-  contexts = [make_context(config, data, r, workdir, mesh) for r in range(config.num_runs)]
-  task = contexts[0].task
+  contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
+  task = dataset.schema.task
   results = {
-    "dataset": config.dataset,
-    "task": task,
-    "metrics": list(evaluation.METRICS[task]),
+    "dataset": dataset.description,
+    "task": task.kind,
+    "protocol": protocol(dataset),
+    "metrics": list(evaluation.metric_names(task)),
     "baseline": config.baseline,
     "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     "runs": [],
   }
+  logging.info(
+    "Dataset %s: %d examples, %s.", dataset.description, len(dataset), results["protocol"]
+  )
   for r, ctx in enumerate(contexts):
     run_start = time.perf_counter()
     (fold, seed), run_dir = _fold_and_seed(config, r), ctx.workdir
     logging.info(
       "Run %d: fold %d, seed %d, %s", r, fold, seed, {k: len(v) for k, v in ctx.split.items()}
     )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "split.json").write_text(json.dumps({k: v.tolist() for k, v in ctx.split.items()}))
     methods, artifacts = _train_and_evaluate(ctx, list(config.methods))
     if r == 0:
       results["plots"] = {

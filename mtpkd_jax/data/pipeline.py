@@ -1,10 +1,14 @@
-"""Loading datasets into memory and batching them reproducibly with grain.
+"""Opening datasets for random access and batching them reproducibly with grain.
 
-Datasets are named `"<builder>/<config>"` (e.g. `"synthetic_affect/pain_binary"`), built on
-first use with TFDS's Python API (no TensorFlow) in `array_record` format, and read whole
-into numpy arrays: they are small. Batches come from a `grain.MapDataset` whose element `s`
-is batch `s` of the run, a pure function of `(seed, s)`, so a resumed run sees exactly the
-batches an uninterrupted one would.
+Datasets are named `"<builder>/<config>"` (e.g. `"synthetic_affect/pain_binary"`), or, for a
+builder of the user's own files, by the builder's name with its options (`"features_npz"`
+with `{"path": ..., "task": ...}`). They are built on first use with TFDS's Python API (no
+TensorFlow) in `array_record` format and opened as a :class:`Dataset`: its schema, and a
+table of canonical examples (see :mod:`mtpkd_jax.data.schema`) read example by example from
+the `array_record` files through TFDS's random-access data source, or held in memory when
+small. Batches come from a `grain.MapDataset` whose element `s` is batch `s` of the run, a pure
+function of `(seed, s)`, so a resumed run sees exactly the batches an uninterrupted one would,
+whether the table is in memory or on disk.
 """
 
 from __future__ import annotations
@@ -19,15 +23,17 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtpkd_jax.data import synthetic_affect
-
-# Input keys; every other key of a dataset (labels, `subject`, `index`) is a target or id.
-MODALITIES = ("video", "physio", "audio")
+from mtpkd_jax.data import features, synthetic_affect
+from mtpkd_jax.data import schema as schema_lib
+from mtpkd_jax.data import table as table_lib
 
 # The one place to add a dataset builder.
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
   "synthetic_affect": synthetic_affect.SyntheticAffect,
+  "features_npz": features.FeaturesNpz,
 }
+# Datasets whose examples take at most this many bytes are read into memory by default.
+IN_MEMORY_BYTES = 1 << 30
 
 
 def _resolve(
@@ -36,8 +42,11 @@ def _resolve(
   """Looks up a builder class and config by name and applies `overrides` to the config."""
   builder_name, _, config_name = name.partition("/")
   cls = BUILDERS.get(builder_name)
+  if cls is not None and hasattr(cls, "make_config") and not config_name:
+    return cls, cls.make_config(**(overrides or {}))
   if cls is None or config_name not in cls.builder_configs:
     available = [f"{b}/{c}" for b, known in BUILDERS.items() for c in known.builder_configs]
+    available += [b for b, known in BUILDERS.items() if hasattr(known, "make_config")]
     raise ValueError(f"Unknown dataset name {name!r}; available: {', '.join(available)}.")
   config = cls.builder_configs[config_name]
   if not overrides:
@@ -71,72 +80,144 @@ def builder(
   return cls(config=config, data_dir=data_dir, file_format="array_record")
 
 
-def dataset_info(name: str, overrides: Mapping[str, Any] | None = None) -> dict:
-  """Describes a dataset from its config alone, without building it.
+def _scan_keys(schema: schema_lib.Schema) -> tuple[str, ...]:
+  """The small per-example columns read once when a dataset is opened."""
+  keys = ["index", "y"]
+  if schema.has_subject:
+    keys.append("subject")
+  if schema.has_split:
+    keys.append("split")
+  return tuple(keys)
+
+
+def canonical_keys(schema: schema_lib.Schema) -> tuple[str, ...]:
+  """Every canonical column of a dataset (see :mod:`mtpkd_jax.data.schema`)."""
+  inputs = [key for name in schema.names for key in schema.input_keys(name)]
+  return (*inputs, *_scan_keys(schema))
+
+
+def _converter(
+  schema: schema_lib.Schema, target_keys: Sequence[str], dtypes: Mapping[str, np.dtype]
+):
+  """``convert(records, keys)``: TFDS records -> canonical columns ``[n, ...]``.
+
+  ``dtypes`` holds the stored features' dtypes (TFDS decodes scalars to Python numbers).
+  """
+  regression = schema.task.kind == "regression"
+
+  def column(records, key):
+    return np.stack([np.asarray(r[key], dtype=dtypes[key]) for r in records])
+
+  def convert(records: list[dict], keys: Sequence[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for key in keys:
+      if key == "y":
+        parts = [column(records, k) for k in target_keys]
+        y = parts[0] if len(parts) == 1 else np.stack(parts, axis=-1)
+        out[key] = y.reshape(len(records), -1).astype(np.float32) if regression else y
+      else:
+        out[key] = column(records, key)
+    return out
+
+  return convert
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """An opened dataset: its schema, its examples, and the small columns every run needs.
+
+  Attributes:
+    name: the dataset's name, e.g. ``"synthetic_affect/pain_binary"``.
+    description: where it comes from (the name, or a features file's path), for messages.
+    schema: its :class:`~mtpkd_jax.data.schema.Schema`.
+    table: the canonical columns of every example, in ``index`` order (in memory, or read on
+      demand from the ``array_record`` files).
+    y: ``[N]`` class indices or ``[N, K]`` targets.
+    subject: ``[N]`` subject ids, or ``None``.
+    split: ``[N]`` official split codes into ``schema.SPLITS``, or ``None``.
+    fingerprint: identifies the dataset's content (builder, config, version, schema).
+    in_memory: whether ``table`` is held in memory.
+  """
+
+  name: str
+  description: str
+  schema: schema_lib.Schema
+  table: table_lib.Table
+  y: np.ndarray
+  subject: np.ndarray | None
+  split: np.ndarray | None
+  fingerprint: str
+  in_memory: bool
+
+  def __len__(self) -> int:
+    return len(self.y)
+
+
+def open_dataset(
+  name: str,
+  data_dir: str | None = None,
+  overrides: Mapping[str, Any] | None = None,
+  *,
+  in_memory: bool | None = None,
+  chunk_size: int = 256,
+) -> Dataset:
+  """Builds a dataset if needed and opens it for random access.
+
+  The small columns (``y``, ``subject``, ``split``) are read once, ``chunk_size`` examples at
+  a time; the others stay on disk unless the dataset is read into memory.
 
   Args:
-    name: `"<builder>/<config>"`, e.g. `"synthetic_affect/pain_binary"`.
-    overrides: Config fields to change, as for `builder`.
+    name: ``"<builder>/<config>"``, e.g. ``"synthetic_affect/pain_binary"``, or a builder of
+      user files (``"features_npz"``) with its options in ``overrides``.
+    data_dir: TFDS data directory; ``None`` for TFDS's default (``~/tensorflow_datasets``).
+    overrides: config fields to change (or a user-file builder's options).
+    in_memory: read every example into memory (fast for small data); ``None`` does so when
+      the examples take less than ``IN_MEMORY_BYTES``. Both give identical tables.
+    chunk_size: examples read at once.
 
   Returns:
-    A dict with `num_classes` (int), `classes` (tuple of names), `task` (`"pain"` or
-    `"va"`), `num_examples` (int) and `shapes` (modality key -> per-example shape tuple).
+    The :class:`Dataset`, examples in ``index`` order.
 
   Raises:
-    ValueError: as `builder`.
+    ValueError: as `builder`, or on a dataset whose file fails its checks.
   """
-  _, config = _resolve(name, overrides)
-  return {
-    "num_classes": config.num_classes,
-    "classes": config.classes,
-    "task": config.task,
-    "num_examples": config.num_examples,
-    "shapes": config.shapes,
-  }
-
-
-def read(dataset_builder: tfds.core.DatasetBuilder, split: str = "train") -> dict[str, np.ndarray]:
-  """Builds a dataset if needed and reads one split whole into memory.
-
-  Args:
-    dataset_builder: A TFDS builder with `file_format="array_record"` whose examples have
-      an integer `index` feature.
-    split: The split to read.
-
-  Returns:
-    Feature name -> array with a leading `[num_examples]` axis, sorted by `index` (so
-    `arrays["index"] == arange(num_examples)` for a complete split).
-  """
+  dataset_builder = builder(name, data_dir, overrides)
   dataset_builder.download_and_prepare()
-  source = dataset_builder.as_data_source(split=split)
-  examples = source.__getitems__(range(len(source)))
-  order = np.argsort([example["index"] for example in examples], kind="stable")
-  features = dataset_builder.info.features
-  return {
-    key: np.stack([np.asarray(examples[i][key], dtype=features[key].np_dtype) for i in order])
-    for key in features
-  }
+  schema = dataset_builder.schema
+  source = dataset_builder.as_data_source(split="train")
+  features_info = dataset_builder.info.features
+  dtypes = {key: features_info[key].np_dtype for key in features_info}
+  convert = _converter(schema, dataset_builder.target_keys, dtypes)
+  positions = np.arange(len(source))
+  raw = table_lib.RecordTable(source, positions, canonical_keys(schema), convert)
+  scanned = [raw.take(c, _scan_keys(schema)) for c in _ranges(len(source), chunk_size)]
+  small = {k: np.concatenate([c[k] for c in scanned]) for k in _scan_keys(schema)}
+  # Records are stored in TFDS's shuffled order; examples are served in `index` order.
+  order = np.argsort(small["index"], kind="stable")
+  small = {k: v[order] for k, v in small.items()}
+  table = table_lib.RecordTable(source, order, canonical_keys(schema), convert)
+  example_bytes = sum(int(np.prod(m.shape)) * np.dtype(m.dtype).itemsize for m in schema.modalities)
+  if in_memory is None:
+    in_memory = example_bytes * len(order) <= IN_MEMORY_BYTES
+  if in_memory:
+    chunks = [table.take(c) for c in _ranges(len(order), chunk_size)]
+    table = table_lib.ArrayTable({k: np.concatenate([c[k] for c in chunks]) for k in table.keys})
+  full_name = dataset_builder.info.full_name
+  return Dataset(
+    name=name,
+    description=getattr(dataset_builder.builder_config, "path", None) or name,
+    schema=schema,
+    table=table,
+    y=small["y"],
+    subject=small.get("subject"),
+    split=small.get("split"),
+    fingerprint=hashlib.sha1(f"{full_name}:{schema.fingerprint()}".encode()).hexdigest()[:16],
+    in_memory=in_memory,
+  )
 
 
-def load(
-  name: str, data_dir: str | None = None, overrides: Mapping[str, Any] | None = None
-) -> dict[str, np.ndarray]:
-  """Builds (if needed) and loads a whole dataset into memory.
-
-  Args:
-    name: `"<builder>/<config>"`, e.g. `"synthetic_affect/pain_binary"`.
-    data_dir: TFDS data directory; `None` for TFDS's default.
-    overrides: Config fields to change, as for `builder`.
-
-  Returns:
-    Feature name -> array, e.g. `video` uint8 `[N, T, H, W, 3]`, `physio` float32
-    `[N, time, channels]`, `audio` float32 `[N, steps, features]`, `label`/`subject`/
-    `index` int64 `[N]`, `valence`/`arousal` float32 `[N]`.
-
-  Raises:
-    ValueError: as `builder`.
-  """
-  return read(builder(name, data_dir, overrides))
+def _ranges(num: int, chunk_size: int) -> list[np.ndarray]:
+  return [np.arange(s, min(s + chunk_size, num)) for s in range(0, num, chunk_size)]
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool) -> int:
@@ -147,63 +228,59 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool) ->
 
 
 def batch_dataset(
-  arrays: Mapping[str, np.ndarray],
+  table: table_lib.Table | Mapping[str, np.ndarray],
   indices: np.ndarray,
   *,
   batch_size: int,
   seed: int | None,
   drop_remainder: bool,
   num_epochs: int | None = 1,
-  modalities: Sequence[str] | None = None,
+  keys: Sequence[str] | None = None,
 ) -> grain.MapDataset:
   """Random-access batches: element `s` is batch number `s` of the run.
 
   Epoch `e` visits every example of `indices` once, in an order that depends only on
   `(seed, e)`; batches never straddle two epochs. So `batch_dataset(...)[s]` is the same
-  batch whenever it is asked for, which is what resuming from step `s` needs.
+  batch whenever it is asked for, which is what resuming from step `s` needs. Only the
+  batch's examples are read from `table`.
 
   Args:
-    arrays: Feature name -> array with a leading example axis (as returned by `load`).
+    table: The examples (a `Table`, or columns `[N, ...]` in memory).
     indices: Integer array of shape `[n]`: the examples to draw from (e.g. a fold's
       `train` indices).
     batch_size: Examples per batch.
     seed: Shuffle seed; `None` keeps the order of `indices` in every epoch (evaluation).
     drop_remainder: Whether to drop each epoch's last partial batch (training).
     num_epochs: Number of passes; `None` for endless.
-    modalities: Modality keys to return (a subset of `MODALITIES`, e.g. `("video",)` for a
-      test-time student); `None` for all. Non-modality keys (labels, `subject`, `index`)
-      are always returned.
+    keys: The columns to return; `None` for all.
 
   Returns:
     A `grain.MapDataset` of dicts of arrays with a leading `[batch]` axis.
 
   Raises:
     ValueError: on an empty `indices`, a non-positive `batch_size` or `num_epochs`, an
-      epoch with no batch, or an unknown modality.
+      epoch with no batch, or an unknown column.
   """
+  if not isinstance(table, table_lib.Table):
+    table = table_lib.ArrayTable(table)
   indices = np.asarray(indices)
-  num_arrays = len(next(iter(arrays.values())))
   if (
     indices.ndim != 1
     or indices.size == 0
     or not np.issubdtype(indices.dtype, np.integer)
-    or not np.all((0 <= indices) & (indices < num_arrays))
+    or not np.all((0 <= indices) & (indices < len(table)))
   ):
     raise ValueError(
-      f"`indices` must be a non-empty 1-D integer array with values in [0, {num_arrays}), "
+      f"`indices` must be a non-empty 1-D integer array with values in [0, {len(table)}), "
       f"got {indices!r}."
     )
   if batch_size < 1:
     raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
   if num_epochs is not None and num_epochs < 1:
     raise ValueError(f"`num_epochs` must be positive or None, got {num_epochs}.")
-  keys = [k for k in arrays if k not in MODALITIES or modalities is None or k in modalities]
-  unknown = set(modalities or ()) - (set(MODALITIES) & set(arrays))
-  if unknown:
-    raise ValueError(
-      f"`modalities` has unknown keys {sorted(unknown)}; available: "
-      f"{[k for k in MODALITIES if k in arrays]}."
-    )
+  keys = table.keys if keys is None else tuple(keys)
+  if unknown := sorted(set(keys) - set(table.keys)):
+    raise ValueError(f"`keys` has unknown columns {unknown}; available: {list(table.keys)}.")
   num_examples = len(indices)
   epoch_steps = steps_per_epoch(num_examples, batch_size, drop_remainder)
   if epoch_steps == 0:
@@ -223,15 +300,14 @@ def batch_dataset(
     epoch, position = divmod(step, epoch_steps)
     start = epoch * num_examples + position * batch_size
     stop = epoch * num_examples + min(position * batch_size + batch_size, num_examples)
-    chosen = np.array([order[i] for i in range(start, stop)])
-    return {k: arrays[k][chosen] for k in keys}
+    return table.take(np.array([order[i] for i in range(start, stop)]), keys)
 
   total_steps = sys.maxsize if num_epochs is None else num_epochs * epoch_steps
   return grain.MapDataset.range(total_steps).map(batch)
 
 
 def batches(
-  arrays: Mapping[str, np.ndarray],
+  table: table_lib.Table | Mapping[str, np.ndarray],
   indices: np.ndarray,
   *,
   batch_size: int,
@@ -239,14 +315,14 @@ def batches(
   drop_remainder: bool,
   num_epochs: int | None = 1,
   start_step: int = 0,
-  modalities: Sequence[str] | None = None,
+  keys: Sequence[str] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Iterates over batches `start_step, start_step + 1, ...` of `batch_dataset`.
 
   A run resumed at step `s` gets exactly the batches an uninterrupted run gets from `s` on.
 
   Args:
-    arrays, indices, batch_size, seed, drop_remainder, num_epochs, modalities: As for
+    table, indices, batch_size, seed, drop_remainder, num_epochs, keys: As for
       `batch_dataset`.
     start_step: The first batch to yield (e.g. the step restored from a checkpoint).
 
@@ -259,14 +335,13 @@ def batches(
   if start_step < 0:
     raise ValueError(f"`start_step` must be non-negative, got {start_step}.")
   dataset = batch_dataset(
-    arrays,
+    table,
     indices,
     batch_size=batch_size,
     seed=seed,
     drop_remainder=drop_remainder,
     num_epochs=num_epochs,
-    modalities=modalities,
+    keys=keys,
   )
-  # The arrays are in memory: reading threads would only contend for the GIL.
   options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
   return iter(dataset[start_step:].to_iter_dataset(options))

@@ -79,3 +79,25 @@ def _num_val_subjects(val_subjects: int | float, num_rest: int) -> int:
       "non-test subjects for training."
     )
   return count
+
+
+def holdout(groups: np.ndarray, val_groups: int | float, seed: int) -> dict[str, np.ndarray]:
+  """Carves validation groups (subjects, or examples) out of a training set.
+
+  Args:
+    groups: Integer array of shape `[n]`: the group of each training example.
+    val_groups: A count (int >= 0) or a fraction in `(0, 1)` of the groups.
+    seed: Seed of the group shuffle.
+
+  Returns:
+    Dict with `train` and `val`: sorted positions into `groups`, with disjoint groups.
+
+  Raises:
+    ValueError: if `val_groups` would leave no training group.
+  """
+  shuffled = np.random.default_rng(seed).permutation(np.unique(groups))
+  val = shuffled[: _num_val_subjects(val_groups, len(shuffled))]
+  return {
+    "train": np.flatnonzero(~np.isin(groups, val)),
+    "val": np.flatnonzero(np.isin(groups, val)),
+  }

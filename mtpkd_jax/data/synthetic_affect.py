@@ -30,9 +30,12 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mtpkd_jax.data import schema as schema_lib
+
 PHYSIO_CHANNELS = ("gsr", "ecg", "emg")
 PAIN_LEVELS = {"BL1": 0.0, "PA1": 0.25, "PA2": 0.5, "PA3": 0.75, "PA4": 1.0}
 VA_QUADRANTS = ("neg_low", "neg_high", "pos_low", "pos_high")
+VA_TARGETS = ("valence", "arousal")
 
 
 @dataclasses.dataclass(eq=False)
@@ -99,6 +102,29 @@ class SyntheticAffectConfig(tfds.core.BuilderConfig):
       "audio": (self.audio_steps, self.audio_features),
     }
 
+  @property
+  def schema(self) -> schema_lib.Schema:
+    """The dataset's schema: `pain` classifies `label`, `va` regresses valence and arousal."""
+    kinds = {
+      "video": ("video", "uint8"),
+      "physio": ("signal", "float32"),
+      "audio": ("sequence", "float32"),
+    }
+    modalities = tuple(
+      schema_lib.Modality(name, kinds[name][0], shape, kinds[name][1])
+      for name, shape in self.shapes.items()
+    )
+    if self.task == "va":
+      task = schema_lib.Task("regression", VA_TARGETS)
+    else:
+      task = schema_lib.Task("classification", self.classes)
+    return schema_lib.Schema(modalities, task, has_subject=True)
+
+  @property
+  def target_keys(self) -> tuple[str, ...]:
+    """The stored features that make up the canonical `y`."""
+    return VA_TARGETS if self.task == "va" else ("label",)
+
 
 CONFIGS = (
   SyntheticAffectConfig(
@@ -136,6 +162,14 @@ class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = list(CONFIGS)
+
+  @property
+  def schema(self) -> schema_lib.Schema:
+    return self.builder_config.schema
+
+  @property
+  def target_keys(self) -> tuple[str, ...]:
+    return self.builder_config.target_keys
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config

@@ -6,10 +6,8 @@ import optax
 
 from mtpkd_jax.losses import _checks
 
-# Order of the regression targets in the model's `[batch, 2]` output.
-REGRESSION_TARGETS = ("valence", "arousal")
-# Batch key holding integer class labels for classification.
-LABEL_KEY = "label"
+# Batch key of the targets: class indices `[batch]`, or regression targets `[batch, K]`.
+TARGET_KEY = "y"
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -94,13 +92,11 @@ def task_loss(outputs: jax.Array, batch: dict[str, jax.Array], task: str) -> jax
 
   Args:
     outputs: model outputs. `classification`: logits, Array of shape `[batch, num_classes]`;
-      `regression`: Array of shape `[batch, 2]`, columns ordered as `REGRESSION_TARGETS`
-      (valence, arousal).
-    batch: `classification` reads `batch["label"]`, integers of shape `[batch]`;
-      `regression` reads `batch["valence"]` and `batch["arousal"]`, each of shape `[batch]`.
-      Other keys are ignored.
+      `regression`: Array of shape `[batch, K]`, one column per target.
+    batch: reads `batch["y"]`: integer class indices of shape `[batch]` (classification),
+      or targets of shape `[batch, K]` (regression). Other keys are ignored.
     task: `"classification"` (mean softmax cross-entropy) or `"regression"` (`ccc_loss`
-      averaged over valence and arousal).
+      averaged over the K targets).
 
   Returns:
     Scalar loss.
@@ -109,9 +105,9 @@ def task_loss(outputs: jax.Array, batch: dict[str, jax.Array], task: str) -> jax
     ValueError: on an unknown `task` or mismatched shapes.
   """
   if task == "classification":
-    return softmax_cross_entropy(outputs, batch[LABEL_KEY])
+    return softmax_cross_entropy(outputs, batch[TARGET_KEY])
   if task == "regression":
-    targets = jnp.stack([batch[key] for key in REGRESSION_TARGETS], axis=-1)
+    targets = batch[TARGET_KEY].reshape(outputs.shape[0], -1)
     _checks.check_same_shape("outputs", outputs, "targets", targets)
     return ccc_loss(outputs, targets)
   raise ValueError(f"`task` must be 'classification' or 'regression', got {task!r}.")

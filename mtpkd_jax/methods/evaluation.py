@@ -2,67 +2,79 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 
 import jax
 import numpy as np
 
-from mtpkd_jax.losses import task as task_lib
+from mtpkd_jax.data import schema as schema_lib
+from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.train import metrics as metrics_lib
 
-METRICS = {
-  "classification": ("accuracy", "macro_f1"),
-  "regression": ("ccc_valence", "ccc_arousal", "ccc_mean"),
-}
 
-
-def task_of(dataset_task: str) -> str:
-  """``classification | regression`` for a dataset's task (``pain`` or ``va``)."""
-  return "regression" if dataset_task == "va" else "classification"
+def metric_names(task: schema_lib.Task) -> tuple[str, ...]:
+  """The reported metrics: accuracy and macro-F1, or the CCC of each target and their mean."""
+  if task.kind == "classification":
+    return ("accuracy", "macro_f1")
+  return (*(f"ccc_{name}" for name in task.names), "ccc_mean")
 
 
 def predict(
   fn: Callable[..., jax.Array],
   variables,
-  inputs: Sequence[np.ndarray],
+  table: table_lib.Table,
   batch_size: int,
+  indices: np.ndarray | None = None,
 ) -> np.ndarray:
-  """``fn(variables, *batch)`` over ``inputs`` in batches, as one ``[N, ...]`` array.
+  """``fn(variables, batch)`` over the examples ``indices`` of ``table``, as one array.
 
+  The examples are read ``batch_size`` at a time, so the inputs are never all in memory.
   ``fn`` should be jit-compiled once by the caller; the last batch is padded to
-  ``batch_size`` so it compiles a single shape.
+  ``batch_size`` (with copies of its last example) so it compiles a single shape.
+
+  Args:
+    fn: ``fn(variables, batch) -> [batch_size, ...]``, ``batch`` a dict of ``table``'s columns.
+    variables: passed through to ``fn``.
+    table: the examples.
+    batch_size: examples per call.
+    indices: the examples to predict; ``None`` for all of ``table``, in order.
+
+  Returns:
+    ``[len(indices), ...]``.
   """
-  num = len(inputs[0])
+  indices = np.arange(len(table)) if indices is None else np.asarray(indices)
   outputs = []
-  for start in range(0, num, batch_size):
-    chunk = [x[start : start + batch_size] for x in inputs]
-    pad = batch_size - len(chunk[0])
-    if pad:
-      chunk = [np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) for x in chunk]
-    outputs.append(np.asarray(fn(variables, *chunk))[: batch_size - pad])
+  for chunk in table.chunks(indices, batch_size):
+    num = len(next(iter(chunk.values())))
+    if pad := batch_size - num:
+      chunk = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in chunk.items()}
+    outputs.append(np.asarray(fn(variables, chunk))[:num])
   return np.concatenate(outputs)
 
 
-def scores(outputs: np.ndarray, targets: Mapping[str, np.ndarray], task: str) -> dict:
-  """The task's metrics, plus ``score`` (accuracy, or mean CCC) used for model selection.
+def scores(outputs: np.ndarray, targets: np.ndarray, task: schema_lib.Task) -> dict:
+  """The task's metrics (see :func:`metric_names`), plus ``score`` used for model selection.
 
   Args:
-    outputs: Array of shape ``[N, C]``: logits, or (valence, arousal) predictions.
-    targets: ``label`` (classification) or ``valence`` and ``arousal`` (regression),
-      each of shape ``[N]``.
-    task: ``classification | regression``.
+    outputs: Array of shape ``[N, C]``: logits, or the regression predictions.
+    targets: ``[N]`` class indices, or ``[N, K]`` targets.
+    task: the dataset's task.
+
+  Returns:
+    ``{metric: float}``; ``score`` is the accuracy, or the mean CCC.
   """
-  if task == "classification":
-    labels = np.asarray(targets["label"])
+  if task.kind == "classification":
+    labels = np.asarray(targets)
     accuracy = metrics_lib.accuracy(labels, outputs)
     return {
       "accuracy": accuracy,
       "macro_f1": metrics_lib.macro_f1(labels, outputs, num_classes=outputs.shape[-1]),
       "score": accuracy,
     }
+  targets = np.asarray(targets).reshape(len(outputs), -1)
   values = {
-    f"ccc_{name}": metrics_lib.ccc(outputs[:, i], targets[name])
-    for i, name in enumerate(task_lib.REGRESSION_TARGETS)
+    f"ccc_{name}": metrics_lib.ccc(outputs[:, i], targets[:, i])
+    for i, name in enumerate(task.names)
   }
   values["ccc_mean"] = float(np.mean(list(values.values())))
   values["score"] = values["ccc_mean"]

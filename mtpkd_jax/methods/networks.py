@@ -11,13 +11,23 @@ then takes raw inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from mtpkd_jax import models
+
+
+def call_encoder(encoder: nn.Module, inputs, train: bool = False) -> jax.Array:
+  """``encoder(inputs)``: an array, or ``{"x": [B, L, d], "mask": [B, L]}`` for a masked sequence.
+
+  Also usable as ``encoder.apply(variables, inputs, method=call_encoder)``.
+  """
+  if isinstance(inputs, Mapping):
+    return encoder(inputs["x"], mask=inputs["mask"], train=train)
+  return encoder(inputs, train=train)
 
 
 class Unimodal(nn.Module):
@@ -28,7 +38,7 @@ class Unimodal(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-    tokens = self.encoder(x, train=train)
+    tokens = call_encoder(self.encoder, x, train)
     return models.Head(self.num_outputs, name="head")(tokens.mean(axis=1)), tokens
 
 
@@ -67,7 +77,7 @@ class JointTeacher(nn.Module):
     """
     tokens = list(inputs)
     if self.encoders:
-      tokens = [enc(x, train=train) for enc, x in zip(self.encoders, inputs, strict=True)]
+      tokens = [call_encoder(e, x, train) for e, x in zip(self.encoders, inputs, strict=True)]
     outputs, z = self.fusion(tokens, train=train)
     return outputs, z, self.hallucinate(tokens[0]), tokens
 
@@ -130,7 +140,7 @@ class Student(nn.Module):
       hallucinate: the frozen T-Nets, ``f_v -> [num_privileged, B, d]``.
       train: train mode.
     """
-    tokens = visual if self.encoder is None else self.encoder(visual, train=train)
+    tokens = visual if self.encoder is None else call_encoder(self.encoder, visual, train)
     return models.FusionBlock(self.num_outputs, dropout_rate=self.dropout_rate, name="fusion")(
       [tokens, *hallucinate(tokens)], train=train
     )

@@ -23,6 +23,7 @@ import functools
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,13 +33,14 @@ import optax
 
 from mtpkd_jax import models
 from mtpkd_jax.data import pipeline
+from mtpkd_jax.data import schema as schema_lib
+from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.losses import distill
 from mtpkd_jax.losses import task as task_lib
 from mtpkd_jax.methods import evaluation, networks, registry
-from mtpkd_jax.train import checkpoint, loop, parallel, step, writers
+from mtpkd_jax.train import checkpoint, loop, parallel, provenance, step, writers
 from mtpkd_jax.train.state import create_train_state
 
-TARGET_KEYS = ("label", "valence", "arousal")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -48,24 +50,22 @@ class Context:
 
   Attributes:
     config: the experiment config (see ``experiments/configs``).
-    data: every example of the dataset, feature name -> ``[N, ...]`` array.
+    schema: the dataset's schema: modalities by name, the task.
+    dataset: the opened dataset (``None`` when a finished run only predicts).
     split: example indices of ``train``, ``val`` and ``test``.
     workdir: the run's directory; stage ``s`` lives in ``workdir / s``.
     seed: the run's seed.
-    task: ``classification | regression``.
-    num_outputs: classes, or 2 (valence, arousal).
     mesh: the 1-D ``("data",)`` device mesh.
     cache: tokens and teacher targets computed from saved stage outputs, reused by the
       run's later stages.
   """
 
   config: ml_collections.ConfigDict
-  data: Mapping[str, np.ndarray]
+  schema: schema_lib.Schema
+  dataset: pipeline.Dataset | None
   split: Mapping[str, np.ndarray]
   workdir: Path
   seed: int
-  task: str
-  num_outputs: int
   mesh: jax.sharding.Mesh
   cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -74,9 +74,33 @@ class Context:
     """The visual modality first, then the privileged ones."""
     return (self.config.visual, *self.config.privileged)
 
-  def targets(self, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    sel = slice(None) if indices is None else indices
-    return {k: self.data[k][sel] for k in TARGET_KEYS if k in self.data}
+  @property
+  def task(self) -> str:
+    """``classification | regression``."""
+    return self.schema.task.kind
+
+  @property
+  def num_outputs(self) -> int:
+    """Classes, or regression targets."""
+    return self.schema.task.num_outputs
+
+  def targets(self) -> table_lib.ArrayTable:
+    """The targets ``y`` of every example, as a table."""
+    return table_lib.ArrayTable({"y": self.dataset.y})
+
+  def inputs(self, modality: str) -> table_lib.Table:
+    """The raw inputs of ``modality`` (with its mask) of every example."""
+    return self.dataset.table.select(self.schema.input_keys(modality))
+
+  def model_input(self, batch: Mapping[str, Any], modality: str):
+    """What a model of ``modality`` takes from ``batch``: the array, or ``{x, mask}``."""
+    if self.schema.modality(modality).masked:
+      return {"x": batch[modality], "mask": batch[schema_lib.mask_key(modality)]}
+    return batch[modality]
+
+  def first(self, table: table_lib.Table, modality: str):
+    """``model_input`` of the first example: what ``init`` traces shapes with."""
+    return self.model_input(table.take([0]), modality)
 
 
 def _stage_rng(ctx: Context, stage: str) -> jax.Array:
@@ -121,8 +145,26 @@ def _adam(params, learning_rate: float, **special: float):
   )
 
 
+def encoder_spec(ctx: Context, modality: str) -> ml_collections.ConfigDict:
+  """``config.encoders[modality]``, else the default of the modality's kind.
+
+  Raises:
+    ValueError: naming both config fields, if neither gives an encoder.
+  """
+  if modality in ctx.config.encoders:
+    return ctx.config.encoders[modality]
+  kind = ctx.schema.modality(modality).kind
+  by_kind = ctx.config.get("encoders_by_kind") or {}
+  if kind not in by_kind:
+    raise ValueError(
+      f"No encoder for modality {modality!r} of kind {kind!r}: set "
+      f"`config.encoders.{modality}` or `config.encoders_by_kind.{kind}`."
+    )
+  return by_kind[kind]
+
+
 def _encoder(ctx: Context, modality: str):
-  spec = ctx.config.encoders[modality]
+  spec = encoder_spec(ctx, modality)
   kwargs = {
     "features": ctx.config.embed_dim,
     "dtype": _DTYPES[ctx.config.compute_dtype],
@@ -135,15 +177,63 @@ def _encoder(ctx: Context, modality: str):
   return encoder
 
 
-def _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, *, frozen=None, tx=None):
-  """Trains one stage on ``arrays`` (indexed by the train split) and returns its output.
+def _predecessors(ctx: Context, stage: str) -> list[str]:
+  """The stages whose saved outputs ``stage`` is built from."""
+  if stage.startswith("unimodal_"):
+    return []
+  backbones = [f"unimodal_{m}" for m in ctx.modalities]
+  if stage == "joint":
+    return backbones
+  if stage == "alignment":
+    return [*backbones, "joint"]
+  method = registry.get_method(stage.removeprefix("student_"))
+  return [*backbones, "joint", *(["alignment"] if method.teacher == "aligned" else [])]
 
-  ``tx`` defaults to Adam at ``cfg.learning_rate``.
+
+def _provenance(ctx: Context, stage: str) -> dict:
+  """What ``stage`` is built from (see :mod:`mtpkd_jax.train.provenance`)."""
+  config = ctx.config
+  kind, _, name = stage.partition("_")
+  section = {
+    "stage": config.stages[kind].to_dict(),
+    "model": {
+      "embed_dim": config.embed_dim,
+      "compute_dtype": config.compute_dtype,
+      "dropout_rate": config.dropout_rate,
+    },
+  }
+  if kind == "unimodal":
+    section["encoder"] = encoder_spec(ctx, name).to_dict()
+  else:
+    section["model"] |= {"visual": config.visual, "privileged": list(config.privileged)}
+    section["encoders"] = {m: encoder_spec(ctx, m).to_dict() for m in ctx.modalities}
+  if kind == "student":
+    params = config.method_params.get(name)
+    section["method"] = params.to_dict() if params is not None else None
+  return {
+    "config": section,
+    "predecessors": {
+      p: provenance.output_fingerprint(ctx.workdir, p, required_by=stage)
+      for p in _predecessors(ctx, stage)
+    },
+    "dataset": ctx.dataset.fingerprint,
+    "split": provenance.split_digest(ctx.split),
+    "seed": ctx.seed,
+  }
+
+
+def _fit(ctx, stage, model, variables, loss_fn, table, cfg, eval_fn, *, frozen=None, tx=None):
+  """Trains one stage on ``table`` (indexed by the train split) and returns its output.
+
+  A stage whose saved record of what it was built from differs from the current one is
+  retrained from scratch (:func:`mtpkd_jax.train.provenance.ensure`). ``tx`` defaults to Adam
+  at ``cfg.learning_rate``.
   """
+  provenance.ensure(ctx.workdir, stage, _provenance(ctx, stage))
   train_idx = ctx.split["train"]
   epoch_steps = pipeline.steps_per_epoch(len(train_idx), cfg.batch_size, drop_remainder=True)
   dataset = pipeline.batch_dataset(
-    arrays,
+    table,
     train_idx,
     batch_size=cfg.batch_size,
     seed=ctx.seed,
@@ -176,16 +266,15 @@ def _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, *, frozen=
   return variables
 
 
-def _selection_fn(ctx, predict_fn, inputs, batch_size):
+def _selection_fn(ctx, predict_fn, table, batch_size):
   """``eval_fn(params, batch_stats)`` scoring ``predict_fn`` on the validation split."""
   val = ctx.split["val"]
-  val_inputs = [x[val] for x in inputs]
+  targets = ctx.dataset.y[val]
 
   def eval_fn(params, batch_stats):
-    outputs = evaluation.predict(
-      predict_fn, _variables(params, batch_stats), val_inputs, batch_size
-    )
-    return evaluation.scores(outputs, ctx.targets(val), ctx.task)
+    variables = _variables(params, batch_stats)
+    outputs = evaluation.predict(predict_fn, variables, table, batch_size, val)
+    return evaluation.scores(outputs, targets, ctx.schema.task)
 
   return eval_fn
 
@@ -200,17 +289,19 @@ def train_unimodal(ctx: Context, modality: str) -> dict:
   stage = f"unimodal_{modality}"
   cfg = ctx.config.stages.unimodal
   model = unimodal_model(ctx, modality)
-  variables = model.init(_stage_rng(ctx, stage), ctx.data[modality][:1])
+  inputs = ctx.inputs(modality)
+  variables = model.init(_stage_rng(ctx, stage), ctx.first(inputs, modality))
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     del frozen
-    (outputs, _), batch_stats = _apply_train(model, params, batch_stats, rng, batch[modality])
+    x = ctx.model_input(batch, modality)
+    (outputs, _), batch_stats = _apply_train(model, params, batch_stats, rng, x)
     return task_lib.task_loss(outputs, batch, ctx.task), ({}, batch_stats)
 
-  predict_fn = jax.jit(lambda v, x: model.apply(v, x)[0])
-  eval_fn = _selection_fn(ctx, predict_fn, [ctx.data[modality]], cfg.batch_size)
-  arrays = {modality: ctx.data[modality], **ctx.targets()}
-  return _fit(ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn)
+  predict_fn = jax.jit(lambda v, b: model.apply(v, ctx.model_input(b, modality))[0])
+  eval_fn = _selection_fn(ctx, predict_fn, inputs, cfg.batch_size)
+  table = table_lib.join(inputs, ctx.targets())
+  return _fit(ctx, stage, model, variables, loss_fn, table, cfg, eval_fn)
 
 
 def _stage0_backbone(ctx: Context, modality: str, required_by: str) -> dict:
@@ -231,19 +322,29 @@ def teacher_backbone(ctx: Context, modality: str, required_by: str) -> dict:
   return _sub_variables(variables, f"encoders_{ctx.modalities.index(modality)}")
 
 
-def encode(ctx: Context, modality: str, inputs: np.ndarray, required_by: str) -> np.ndarray:
-  """Tokens ``[N, L, d]`` of ``inputs`` from the teachers' saved backbone of ``modality``."""
+def encode(ctx: Context, modality: str, required_by: str) -> np.ndarray:
+  """Tokens ``[N, L, d]`` of every example from the teachers' saved backbone of ``modality``.
+
+  The inputs are read and encoded ``eval_batch_size`` examples at a time.
+  """
   variables = teacher_backbone(ctx, modality, required_by)
-  fn = jax.jit(_encoder(ctx, modality).apply)
-  return evaluation.predict(fn, variables, [inputs], ctx.config.eval_batch_size)
+  encoder = _encoder(ctx, modality)
+  fn = jax.jit(
+    lambda v, b: encoder.apply(v, ctx.model_input(b, modality), method=networks.call_encoder)
+  )
+  return evaluation.predict(fn, variables, ctx.inputs(modality), ctx.config.eval_batch_size)
 
 
 def backbone_tokens(ctx: Context, required_by: str) -> dict[str, np.ndarray]:
   """Every modality's tokens of every example from the teachers' (frozen) backbones."""
   for m in ctx.modalities:
     if ("tokens", m) not in ctx.cache:
-      ctx.cache["tokens", m] = encode(ctx, m, ctx.data[m], required_by)
+      ctx.cache["tokens", m] = encode(ctx, m, required_by)
   return {m: ctx.cache["tokens", m] for m in ctx.modalities}
+
+
+def _token_table(ctx: Context, required_by: str) -> table_lib.ArrayTable:
+  return table_lib.ArrayTable(backbone_tokens(ctx, required_by))
 
 
 # Stage 1: the joint teacher and the T-Nets.
@@ -259,12 +360,18 @@ def joint_model(ctx: Context) -> networks.JointTeacher:
   )
 
 
-def _joint_inputs(ctx: Context, required_by: str) -> list[np.ndarray]:
-  """What the joint model takes: raw inputs if it fine-tunes the backbones, else tokens."""
+def _joint_inputs(ctx: Context, required_by: str) -> table_lib.Table:
+  """What the joint model reads: raw inputs if it fine-tunes the backbones, else tokens."""
   if ctx.config.stages.joint.finetune_backbones:
-    return [ctx.data[m] for m in ctx.modalities]
-  tokens = backbone_tokens(ctx, required_by)
-  return [tokens[m] for m in ctx.modalities]
+    return table_lib.join(*(ctx.inputs(m) for m in ctx.modalities))
+  return _token_table(ctx, required_by)
+
+
+def _joint_args(ctx: Context, batch) -> list:
+  """The joint model's per-modality inputs, from a batch of ``_joint_inputs``."""
+  if ctx.config.stages.joint.finetune_backbones:
+    return [ctx.model_input(batch, m) for m in ctx.modalities]
+  return [batch[m] for m in ctx.modalities]
 
 
 def train_joint(ctx: Context) -> dict:
@@ -277,7 +384,7 @@ def train_joint(ctx: Context) -> dict:
   mods = ctx.modalities
   inputs = _joint_inputs(ctx, required_by="joint")
   model = joint_model(ctx)
-  variables = model.init(_stage_rng(ctx, "joint"), [x[:1] for x in inputs])
+  variables = model.init(_stage_rng(ctx, "joint"), _joint_args(ctx, inputs.take([0])))
   tx = None
   if cfg.finetune_backbones:
     for i, m in enumerate(mods):
@@ -289,7 +396,7 @@ def train_joint(ctx: Context) -> dict:
   def loss_fn(params, batch_stats, batch, rng, frozen):
     del frozen
     (outputs, _, hallucinated, tokens), batch_stats = _apply_train(
-      model, params, batch_stats, rng, [batch[m] for m in mods]
+      model, params, batch_stats, rng, _joint_args(ctx, batch)
     )
     task_value = task_lib.task_loss(outputs, batch, ctx.task)
     tnet = sum(
@@ -301,10 +408,10 @@ def train_joint(ctx: Context) -> dict:
     loss = task_value + cfg.tnet_weight * tnet
     return loss, ({"task": task_value, "tnet": tnet}, batch_stats)
 
-  predict_fn = jax.jit(lambda v, *x: model.apply(v, list(x))[0])
+  predict_fn = jax.jit(lambda v, b: model.apply(v, _joint_args(ctx, b))[0])
   eval_fn = _selection_fn(ctx, predict_fn, inputs, ctx.config.eval_batch_size)
-  arrays = {**dict(zip(mods, inputs, strict=True)), **ctx.targets()}
-  return _fit(ctx, "joint", model, variables, loss_fn, arrays, cfg, eval_fn, tx=tx)
+  table = table_lib.join(inputs, ctx.targets())
+  return _fit(ctx, "joint", model, variables, loss_fn, table, cfg, eval_fn, tx=tx)
 
 
 # Stage 2: MT-PKDOT's self-distillation alignment.
@@ -323,10 +430,11 @@ def train_alignment(ctx: Context) -> dict:
   """
   cfg = ctx.config.stages.alignment
   joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by="alignment")
-  tokens = backbone_tokens(ctx, required_by="alignment")
+  tokens = _token_table(ctx, required_by="alignment")
   model = alignment_model(ctx)
   mods = ctx.modalities
-  variables = model.init(_stage_rng(ctx, "alignment"), [tokens[m][:1] for m in mods])
+  first = tokens.take([0])
+  variables = model.init(_stage_rng(ctx, "alignment"), [first[m] for m in mods])
   params = dict(variables["params"])
   params["fusion"] = joint["params"]["fusion"]
   tx = _adam(params, cfg.learning_rate, fusion=cfg.fusion_learning_rate)
@@ -346,11 +454,10 @@ def train_alignment(ctx: Context) -> dict:
     loss = 0.5 * align + 0.5 * (joint_task + heads)
     return loss, ({"align": align, "task": joint_task, "heads": heads}, batch_stats)
 
-  predict_fn = jax.jit(lambda v, *t: model.apply(v, list(t))[0])
-  inputs = [tokens[m] for m in mods]
-  eval_fn = _selection_fn(ctx, predict_fn, inputs, ctx.config.eval_batch_size)
-  arrays = {**{m: tokens[m] for m in mods}, **ctx.targets()}
-  return _fit(ctx, "alignment", model, {"params": params}, loss_fn, arrays, cfg, eval_fn, tx=tx)
+  predict_fn = jax.jit(lambda v, b: model.apply(v, [b[m] for m in mods])[0])
+  eval_fn = _selection_fn(ctx, predict_fn, tokens, ctx.config.eval_batch_size)
+  table = table_lib.join(tokens, ctx.targets())
+  return _fit(ctx, "alignment", model, {"params": params}, loss_fn, table, cfg, eval_fn, tx=tx)
 
 
 def teacher_targets(ctx: Context, source: str, required_by: str) -> dict[str, np.ndarray]:
@@ -370,22 +477,21 @@ def _teacher_targets(ctx: Context, source: str, required_by: str) -> dict[str, n
   if source == "joint":
     variables, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=required_by)
     model = joint_model(ctx)
-    fn = jax.jit(lambda v, *x: jnp.concatenate(model.apply(v, list(x))[1::-1], axis=-1))
+    fn = jax.jit(lambda v, b: jnp.concatenate(model.apply(v, _joint_args(ctx, b))[1::-1], axis=-1))
     both = evaluation.predict(fn, variables, _joint_inputs(ctx, required_by), batch_size)
     z, out = both[:, : -ctx.num_outputs], both[:, -ctx.num_outputs :]
     return {"teacher_z": z[:, None], "teacher_out": out[:, None]}
   variables, _ = checkpoint.load_stage_output(ctx.workdir, "alignment", required_by=required_by)
-  tokens = backbone_tokens(ctx, required_by)
-  inputs = [tokens[m] for m in ctx.modalities]
+  tokens = _token_table(ctx, required_by)
   model = alignment_model(ctx)
 
-  def candidates(v, *t):
-    outputs, z, adapted, head_outputs = model.apply(v, list(t))
+  def candidates(v, b):
+    outputs, z, adapted, head_outputs = model.apply(v, [b[m] for m in ctx.modalities])
     zs = jnp.concatenate([adapted, z[None]], axis=0)
     outs = jnp.concatenate([head_outputs, outputs[None]], axis=0)
     return jnp.concatenate([zs, outs], axis=-1).swapaxes(0, 1)
 
-  both = evaluation.predict(jax.jit(candidates), variables, inputs, batch_size)
+  both = evaluation.predict(jax.jit(candidates), variables, tokens, batch_size)
   return {"teacher_z": both[..., : -ctx.num_outputs], "teacher_out": both[..., -ctx.num_outputs :]}
 
 
@@ -403,6 +509,19 @@ def _hallucinate(ctx: Context, joint_params, visual_tokens):
   )
 
 
+def _student_keys(ctx: Context) -> tuple[str, ...]:
+  """The columns a student's input is read from: the visual tokens, or its raw input."""
+  if ctx.config.stages.student.finetune_visual:
+    return ctx.schema.input_keys(ctx.config.visual)
+  return (ctx.config.visual,)
+
+
+def _student_arg(ctx: Context, batch):
+  if ctx.config.stages.student.finetune_visual:
+    return ctx.model_input(batch, ctx.config.visual)
+  return batch[ctx.config.visual]
+
+
 def student_loss(ctx: Context, method_name: str, model: networks.Student):
   """The per-device student loss ``(params, batch_stats, batch, rng, frozen_joint_params)``.
 
@@ -415,14 +534,15 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
   """
   method = registry.get_method(method_name)
   method_cfg = ctx.config.method_params[method_name]
+  input_keys = _student_keys(ctx)
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     hallucinate = functools.partial(_hallucinate, ctx, frozen)
     (outputs, z_s), batch_stats = _apply_train(
-      model, params, batch_stats, rng, batch[ctx.config.visual], hallucinate
+      model, params, batch_stats, rng, _student_arg(ctx, batch), hallucinate
     )
     task_value = task_lib.task_loss(outputs, batch, ctx.task)
-    targets = {k: v for k, v in batch.items() if k != ctx.config.visual}
+    targets = {k: v for k, v in batch.items() if k not in input_keys}
     z_all, outputs_all, targets_all = jax.lax.all_gather(
       (z_s, outputs, targets), parallel.DATA_AXIS, axis=0, tiled=True
     )
@@ -437,8 +557,8 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
 def train_student(ctx: Context, method_name: str) -> dict:
   """Stage 3: the student of ``method_name`` with the frozen T-Nets.
 
-  Its batches hold the visual input (the frozen visual backbone's tokens, or the video when
-  ``finetune_visual`` trains the backbone with the student), the teachers' per-sample
+  Its batches hold the visual input (the frozen visual backbone's tokens, or the raw input
+  when ``finetune_visual`` trains the backbone with the student), the teachers' per-sample
   targets (:func:`teacher_targets`) and the labels: no privileged input.
   """
   stage = f"student_{method_name}"
@@ -447,12 +567,12 @@ def train_student(ctx: Context, method_name: str) -> dict:
   joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
   targets = teacher_targets(ctx, registry.get_method(method_name).teacher, required_by=stage)
   if cfg.finetune_visual:
-    inputs = ctx.data[visual]
+    inputs = ctx.inputs(visual)
   else:
-    inputs = backbone_tokens(ctx, required_by=stage)[visual]
+    inputs = table_lib.ArrayTable({visual: backbone_tokens(ctx, required_by=stage)[visual]})
   model = student_model(ctx)
   hallucinate = functools.partial(_hallucinate, ctx, joint["params"])
-  variables = model.init(_stage_rng(ctx, stage), inputs[:1], hallucinate)
+  variables = model.init(_stage_rng(ctx, stage), _student_arg(ctx, inputs.take([0])), hallucinate)
   tx = None
   if cfg.finetune_visual:
     backbone = teacher_backbone(ctx, visual, required_by=stage)
@@ -460,19 +580,20 @@ def train_student(ctx: Context, method_name: str) -> dict:
     tx = _adam(variables["params"], cfg.learning_rate, encoder=cfg.backbone_learning_rate)
 
   loss_fn = student_loss(ctx, method_name, model)
-  predict_fn = jax.jit(lambda v, x: model.apply(v, x, hallucinate)[0])
-  eval_fn = _selection_fn(ctx, predict_fn, [inputs], ctx.config.eval_batch_size)
-  arrays = {visual: inputs, **targets, **ctx.targets()}
+  predict_fn = jax.jit(lambda v, b: model.apply(v, _student_arg(ctx, b), hallucinate)[0])
+  eval_fn = _selection_fn(ctx, predict_fn, inputs, ctx.config.eval_batch_size)
+  table = table_lib.join(inputs, table_lib.ArrayTable(targets), ctx.targets())
   return _fit(
-    ctx, stage, model, variables, loss_fn, arrays, cfg, eval_fn, frozen=joint["params"], tx=tx
+    ctx, stage, model, variables, loss_fn, table, cfg, eval_fn, frozen=joint["params"], tx=tx
   )
 
 
 def student_predictor(ctx: Context, method_name: str):
-  """The test-time path ``video -> E_v -> H -> F_S``.
+  """The test-time path ``visual input -> E_v -> H -> F_S``.
 
-  Returns ``fn(video [N, ...]) -> (outputs [N, C], z_S [N, d])``. It takes the visual
-  array alone: no privileged input can reach a student's prediction.
+  Returns ``fn(table, indices=None) -> (outputs [n, C], z_S [n, d])``, which reads the visual
+  modality's columns of ``table`` alone (``schema.input_keys(visual)``): no privileged input
+  can reach a student's prediction.
   """
   stage = f"student_{method_name}"
   visual = ctx.config.visual
@@ -484,27 +605,38 @@ def student_predictor(ctx: Context, method_name: str):
   encoder, model = _encoder(ctx, visual), student_model(ctx)
 
   @jax.jit
-  def fn(variables, video):
+  def fn(variables, batch):
     backbone, joint_params, student = variables
-    x = video if backbone is None else encoder.apply(backbone, video)
+    x = ctx.model_input(batch, visual)
+    if backbone is not None:
+      x = encoder.apply(backbone, x, method=networks.call_encoder)
     outputs, z = model.apply(student, x, functools.partial(_hallucinate, ctx, joint_params))
     return jnp.concatenate([outputs, z], axis=-1)
 
   variables = (backbone, joint["params"], student)
+  keys = ctx.schema.input_keys(visual)
 
-  def predictor(video):
-    both = evaluation.predict(fn, variables, [video], ctx.config.eval_batch_size)
+  def predictor(table: table_lib.Table, indices: np.ndarray | None = None):
+    inputs = table.select(keys)
+    both = evaluation.predict(fn, variables, inputs, ctx.config.eval_batch_size, indices)
     return both[:, : ctx.num_outputs], both[:, ctx.num_outputs :]
 
   return predictor
 
 
 def unimodal_predictor(ctx: Context, modality: str):
-  """``fn(x [N, ...]) -> outputs [N, C]`` of the saved stage-0 model of ``modality``."""
+  """``fn(table, indices=None) -> outputs [n, C]`` of the saved stage-0 model of ``modality``."""
   variables, _ = checkpoint.load_stage_output(ctx.workdir, f"unimodal_{modality}")
   model = unimodal_model(ctx, modality)
-  fn = jax.jit(lambda v, x: model.apply(v, x)[0])
-  return lambda x: evaluation.predict(fn, variables, [x], ctx.config.eval_batch_size)
+  fn = jax.jit(lambda v, b: model.apply(v, ctx.model_input(b, modality))[0])
+  keys = ctx.schema.input_keys(modality)
+
+  def predictor(table: table_lib.Table, indices: np.ndarray | None = None):
+    return evaluation.predict(
+      fn, variables, table.select(keys), ctx.config.eval_batch_size, indices
+    )
+
+  return predictor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,25 @@
 """Fixtures shared by the data tests: the `tiny` config, built once per session."""
 
+import numpy as np
 import pytest
 
 from mtpkd_jax.data import pipeline
 
 TINY = "synthetic_affect/tiny"
+
+
+def read_raw(name, data_dir, overrides=None):
+  """Every stored feature of a synthetic dataset (labels, valence, ...), in `index` order."""
+  dataset_builder = pipeline.builder(name, data_dir, overrides)
+  dataset_builder.download_and_prepare()
+  source = dataset_builder.as_data_source(split="train")
+  records = source.__getitems__(range(len(source)))
+  order = np.argsort([r["index"] for r in records])
+  features = dataset_builder.info.features
+  return {
+    k: np.stack([np.asarray(records[i][k], dtype=features[k].np_dtype) for i in order])
+    for k in features
+  }
 
 
 @pytest.fixture(scope="session")
@@ -17,5 +32,5 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny(tiny_dir):
-  """`synthetic_affect/tiny` loaded into memory."""
-  return pipeline.load(TINY, tiny_dir)
+  """`synthetic_affect/tiny`'s stored features, in memory."""
+  return read_raw(TINY, tiny_dir)

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from mtpkd_jax.data import pipeline
+from mtpkd_jax.data import schema as schema_lib
+from mtpkd_jax.data import table as table_lib
+from tests.data.conftest import read_raw
 
 NUM_EXAMPLES = 23
 # Small in-memory arrays standing in for a loaded dataset: example `i` is recognisable.
@@ -19,23 +22,51 @@ ARRAYS = {
 INDICES = np.arange(3, NUM_EXAMPLES)  # 20 examples.
 
 
-def test_load_matches_dataset_info(tiny):
-  info = pipeline.dataset_info("synthetic_affect/tiny")
-  assert info["num_classes"] == 2 and info["task"] == "pain"
-  assert len(tiny["label"]) == info["num_examples"]
-  for key, shape in info["shapes"].items():
-    assert tiny[key].shape[1:] == shape, key
-  assert set(tiny) == {*info["shapes"], "label", "valence", "arousal", "subject", "index"}
+def test_synthetic_dataset_opens_through_its_schema(tiny_dir, tiny):
+  dataset = pipeline.open_dataset("synthetic_affect/tiny", tiny_dir)
+  schema = dataset.schema
+  assert schema.names == ("video", "physio", "audio")
+  assert [m.kind for m in schema.modalities] == ["video", "signal", "sequence"]
+  assert schema.task == schema_lib.Task("classification", ("BL1", "PA4"))
+  assert dataset.table.keys == ("video", "physio", "audio", "index", "y", "subject")
+  columns = dataset.table.take(np.arange(len(dataset)))
+  # Canonical columns are the stored features, in `index` order; `y` is the label.
+  np.testing.assert_array_equal(columns["y"], tiny["label"])
+  np.testing.assert_array_equal(dataset.y, tiny["label"])
+  np.testing.assert_array_equal(dataset.subject, tiny["subject"])
+  np.testing.assert_array_equal(columns["index"], np.arange(len(dataset)))
+  for name in schema.names:
+    np.testing.assert_array_equal(columns[name], tiny[name], err_msg=name)
+    assert columns[name].shape[1:] == schema.modality(name).shape
 
 
-def test_dataset_info_of_every_config():
-  assert pipeline.dataset_info("synthetic_affect/pain_binary")["shapes"] == {
-    "video": (10, 32, 32, 3),
-    "physio": (352, 3),
-    "audio": (20, 16),
-  }
-  assert pipeline.dataset_info("synthetic_affect/pain_5class")["num_classes"] == 5
-  assert pipeline.dataset_info("synthetic_affect/va_regression")["task"] == "va"
+def test_regression_targets_stack_in_schema_order(tmp_path):
+  dataset = pipeline.open_dataset(
+    "synthetic_affect/va_regression", str(tmp_path), {"num_subjects": 2, "samples_per_subject": 4}
+  )
+  raw = read_raw(
+    "synthetic_affect/va_regression", str(tmp_path), {"num_subjects": 2, "samples_per_subject": 4}
+  )
+  assert dataset.schema.task.names == ("valence", "arousal")
+  np.testing.assert_array_equal(dataset.y, np.stack([raw["valence"], raw["arousal"]], -1))
+
+
+def test_streaming_gives_the_batches_held_in_memory(tiny_dir):
+  in_memory = pipeline.open_dataset("synthetic_affect/tiny", tiny_dir, in_memory=True)
+  streamed = pipeline.open_dataset("synthetic_affect/tiny", tiny_dir, in_memory=False)
+  assert in_memory.in_memory and not streamed.in_memory
+  assert isinstance(streamed.table, table_lib.RecordTable)
+  kwargs = dict(batch_size=5, seed=3, drop_remainder=True, num_epochs=2)
+  indices = np.arange(4, 40)
+  pairs = zip(
+    pipeline.batches(in_memory.table, indices, **kwargs),
+    pipeline.batches(streamed.table, indices, **kwargs),
+    strict=True,
+  )
+  for a, b in pairs:
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 @pytest.mark.parametrize(
@@ -43,23 +74,19 @@ def test_dataset_info_of_every_config():
 )
 def test_unknown_name_lists_the_available_ones(name, tmp_path):
   with pytest.raises(ValueError, match="synthetic_affect/pain_binary.*synthetic_affect/tiny"):
-    pipeline.load(name, str(tmp_path))
-  with pytest.raises(ValueError, match="available"):
-    pipeline.dataset_info(name)
+    pipeline.open_dataset(name, str(tmp_path))
 
 
 def test_overrides_build_their_own_config(tiny_dir, tiny):
   overrides = {"num_subjects": 2, "seed": 3}
-  smaller = pipeline.load("synthetic_affect/tiny", tiny_dir, overrides)
-  info = pipeline.dataset_info("synthetic_affect/tiny", overrides)
-  assert len(smaller["label"]) == info["num_examples"] == 16
-  assert not np.array_equal(smaller["video"], tiny["video"][:16])
+  smaller = pipeline.open_dataset("synthetic_affect/tiny", tiny_dir, overrides)
+  assert len(smaller) == 16
+  video = smaller.table.take(np.arange(16), ["video"])["video"]
+  assert not np.array_equal(video, tiny["video"][:16])
   # The unmodified config is still there, untouched.
-  np.testing.assert_array_equal(
-    pipeline.load("synthetic_affect/tiny", tiny_dir)["video"], tiny["video"]
-  )
+  np.testing.assert_array_equal(read_raw("synthetic_affect/tiny", tiny_dir)["video"], tiny["video"])
   with pytest.raises(ValueError, match="`overrides`.*num_subject"):
-    pipeline.dataset_info("synthetic_affect/tiny", {"num_subject": 2})
+    pipeline.open_dataset("synthetic_affect/tiny", tiny_dir, {"num_subject": 2})
 
 
 def _ids(batches):
@@ -107,18 +134,18 @@ def test_seeds_give_different_orders():
   assert orders[0] != orders[1] != orders[2]
 
 
-def test_modalities_restrict_only_the_inputs():
+def test_keys_restrict_the_columns():
   (batch,) = pipeline.batches(
-    ARRAYS, INDICES, batch_size=20, seed=0, drop_remainder=True, modalities=("video",)
+    ARRAYS, INDICES, batch_size=20, seed=0, drop_remainder=True, keys=("video", "index")
   )
-  assert set(batch) == {"video", "label", "index"}
+  assert set(batch) == {"video", "index"}
   assert batch["video"].shape == (20, 2, 4, 4, 3) and batch["video"].dtype == np.uint8
 
 
 @pytest.mark.parametrize(
   "kwargs, message",
   [
-    (dict(modalities=("audio",)), "modalities"),
+    (dict(keys=("audio",)), "keys"),
     (dict(batch_size=0), "batch_size"),
     (dict(batch_size=21, drop_remainder=True), "batch_size"),
     (dict(num_epochs=0), "num_epochs"),

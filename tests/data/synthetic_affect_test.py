@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mtpkd_jax.data import pipeline, splits, synthetic_affect
+from mtpkd_jax.data import splits, synthetic_affect
+from tests.data.conftest import read_raw
 
 CONFIGS = {config.name: config for config in synthetic_affect.CONFIGS}
 
@@ -44,7 +45,7 @@ def test_pain_labels_are_balanced_within_each_subject(tiny):
 
 
 def test_builds_are_identical(tiny, tmp_path):
-  again = pipeline.load("synthetic_affect/tiny", str(tmp_path))
+  again = read_raw("synthetic_affect/tiny", str(tmp_path))
   assert again.keys() == tiny.keys()
   for key in tiny:
     np.testing.assert_array_equal(again[key], tiny[key], err_msg=key)

@@ -84,23 +84,24 @@ def test_ccc_loss_gradient_finite_at_identical_inputs(rng):
 def test_task_loss_classification(rng):
   logits = rng.normal(size=(5, 3)).astype(np.float32)
   labels = rng.integers(0, 3, size=5)
-  batch = {"label": jnp.asarray(labels), "video": jnp.zeros((5, 7))}
+  batch = {"y": jnp.asarray(labels), "video": jnp.zeros((5, 7))}
   got = task.task_loss(jnp.asarray(logits), batch, "classification")
   np.testing.assert_allclose(got, _np_cross_entropy(logits, labels), rtol=1e-5)
 
 
-def test_task_loss_regression_orders_valence_then_arousal(rng):
-  outputs = rng.normal(size=(16, 2)).astype(np.float32)
-  valence = (outputs[:, 0] + rng.normal(size=16)).astype(np.float32)
-  arousal = (-outputs[:, 1] + 0.1 * rng.normal(size=16)).astype(np.float32)
-  batch = {"valence": jnp.asarray(valence), "arousal": jnp.asarray(arousal)}
-  want = 1 - 0.5 * (_np_ccc(outputs[:, 0], valence) + _np_ccc(outputs[:, 1], arousal))
+@pytest.mark.parametrize("num_targets", [1, 2, 3])
+def test_task_loss_regression_averages_one_minus_ccc_over_the_targets(rng, num_targets):
+  outputs = rng.normal(size=(16, num_targets)).astype(np.float32)
+  signs = np.array([1.0, -1.0, 0.5])[:num_targets]
+  targets = (signs * outputs + rng.normal(size=(16, num_targets))).astype(np.float32)
+  want = 1 - np.mean([_np_ccc(outputs[:, k], targets[:, k]) for k in range(num_targets)])
+  batch = {"y": jnp.asarray(targets)}
   np.testing.assert_allclose(task.task_loss(outputs, batch, "regression"), want, rtol=1e-5)
 
 
 def test_task_loss_jits_with_static_task(rng):
   logits = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
-  batch = {"label": jnp.array([0, 2, 1, 1])}
+  batch = {"y": jnp.array([0, 2, 1, 1])}
   jitted = jax.jit(functools.partial(task.task_loss, task="classification"))
   np.testing.assert_allclose(
     jitted(logits, batch), task.task_loss(logits, batch, "classification"), rtol=1e-6
@@ -122,9 +123,7 @@ def test_task_loss_jits_with_static_task(rng):
     (lambda: task.softmax_cross_entropy(jnp.zeros(4), jnp.zeros(4, int)), "`logits`"),
     (lambda: task.softmax_cross_entropy(jnp.zeros((4, 3)), jnp.zeros(5, int)), "`labels`"),
     (
-      lambda: task.task_loss(
-        jnp.zeros((4, 3)), {"valence": jnp.zeros(4), "arousal": jnp.zeros(4)}, "regression"
-      ),
+      lambda: task.task_loss(jnp.zeros((4, 3)), {"y": jnp.zeros((4, 2))}, "regression"),
       "`outputs`",
     ),
     (lambda: task.task_loss(jnp.zeros((4, 2)), {}, "ranking"), "`task`"),

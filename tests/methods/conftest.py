@@ -4,7 +4,6 @@ import pytest
 
 from experiments.configs import synthetic_mtpkdot
 from mtpkd_jax.comparison import runner
-from mtpkd_jax.data import pipeline
 from mtpkd_jax.train import parallel
 
 
@@ -18,8 +17,7 @@ def smoke_config(data_dir, **overrides):
 
 def make_context(config, workdir):
   """Run 0 of ``config`` (fold 0, seed ``config.seed``) inside ``workdir``, on one device."""
-  data = pipeline.load(config.dataset, config.data_dir)
-  return runner.make_context(config, data, 0, workdir, parallel.make_mesh(1))
+  return runner.make_context(config, runner.open_dataset(config), 0, workdir, parallel.make_mesh(1))
 
 
 @pytest.fixture(scope="session")

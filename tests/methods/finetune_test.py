@@ -28,8 +28,18 @@ def _context(tmp_path, **switches):
   return make_context(config, tmp_path / "run")
 
 
+def _video(ctx, indices):
+  return ctx.dataset.table.take(indices, ["video"])["video"]
+
+
+def _all(table):
+  return table.take(np.arange(len(table)))
+
+
 def _fresh_encoder(ctx, modality):
-  return stages._encoder(ctx, modality).init(jax.random.PRNGKey(7), ctx.data[modality][:1])
+  return stages._encoder(ctx, modality).init(
+    jax.random.PRNGKey(7), ctx.first(ctx.inputs(modality), modality)
+  )
 
 
 def _assert_trained_from(trained, start, fresh):
@@ -51,12 +61,10 @@ def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_pat
     fresh = _fresh_encoder(ctx, modality)["params"]
     _assert_trained_from(joint["params"][f"encoders_{i}"], start, fresh)
   # The later stages encode with the joint stage's backbones, not stage 0's.
-  video = ctx.data["video"][:6]
+  video = _video(ctx, np.arange(len(ctx.dataset)))
   encoder = stages._encoder(ctx, "video")
   expected = encoder.apply({"params": joint["params"]["encoders_0"]}, video)
-  np.testing.assert_allclose(
-    stages.encode(ctx, "video", video, "test"), expected, rtol=1e-4, atol=1e-5
-  )
+  np.testing.assert_allclose(stages.encode(ctx, "video", "test"), expected, rtol=1e-4, atol=1e-5)
   stage0 = encoder.apply({"params": _load(ctx, "unimodal_video")["params"]["encoder"]}, video)
   assert not np.allclose(expected, stage0, atol=1e-4)
 
@@ -70,23 +78,24 @@ def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeyp
   captured = {}
   fit = stages._fit
 
-  def capture(ctx, stage, model, variables, loss_fn, arrays, *args, **kwargs):
-    captured.update(arrays)
-    return fit(ctx, stage, model, variables, loss_fn, arrays, *args, **kwargs)
+  def capture(ctx, stage, model, variables, loss_fn, table, *args, **kwargs):
+    captured.update(_all(table))
+    return fit(ctx, stage, model, variables, loss_fn, table, *args, **kwargs)
 
   monkeypatch.setattr(stages, "_fit", capture)
   stages.train_student(ctx, "pkdot")
   # The student's batches carry the raw video (its backbone trains) and no privileged input.
-  assert set(captured) == {"video", "teacher_z", "teacher_out", "label", "valence", "arousal"}
-  np.testing.assert_array_equal(captured["video"], ctx.data["video"])
+  assert set(captured) == {"video", "teacher_z", "teacher_out", "y"}
+  np.testing.assert_array_equal(captured["video"], _video(ctx, np.arange(len(ctx.dataset))))
 
   student, joint = _load(ctx, "student_pkdot"), _load(ctx, "joint")
   start = _load(ctx, "unimodal_video")["params"]["encoder"]
   _assert_trained_from(student["params"]["encoder"], start, _fresh_encoder(ctx, "video")["params"])
 
   # The test-time path uses the student's own backbone: assembled here from the networks.
-  video = ctx.data["video"][ctx.split["test"]][:8]
-  outputs, _ = stages.student_predictor(ctx, "pkdot")(video)
+  test = ctx.split["test"][:8]
+  video = _video(ctx, test)
+  outputs, _ = stages.student_predictor(ctx, "pkdot")(ctx.dataset.table, test)
   tokens = stages._encoder(ctx, "video").apply({"params": student["params"]["encoder"]}, video)
   hallucinated = stages.joint_model(ctx).apply(
     {"params": joint["params"]}, tokens, method=networks.JointTeacher.hallucinate

@@ -63,7 +63,7 @@ def test_mt_pkdot_routes_to_the_candidate_with_the_lowest_task_loss():
   # Candidate 1 predicts the labels perfectly; 0 and 2 are confidently wrong.
   right = 10.0 * (2 * np.eye(2)[np.asarray(labels)] - 1)
   teacher_out = jnp.asarray(np.stack([-right, right, -right], axis=1), jnp.float32)
-  batch = {"teacher_z": teacher_z, "teacher_out": teacher_out, "label": labels}
+  batch = {"teacher_z": teacher_z, "teacher_out": teacher_out, "y": labels}
   cfg = _ot_cfg()
   loss, metrics = registry.METHODS["mt_pkdot"].distill(cfg, 0.5, z_s, None, batch, "classification")
   ot_value, aux = ot.structural_ot_loss(z_s, jnp.swapaxes(teacher_z, 0, 1)[1:2], k=3)
@@ -76,7 +76,7 @@ def test_pkdot_distills_the_joint_teacher_only():
   rng = np.random.default_rng(1)
   z_s = jnp.asarray(rng.normal(size=(8, 5)), jnp.float32)
   z_j = jnp.asarray(rng.normal(size=(8, 1, 5)), jnp.float32)
-  batch = {"teacher_z": z_j, "teacher_out": jnp.zeros((8, 1, 2)), "label": jnp.zeros(8, int)}
+  batch = {"teacher_z": z_j, "teacher_out": jnp.zeros((8, 1, 2)), "y": jnp.zeros(8, int)}
   cfg = _ot_cfg(alpha=1.0, beta=0.6, gamma=0.0)
   loss, metrics = registry.METHODS["pkdot"].distill(cfg, 0.25, z_s, None, batch, "classification")
   want, _ = ot.structural_ot_loss(z_s, jnp.swapaxes(z_j, 0, 1), k=3)
@@ -100,7 +100,7 @@ def test_point_to_point_baselines_distill_the_joint_teacher(name, reference):
   batch = {
     "teacher_z": jnp.stack([z_s, z_t], axis=1),
     "teacher_out": jnp.stack([out_s, out_t], axis=1),
-    "label": jnp.zeros(6, int),
+    "y": jnp.zeros(6, int),
   }
   cfg = ml_collections.ConfigDict({"alpha": 0.8, "beta": 0.2, "temperature": 4.0})
   loss, metrics = registry.METHODS[name].distill(cfg, 0.3, z_s, out_s, batch, "classification")

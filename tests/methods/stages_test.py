@@ -9,6 +9,8 @@ import numpy as np
 import optax
 import pytest
 
+from mtpkd_jax.data import schema as schema_lib
+from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.methods import networks, stages
 from mtpkd_jax.train import checkpoint, parallel
 from mtpkd_jax.train import state as state_lib
@@ -42,8 +44,9 @@ def _compose(ctx, backbone, joint_params, student, video):
 def test_the_student_path_runs_on_every_saved_stage(trained):
   config, workdir, _ = trained
   ctx = make_context(config, workdir)
-  video = ctx.data["video"][ctx.split["test"]][:8]
-  outputs, _ = stages.student_predictor(ctx, "mt_pkdot")(video)
+  test = ctx.split["test"][:8]
+  video = ctx.dataset.table.take(test, ["video"])["video"]
+  outputs, _ = stages.student_predictor(ctx, "mt_pkdot")(ctx.dataset.table, test)
   load = lambda stage: checkpoint.load_stage_output(ctx.workdir, stage)[0]  # noqa: E731
   backbone, joint, student = load("unimodal_video"), load("joint"), load("student_mt_pkdot")
   np.testing.assert_allclose(
@@ -68,45 +71,52 @@ def test_student_training_sees_no_privileged_input(trained, monkeypatch):
   ctx = make_context(config, workdir)
   captured = {}
 
-  def capture(ctx, stage, model, variables, loss_fn, arrays, *args, **kwargs):
-    captured.update(arrays)
+  def capture(ctx, stage, model, variables, loss_fn, table, *args, **kwargs):
+    captured.update(table.take(np.arange(len(table))))
     raise StopIteration
 
   monkeypatch.setattr(stages, "_fit", capture)
   with pytest.raises(StopIteration):
     stages.train_student(ctx, "mt_pkdot")
-  assert set(captured) == {"video", "teacher_z", "teacher_out", "label", "valence", "arousal"}
+  assert set(captured) == {"video", "teacher_z", "teacher_out", "y"}
   np.testing.assert_array_equal(captured["video"], stages.backbone_tokens(ctx, "test")["video"])
 
 
 def test_scrambling_privileged_data_changes_the_teacher_not_the_students(trained):
   config, workdir, _ = trained
   ctx = make_context(config, workdir)
-  scrambled_data = dict(ctx.data)
+  columns = ctx.dataset.table.take(np.arange(len(ctx.dataset)))
   rng = np.random.default_rng(0)
-  scrambled_data["physio"] = rng.permutation(ctx.data["physio"])
-  scrambled = dataclasses.replace(ctx, data=scrambled_data, cache={})
+  columns["physio"] = rng.permutation(columns["physio"])
+  dataset = dataclasses.replace(ctx.dataset, table=table_lib.ArrayTable(columns))
+  scrambled = dataclasses.replace(ctx, dataset=dataset, cache={})
   test = ctx.split["test"]
   teacher = stages.teacher_targets(ctx, "joint", "test")["teacher_out"][test]
   teacher_scrambled = stages.teacher_targets(scrambled, "joint", "test")["teacher_out"][test]
   assert not np.allclose(teacher, teacher_scrambled)
   for name in ("pkdot", "mt_pkdot"):
-    student = stages.student_predictor(ctx, name)(ctx.data["video"][test])[0]
-    again = stages.student_predictor(scrambled, name)(scrambled.data["video"][test])[0]
+    student = stages.student_predictor(ctx, name)(ctx.dataset.table, test)[0]
+    again = stages.student_predictor(scrambled, name)(scrambled.dataset.table, test)[0]
     np.testing.assert_array_equal(student, again)
 
 
 def _student_setup(tmp_path):
   config = smoke_config(tmp_path)
   config.dropout_rate = 0.0  # Dropout masks differ per device by design.
+  schema = schema_lib.Schema(
+    (
+      schema_lib.Modality("video", "video", (2, 8, 8, 3)),
+      schema_lib.Modality("physio", "vector", (4,)),
+    ),
+    schema_lib.Task("classification", ("a", "b")),
+  )
   ctx = stages.Context(
     config=config,
-    data={},
+    schema=schema,
+    dataset=None,
     split={},
     workdir=tmp_path,
     seed=0,
-    task="classification",
-    num_outputs=2,
     mesh=parallel.make_mesh(1),
   )
   rng = np.random.default_rng(0)
@@ -116,7 +126,7 @@ def _student_setup(tmp_path):
       "video": rng.normal(size=(n, 3, d)).astype(np.float32),
       "teacher_z": rng.normal(size=(n, 3, d)).astype(np.float32),
       "teacher_out": rng.normal(size=(n, 3, 2)).astype(np.float32),
-      "label": rng.integers(0, 2, n).astype(np.int32),
+      "y": rng.integers(0, 2, n).astype(np.int32),
     }
     for _ in range(3)
   ]

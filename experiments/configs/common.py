@@ -1,0 +1,101 @@
+"""What every experiment config shares: runs, model widths, stages and method parameters.
+
+A dataset's config (``synthetic_mtpkdot.py``, ``features.py``) starts from :func:`base` and
+sets its dataset, modalities and encoders.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def _ot_params(alpha: float, beta: float, gamma: float, k: int) -> dict:
+  return {
+    "alpha": alpha,
+    "beta": beta,
+    "gamma": gamma,
+    "anchors": "least",
+    "k": k,
+    "backend": "fused",
+    "schedule": {"name": "anneal", "params": {"blur": 0.1, "scaling": 0.5}},
+    "routing": "min_loss",
+    "tau": 1.0,
+  }
+
+
+def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.ConfigDict:
+  """The shared fields; ``smoke`` shrinks them to a seconds-scale run.
+
+  Args:
+    smoke: shrink everything to a seconds-scale run.
+    val_subjects: validation subjects per fold, a count or a fraction (the type is fixed
+      here: a locked config keeps it); ``None`` for 3 (1 with ``smoke``).
+  """
+  c = ml_collections.ConfigDict()
+  c.data_dir = config_dict.placeholder(str)  # None: TFDS's default (~/tensorflow_datasets).
+  # Read every example into memory (True), stream it from disk (False), or decide by size.
+  c.in_memory = config_dict.placeholder(bool)
+  c.methods = ("joint_teacher", "visual_only", "pkd", "pkdot", "mt_pkdot")
+  c.baseline = "visual_only"
+
+  # Runs: run r uses fold r mod num_folds (subject-independent) and seed `seed + r`.
+  c.num_runs = 1 if smoke else 3
+  c.num_folds = 3
+  c.val_subjects = (1 if smoke else 3) if val_subjects is None else val_subjects
+  c.seed = 0
+  c.split_seed = 0
+  c.num_devices = config_dict.placeholder(int)  # None: every local device.
+
+  c.embed_dim = 16 if smoke else 64
+  c.compute_dtype = "float32"  # or "bfloat16" (encoders; parameters stay float32)
+  c.dropout_rate = 0.1
+  # Encoders by modality name; a modality without an entry gets its kind's default.
+  c.encoders = {}
+  c.encoders_by_kind = {}
+
+  def epochs(full: int) -> int:
+    return 2 if smoke else full
+
+  batch = 8 if smoke else 32
+  c.stages = {
+    "unimodal": {"epochs": epochs(12), "batch_size": batch, "learning_rate": 1e-3},
+    "joint": {
+      "epochs": epochs(15),
+      "batch_size": batch,
+      "learning_rate": 1e-3,
+      "tnet_hidden": (64,),
+      "tnet_loss": "mse",
+      "tnet_weight": 1.0,
+      # Train the stage-0 backbones with the fusion (METHOD.md: "configurable: fine-tune").
+      "finetune_backbones": False,
+      "backbone_learning_rate": 1e-4,
+    },
+    "alignment": {
+      "epochs": epochs(10),
+      "batch_size": batch,
+      "learning_rate": 5e-3,
+      "fusion_learning_rate": 1e-4,
+    },
+    "student": {
+      "epochs": epochs(15),
+      "batch_size": 8 if smoke else 64,
+      "learning_rate": 5e-4,
+      # Train the visual backbone with each student, from the teachers' visual backbone.
+      "finetune_visual": False,
+      "backbone_learning_rate": 1e-4,
+    },
+  }
+  k = 4 if smoke else 30
+  c.method_params = {
+    "pkd": {"alpha": 0.8, "beta": 0.2},
+    "logit_kd": {"alpha": 0.8, "beta": 0.2, "temperature": 4.0},
+    "spkd": {"alpha": 0.8, "beta": 0.2},
+    "rkd": {"alpha": 0.8, "beta": 0.2},
+    "pkdot": _ot_params(alpha=1.0, beta=0.6, gamma=0.0, k=k),
+    "mt_pkdot": _ot_params(alpha=0.8, beta=0.2, gamma=0.2, k=k),
+  }
+
+  c.checkpoint_every = 20 if smoke else 100
+  c.keep_checkpoints = 2
+  c.eval_batch_size = 16 if smoke else 128
+  c.plot_batch_size = 16 if smoke else 64
+  return c

@@ -231,11 +231,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   for name in config.methods:
     registry.get_method(name, config.visual)  # Fail on a typo before any data is built.
   dataset = open_dataset(config)
+  mesh = parallel.make_mesh(config.num_devices)
+  contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
   (workdir / "schema.json").write_text(json.dumps(dataset.schema.to_json(), indent=1))
-  mesh = parallel.make_mesh(config.num_devices)
-  contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
   task = dataset.schema.task
   results = {
     "dataset": dataset.description,

@@ -1,0 +1,1 @@
+"""Benchmarks: harnesses and reports that the ``experiments/bench_*`` apps run."""

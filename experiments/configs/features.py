@@ -33,7 +33,7 @@ def get_config(arg: str | None = None):
   c.privileged = ()
   hidden = 32 if smoke else 128
   c.encoders_by_kind = {
-    "vector": {"name": "mlp", "kwargs": {"hidden": (hidden,)}},
+    "vector": {"name": "mlp", "kwargs": {"hidden": hidden}},
     "sequence": {"name": "transformer", "kwargs": {"num_layers": 1, "num_heads": 2}},
     "signal": {"name": "conv1d", "kwargs": {"widths": (16, 32)}},
     "video": {"name": "cnn3d_small", "kwargs": {"widths": (16, 32, 64), "num_groups": 4}},

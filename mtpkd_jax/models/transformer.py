@@ -50,7 +50,11 @@ class EncoderBlock(nn.Module):
 
   @nn.compact
   def __call__(
-    self, x: jax.Array, context: jax.Array | None = None, train: bool = False
+    self,
+    x: jax.Array,
+    context: jax.Array | None = None,
+    train: bool = False,
+    mask: jax.Array | None = None,
   ) -> jax.Array:
     """Updates the query tokens.
 
@@ -59,6 +63,8 @@ class EncoderBlock(nn.Module):
       context: Key/value tokens of shape `[batch, context_length, d]`; `x` itself (self-
         attention) if None.
       train: Apply dropout (needs a `"dropout"` rng when `dropout_rate > 0`).
+      mask: Bool key-padding mask of shape `[batch, context_length]`, True on the keys that
+        may be attended to; all keys if None.
 
     Returns:
       Array of shape `[batch, length, d]`.
@@ -75,7 +81,7 @@ class EncoderBlock(nn.Module):
       dtype=self.dtype,
       param_dtype=jnp.float32,
       name="attention",
-    )(x, x if context is None else context)
+    )(x, x if context is None else context, mask=None if mask is None else mask[:, None, None, :])
     x = norm(name="attention_norm")(x + dropout()(y))
     y = dense(self.mlp_features, name="mlp_in")(x)
     y = dense(x.shape[-1], name="mlp_out")(dropout()(nn.relu(y)))

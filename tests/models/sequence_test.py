@@ -34,7 +34,9 @@ def _padded(rng, lengths=LENGTHS, steps=STEPS):
   x = rng.normal(size=(len(lengths), steps, D_IN))
   mask = np.asarray(_mask(lengths, steps))
   x[~mask] = 1e4 * rng.normal(size=x[~mask].shape)
-  x[1, -1, 0], x[2, 0, 1] = np.nan, np.inf
+  for b, n in enumerate(lengths):
+    if n < steps:
+      x[b, n, 0], x[b, -1, 1] = np.nan, np.inf
   return jnp.asarray(x, jnp.float32), jnp.asarray(mask)
 
 
@@ -195,6 +197,7 @@ def test_bfloat16_compute_runs_close_to_float32(name, random_variables):
     jax.jit(_encoder(name, dtype=dtype).apply)(variables, x, mask)
     for dtype in (jnp.float32, jnp.bfloat16)
   )
+  assert np.isfinite(np.asarray(out16, np.float32)).all()
   np.testing.assert_allclose(np.asarray(out16, np.float32), out32, atol=0.1, rtol=0.1)
 
 

@@ -98,7 +98,7 @@ def test_a_changed_stage_config_retrains_what_depends_on_it(classification):
   root, _ = classification
   work = root / "work"
   (run_dir,) = work.glob("run0_*")
-  config = _config(root / "f.npz", root / "tfds", methods=("mt_pkdot",))
+  config = _config(root / "f.npz", root / "tfds", methods=("visual_only", "mt_pkdot"))
   runner.run(config, work)  # Unchanged: every stage is reused.
   assert not list(run_dir.glob("*.stale"))
   config.stages.joint.learning_rate = 3e-3

@@ -273,12 +273,17 @@ def _run_envelope_bwd(schedule, residuals, cotangents):
   del schedule
   blocks, final, held, eps, diameter = residuals
   ct_values = cotangents[1]
-  source = _sources(0, final.shape[0])
-  plans = _plan(blocks.cost, blocks.log_w, blocks.log_w[source], final, held[source], eps)
   scale = [ct_values["xy"], ct_values["xy"]]
   if "xx" in ct_values:
     scale += [2 * ct_values["xx"], 2 * ct_values["yy"]]
-  grad_cost = jnp.stack(scale)[:, :, None, None] * plans
+  # One plan per block, so that XLA drops the plans of blocks whose points need no gradient.
+  grad_cost = jnp.stack(
+    [
+      s[:, None, None]
+      * _plan(blocks.cost[k], blocks.log_w[k], blocks.log_w[j], final[k], held[j], eps)
+      for k, (j, s) in enumerate(zip(_SOURCE, scale, strict=False))
+    ]
+  )
   return _Blocks(grad_cost, jnp.zeros_like(blocks.log_w)), jnp.zeros_like(diameter)
 
 

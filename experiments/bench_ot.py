@@ -10,8 +10,8 @@ Two cases, each timed for every implementation that is installed:
 
   - ``fused``: ``structural_ot_loss(backend="fused")``, GeomLoss's annealing schedule.
   - ``ott_backend``: ``structural_ot_loss(backend="ott")``: ott-jax's solver on the same
-    batched problems; with ``Anneal`` it returns the *converged* ``OT_{blur²}`` (annealed
-    warm start, then ott's L1 threshold 1e-3 at ``blur²``).
+    batched problems, which has no ``Anneal``: ``Tolerance(epsilon=blur²)``, the *converged*
+    ``OT_{blur²}`` (ott's L1 threshold 1e-3 at ``blur²``).
   - ``ott_plain``: ott-jax as a user calls it: a Python loop over teachers, each calling a
     jitted function that builds the anchored clouds and runs
     ``ott.tools.sinkhorn_divergence.sinkhorn_divergence(PointCloud, ...)`` with absolute
@@ -375,7 +375,10 @@ def _half_sq(x, y):
 
 def _loss_fused_or_ott(backend, config, student, teachers):
   """``fused`` / ``ott_backend`` runners: ``{direction: (call, summarize, compile, mem)}``."""
-  schedule = mot.Anneal(blur=config.blur, scaling=config.scaling)
+  if backend == "fused":
+    schedule = mot.Anneal(blur=config.blur, scaling=config.scaling)
+  else:
+    schedule = mot.Tolerance(epsilon=config.blur**2)
   batch, num_teachers = student.shape[0], teachers.shape[0]
 
   def loss(s, t):

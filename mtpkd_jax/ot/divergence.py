@@ -5,10 +5,11 @@
 same answer at convergence:
 
 * ``fused``: the library's batched loop (:mod:`mtpkd_jax.ot.sinkhorn`): all ``3P`` problems
-  advance together, the two symmetric ones with a single transform per iteration.
+  advance together, the two symmetric ones with a single transform per iteration. Under
+  ``Anneal`` its value and gradient are GeomLoss's.
 * ``ott``: the same problems built as ott-jax ``Geometry`` objects and solved by
   ``ott.solvers.linear.sinkhorn.Sinkhorn``, vmapped over the problem axis
-  (:mod:`mtpkd_jax.ot.ott_backend`).
+  (:mod:`mtpkd_jax.ot.ott_backend`); ``Fixed`` and ``Tolerance`` only.
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ def half_sq_euclidean(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
   return jnp.maximum(0.5 * (sq_x[:, :, None] + sq_y[:, None, :]) - cross, 0.0)
 
 
+def _costs(x, y, debias, detach):
+  """``(C_xy, C_yx, C_xx, C_yy)``, the last two ``None`` without ``debias``.
+
+  With ``detach``, each cost carries the gradient of its first cloud only, as GeomLoss's
+  ``cost(x, y.detach())``: the fused solver's envelope gradient expects that.
+  """
+  sg = jax.lax.stop_gradient if detach else (lambda v: v)
+  pairs = [(x, y), (y, x)] + ([(x, x), (y, y)] if debias else [])
+  costs = [half_sq_euclidean(u, sg(v)) for u, v in pairs]
+  return tuple(costs) + (() if debias else (None, None))
+
+
 def bounding_diameter(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
   """GeomLoss's ``max_diameter``: diagonal of the joint bounding box, ``[P]`` (no gradient)."""
   points = jax.lax.stop_gradient(jnp.concatenate([x, y], axis=-2))
@@ -78,7 +91,8 @@ def sinkhorn_divergence(
     schedule: epsilon schedule and stopping rule (see :mod:`mtpkd_jax.ot.schedules`).
     backend: ``fused | ott``.
     gradient: ``envelope | unrolled`` (``fused`` only; ``ott`` differentiates its
-      ``reg_ot_cost`` implicitly).
+      ``reg_ot_cost`` implicitly). Under ``Anneal``, ``envelope`` is GeomLoss's gradient:
+      the final extrapolation differentiated, the potentials before it held constant.
     debias: subtract ``½ OT(a, a) + ½ OT(b, b)``.
 
   Returns:
@@ -97,16 +111,16 @@ def sinkhorn_divergence(
   log_a = sinkhorn.log_weights(a, (num_problems, n), dtype)
   log_b = sinkhorn.log_weights(b, (num_problems, m), dtype)
   diameter = bounding_diameter(x, y)
-  cost_xy = half_sq_euclidean(x, y)
-  cost_xx = half_sq_euclidean(x, x) if debias else None
-  cost_yy = half_sq_euclidean(y, y) if debias else None
+  cost_xy, cost_yx, cost_xx, cost_yy = _costs(
+    x, y, debias, detach=backend == "fused" and gradient == "envelope"
+  )
   if backend == "ott":
     values, iterations, error, converged = ott_backend.solve(
-      schedule, cost_xy, cost_xx, cost_yy, log_a, log_b, diameter
+      schedule, cost_xy, cost_xx, cost_yy, log_a, log_b
     )
   else:
     _, values, _, iterations, error = sinkhorn.run_batched(
-      schedule, gradient, cost_xy, cost_xx, cost_yy, log_a, log_b, diameter
+      schedule, gradient, cost_xy, cost_yx, cost_xx, cost_yy, log_a, log_b, diameter
     )
     converged = error <= schedule.threshold
   value = values["xy"]

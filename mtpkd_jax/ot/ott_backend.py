@@ -8,18 +8,17 @@ output whose implicit gradient works on JAX 0.10.
 
 Schedules map onto ott as follows. ``Fixed(n)``: ``min_iterations = max_iterations = n``
 with implicit differentiation on (ott's backward pass is wrong for that setting without it).
-``Tolerance``: ott's own L1 marginal ``threshold`` and ``max_iterations``. ``Anneal``:
-ott's epsilon scheduler ``eps_t = max(D² scaling^(2t), blur²)`` as a warm start, then
-iterations at ``blur²`` until ``threshold``: ott has no final-extrapolation stop after the
-annealing ends, so this backend returns the *converged* ``OT_{blur²}``, which the fused
-backend gives with ``Tolerance(epsilon=blur**2)``.
+``Tolerance``: ott's own L1 marginal ``threshold`` and ``max_iterations``. ``Anneal`` is
+refused: ott's solver has neither GeomLoss's symmetrised updates nor its stop after a final
+extrapolation, so it would solve another objective (the converged ``OT_{blur²}``, which both
+backends give with ``Tolerance(epsilon=blur**2)``).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from ott.geometry import epsilon_scheduler, geometry
+from ott.geometry import geometry
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
@@ -44,16 +43,8 @@ def _solver(schedule: schedules_lib.Schedule) -> ott_sinkhorn.Sinkhorn:
   )
 
 
-def _epsilon(schedule: schedules_lib.Schedule, diameter: jnp.ndarray):
-  target = schedule.target_epsilon
-  if isinstance(schedule, schedules_lib.Anneal):
-    init = jnp.maximum(diameter, schedule.blur) ** 2 / target
-    return epsilon_scheduler.Epsilon(target=target, init=init, decay=schedule.scaling**2)
-  return target
-
-
-def _solve_one(schedule, cost, log_a, log_b, diameter):
-  geom = geometry.Geometry(cost_matrix=cost, epsilon=_epsilon(schedule, diameter))
+def _solve_one(schedule, cost, log_a, log_b):
+  geom = geometry.Geometry(cost_matrix=cost, epsilon=schedule.target_epsilon)
   problem = linear_problem.LinearProblem(geom, a=jnp.exp(log_a), b=jnp.exp(log_b))
   out = _solver(schedule)(problem)
   # ott records an error every `inner_iterations`; -1 marks blocks that never ran.
@@ -62,7 +53,7 @@ def _solve_one(schedule, cost, log_a, log_b, diameter):
   return out.reg_ot_cost, out.n_iters, error, out.converged
 
 
-def solve(schedule, cost_xy, cost_xx, cost_yy, log_a, log_b, diameter):
+def solve(schedule, cost_xy, cost_xx, cost_yy, log_a, log_b):
   """ott-jax counterpart of :func:`mtpkd_jax.ot.sinkhorn.run_batched` (values only).
 
   Args:
@@ -72,14 +63,21 @@ def solve(schedule, cost_xy, cost_xx, cost_yy, log_a, log_b, diameter):
     cost_yy: Array of shape ``[P, m, m]`` or ``None``.
     log_a: Array of shape ``[P, n]``.
     log_b: Array of shape ``[P, m]``.
-    diameter: Array of shape ``[P]``.
 
   Returns:
     ``(values, iterations, marginal_error, converged)``: ``values`` a dict with ``xy`` (and
     ``xx``, ``yy``) of shape ``[P]``; the rest ``[P]``, taken over the problem's terms.
+
+  Raises:
+    ValueError: for an ``Anneal`` schedule (see the module docstring).
   """
-  solve_all = jax.vmap(lambda c, la, lb, d: _solve_one(schedule, c, la, lb, d))
-  diameter = jax.lax.stop_gradient(diameter)
+  if isinstance(schedule, schedules_lib.Anneal):
+    raise ValueError(
+      "`backend='ott'` cannot run the `Anneal` schedule (GeomLoss's annealing with a final "
+      "extrapolation); use `backend='fused'`, or `Tolerance(epsilon=blur**2)` on either "
+      "backend for the converged OT at blur²."
+    )
+  solve_all = jax.vmap(lambda c, la, lb: _solve_one(schedule, c, la, lb))
   terms = {"xy": (cost_xy, log_a, log_b)}
   if cost_xx is not None:
     terms["xx"] = (cost_xx, log_a, log_a)
@@ -88,12 +86,10 @@ def solve(schedule, cost_xy, cost_xx, cost_yy, log_a, log_b, diameter):
   if len({cost.shape for cost, _, _ in terms.values()}) == 1:
     # Square problems (n == m): every term of every problem in one vmapped solve.
     stacked = [jnp.concatenate(parts) for parts in zip(*terms.values(), strict=True)]
-    outs = solve_all(*stacked, jnp.tile(diameter, len(terms)))
+    outs = solve_all(*stacked)
     outs = [jnp.reshape(o, (len(terms), num_problems)) for o in outs]
   else:
-    outs = [
-      jnp.stack(o) for o in zip(*(solve_all(*t, diameter) for t in terms.values()), strict=True)
-    ]
+    outs = [jnp.stack(o) for o in zip(*(solve_all(*t) for t in terms.values()), strict=True)]
   value, iterations, error, converged = outs
   values = dict(zip(terms, value, strict=True))
   return (

@@ -88,8 +88,13 @@ class Anneal:
   With diameter ``D`` of the two clouds (the diagonal of their joint bounding box), epsilon
   takes the values ``[D², D², D² s², D² s⁴, ..., blur²]`` where ``s = scaling``: the list
   ``[D**p] + [exp(e) for e in arange(p log D, p log blur, p log s)] + [blur**p]`` with ``p = 2``
-  of ``geomloss.utils.epsilon_schedule``. Updates are symmetrised (each potential is averaged
-  with its Sinkhorn transform), and a final extrapolation step at ``blur²`` gives the value.
+  of ``geomloss.utils.epsilon_schedule``. Clouds narrower than ``blur`` anneal from ``D²``
+  too: the ``arange`` is empty and the list is ``[D², blur²]``. (GeomLoss fails on ``D = 0``;
+  here that case starts at ``blur²``, which changes nothing since every cost is then 0.)
+  Updates are symmetrised (each potential is averaged with its Sinkhorn transform), and a
+  final extrapolation step at ``blur²`` gives the value. GeomLoss differentiates that step
+  alone, every potential before it held constant; so does ``gradient="envelope"`` of the
+  fused solver (:mod:`mtpkd_jax.ot.sinkhorn`).
 
   Attributes:
     blur: final length scale; the target epsilon is ``blur**2``.
@@ -119,15 +124,16 @@ class Anneal:
 
   def num_steps(self, diameter: jnp.ndarray) -> jnp.ndarray:
     """Number of epsilon values for clouds of the given diameter, shape of ``diameter``."""
-    diameter = jnp.maximum(diameter, self.blur)
+    # The length of GeomLoss's arange, 0 when D <= blur (and for D = 0: log(blur / 0) = inf).
     middle = jnp.ceil(jnp.log(self.blur / diameter) / math.log(self.scaling))
     steps = 2 + jnp.maximum(middle, 0).astype(jnp.int32)
     return jnp.minimum(steps, self.max_iterations)
 
   def epsilon_at(self, step: jnp.ndarray, diameter: jnp.ndarray) -> jnp.ndarray:
     """Epsilon of step ``step`` (0-based) of the schedule for clouds of this diameter."""
-    diameter = jnp.maximum(diameter, self.blur)
-    decayed = diameter**2 * self.scaling ** (2 * jnp.maximum(step - 1, 0))
+    start = diameter**2
+    start = jnp.where(start > 0, start, self.blur**2)
+    decayed = start * self.scaling ** (2 * jnp.maximum(step - 1, 0))
     return jnp.where(step >= self.num_steps(diameter) - 1, self.blur**2, decayed)
 
 

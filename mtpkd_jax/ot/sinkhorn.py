@@ -12,12 +12,18 @@ entropic problem is ``min_π <π, C> + eps KL(π | a ⊗ b)``, whose value at th
 dual value ``<a, f> + <b, g>``; the plan is ``π = a ⊗ b · exp((f ⊕ g - C) / eps)``. The
 Sinkhorn transform of ``g`` is ``T_f(g)_i = -eps log Σ_j b_j exp((g_j - C_ij) / eps)``.
 
-Gradients. ``gradient="envelope"`` (default) differentiates the value by the envelope
-theorem, ``dOT/dC = π``, in a ``jax.custom_vjp``: the loop is not differentiated and keeps
-no per-iteration state. ``gradient="unrolled"`` runs the same loop as a masked ``lax.scan``
-of ``max_iterations`` steps and differentiates through every iteration (kept to compare
-against; memory grows with the number of iterations). Marginal weights and epsilon are
-treated as constants.
+Gradients. ``gradient="envelope"`` (default) differentiates the final extrapolation step
+alone, in a ``jax.custom_vjp``: the loop is not differentiated and keeps no per-iteration
+state. Each block's cost gets the plan of its own transform, ``d<w, T(φ)>/dC = π(T(φ), φ)``,
+with the source potential ``φ`` held constant: for ``Fixed`` and ``Tolerance`` at the final
+potentials (the envelope theorem, ``dOT/dC = π``), for ``Anneal`` at the last iterate before
+the extrapolation (GeomLoss's rule: its last step runs with autograd on, on detached
+potentials). Like GeomLoss's, these costs are built so that each carries the gradient of its
+rows' points only (``C_xy = c(x, sg(y))``, ``C_yx = c(y, sg(x))``, ``C_xx = c(x, sg(x))``;
+see :func:`run_batched`). ``gradient="unrolled"`` runs the same loop as a masked
+``lax.scan`` of ``max_iterations`` steps and differentiates through every iteration (kept to
+compare against; memory grows with the number of iterations). Marginal weights and epsilon
+are treated as constants.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ class SinkhornOutput(NamedTuple):
 class _Blocks(NamedTuple):
   """Every Sinkhorn transform of a batch, as one stack of square problems.
 
-  Block ``0`` updates ``g`` (cost ``C_xyᵀ``, from ``f``) and block ``1`` updates ``f`` (cost
+  Block ``0`` updates ``g`` (cost ``C_yx``, from ``f``) and block ``1`` updates ``f`` (cost
   ``C_xy``, from ``g``); with debiasing, blocks ``2`` and ``3`` update ``f_xx`` and ``g_yy``
   (costs ``C_xx`` and ``C_yy``, each from itself). Rectangular problems are padded to
   ``N = max(n, m)`` points of weight zero (log-weight ``-inf``), which change no transform,
@@ -90,9 +96,9 @@ def _pad(x, size, axes, value=0.0):
   return jnp.pad(x, widths, constant_values=value) if any(w[1] for w in widths) else x
 
 
-def _blocks(cost_xy, cost_xx, cost_yy, log_a, log_b) -> _Blocks:
+def _blocks(cost_xy, cost_yx, cost_xx, cost_yy, log_a, log_b) -> _Blocks:
   size = max(cost_xy.shape[1:])
-  costs, weights = [jnp.swapaxes(cost_xy, -1, -2), cost_xy], [log_b, log_a]
+  costs, weights = [cost_yx, cost_xy], [log_b, log_a]
   if cost_xx is not None:
     costs, weights = costs + [cost_xx, cost_yy], weights + [log_a, log_b]
   return _Blocks(
@@ -181,8 +187,8 @@ def _epsilon_fn(schedule, diameter, num_problems, dtype):
   return (lambda step: eps), jnp.full((num_problems,), schedule.max_iterations, jnp.int32)
 
 
-def _run(schedule, unrolled, blocks, diameter):
-  """Runs the schedule; returns ``(final_pots, values, eps, iterations, error)``."""
+def _loop(schedule, unrolled, blocks, diameter):
+  """Runs the schedule up to the extrapolation; returns ``(pots, iterations)``."""
   num_problems, dtype = blocks.log_w.shape[1], blocks.log_w.dtype
   averaged = isinstance(schedule, schedules_lib.Anneal)
   tolerance = isinstance(schedule, schedules_lib.Tolerance)
@@ -217,20 +223,28 @@ def _run(schedule, unrolled, blocks, diameter):
   else:
     state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
   _, pots, _, iterations = state
-  eps = jnp.full((num_problems,), schedule.target_epsilon, dtype)
+  return pots, iterations
+
+
+def _run(schedule, unrolled, blocks, diameter):
+  """Runs the schedule; returns ``((final_pots, values, eps, iterations, error), pots)``."""
+  pots, iterations = _loop(schedule, unrolled, blocks, diameter)
+  eps = jnp.full(iterations.shape, schedule.target_epsilon, blocks.log_w.dtype)
   final, values, error = _extrapolate(blocks, pots, eps)
-  return final, values, eps, iterations, error
+  return (final, values, eps, iterations, error), pots
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _run_envelope(schedule, blocks, diameter):
-  return _run(schedule, False, blocks, diameter)
+  return _run(schedule, False, blocks, diameter)[0]
 
 
 def _run_envelope_fwd(schedule, blocks, diameter):
-  out = _run(schedule, False, blocks, diameter)
+  out, pots = _run(schedule, False, blocks, diameter)
   final, _, eps, _, _ = out
-  return out, (blocks, final, eps, diameter)
+  # The potentials the extrapolation's gradient holds constant (see the module docstring).
+  held = pots if isinstance(schedule, schedules_lib.Anneal) else final
+  return out, (blocks, final, held, eps, diameter)
 
 
 def _plan(cost, log_a, log_b, f, g, eps):
@@ -251,16 +265,25 @@ def transport_plan(cost: jnp.ndarray, out: SinkhornOutput, a=None, b=None) -> jn
 
 
 def _run_envelope_bwd(schedule, residuals, cotangents):
-  """``dOT/dC = π`` for each term; the cross term's gradient goes to block 1 (``C_xy``)."""
+  """Block ``k``'s cost gets ``π(T_k(φ), φ)``, ``φ`` its source's held potential.
+
+  The cross value ``<a, T(g)> + <b, T(f)>`` holds each of blocks 0 and 1 once; a symmetric
+  value ``2 <w, T(φ)>`` holds its block twice.
+  """
   del schedule
-  blocks, final, eps, diameter = residuals
+  blocks, final, held, eps, diameter = residuals
   ct_values = cotangents[1]
-  source = _sources(1, final.shape[0])
-  plans = _plan(
-    blocks.cost[1:], blocks.log_w[1:], blocks.log_w[source], final[1:], final[source], eps
+  scale = [ct_values["xy"], ct_values["xy"]]
+  if "xx" in ct_values:
+    scale += [2 * ct_values["xx"], 2 * ct_values["yy"]]
+  # One plan per block, so that XLA drops the plans of blocks whose points need no gradient.
+  grad_cost = jnp.stack(
+    [
+      s[:, None, None]
+      * _plan(blocks.cost[k], blocks.log_w[k], blocks.log_w[j], final[k], held[j], eps)
+      for k, (j, s) in enumerate(zip(_SOURCE, scale, strict=False))
+    ]
   )
-  scale = jnp.stack([ct_values[name] for name in ("xy", "xx", "yy") if name in ct_values])
-  grad_cost = jnp.concatenate([jnp.zeros_like(blocks.cost[:1]), scale[:, :, None, None] * plans])
   return _Blocks(grad_cost, jnp.zeros_like(blocks.log_w)), jnp.zeros_like(diameter)
 
 
@@ -280,6 +303,7 @@ def run_batched(
   schedule: schedules_lib.Schedule,
   gradient: str,
   cost_xy: jnp.ndarray,
+  cost_yx: jnp.ndarray,
   cost_xx: jnp.ndarray | None,
   cost_yy: jnp.ndarray | None,
   log_a: jnp.ndarray,
@@ -288,10 +312,17 @@ def run_batched(
 ):
   """Solves ``P`` problems (and their debiasing terms when given) in one loop.
 
+  With ``gradient="envelope"`` each cost must carry the gradient of its rows' points only,
+  as GeomLoss builds them: ``C_xy = c(x, sg(y))``, ``C_yx = c(y, sg(x))``,
+  ``C_xx = c(x, sg(x))``, ``C_yy = c(y, sg(y))`` (``sg``: ``jax.lax.stop_gradient``); a
+  single cost matrix ``C`` is passed as ``C_xy = C``, ``C_yx = sg(C)ᵀ``. With ``unrolled``,
+  the costs carry all their gradients.
+
   Args:
     schedule: a :mod:`~mtpkd_jax.ot.schedules` schedule.
     gradient: ``envelope | unrolled``.
-    cost_xy: Array of shape ``[P, n, m]``.
+    cost_xy: Array of shape ``[P, n, m]``: the cost of ``f``'s transform.
+    cost_yx: Array of shape ``[P, m, n]``, equal to ``cost_xyᵀ``: the cost of ``g``'s.
     cost_xx: Array of shape ``[P, n, n]`` (symmetric), or ``None``.
     cost_yy: Array of shape ``[P, m, m]`` (symmetric), or ``None`` (with ``cost_xx``).
     log_a: Array of shape ``[P, n]``, log-weights of the first measures.
@@ -304,10 +335,10 @@ def run_batched(
   """
   if gradient not in GRADIENTS:
     raise ValueError(f"`gradient` must be one of {GRADIENTS}, got {gradient!r}.")
-  blocks = _blocks(cost_xy, cost_xx, cost_yy, log_a, log_b)
+  blocks = _blocks(cost_xy, cost_yx, cost_xx, cost_yy, log_a, log_b)
   diameter = jax.lax.stop_gradient(diameter)
   if gradient == "unrolled":
-    final, values, eps, iterations, error = _run(schedule, True, blocks, diameter)
+    (final, values, eps, iterations, error), _ = _run(schedule, True, blocks, diameter)
   else:
     final, values, eps, iterations, error = _run_envelope(schedule, blocks, diameter)
   sizes = {"f": log_a.shape[1], "g": log_b.shape[1], "f_xx": log_a.shape[1], "g_yy": log_b.shape[1]}
@@ -334,7 +365,10 @@ def solve(
     b: Array of shape ``[P, m]``, or ``None`` (uniform).
     schedule: epsilon schedule and stopping rule. ``Anneal`` takes the diameter as
       ``sqrt(2 max C)``, the largest distance for the cost ``½‖x - y‖²``.
-    gradient: ``envelope | unrolled``.
+    gradient: ``envelope | unrolled``. The envelope gradient w.r.t. ``cost`` is the plan
+      of ``f``'s final transform: ``π`` for ``Fixed`` and ``Tolerance``; for ``Anneal``,
+      GeomLoss's gradient w.r.t. the first cloud's points (``π(T(g), g)`` with ``g`` the
+      last iterate, whose rows sum to ``a``).
 
   Returns:
     A :class:`SinkhornOutput`.
@@ -347,8 +381,9 @@ def solve(
   log_a = log_weights(a, (num_problems, n), dtype)
   log_b = log_weights(b, (num_problems, m), dtype)
   diameter = jnp.sqrt(2 * jnp.max(cost, axis=(-2, -1)))
+  cost_yx = jnp.swapaxes(cost if gradient == "unrolled" else jax.lax.stop_gradient(cost), 1, 2)
   final, values, eps, iterations, error = run_batched(
-    schedule, gradient, cost, None, None, log_a, log_b, diameter
+    schedule, gradient, cost, cost_yx, None, None, log_a, log_b, diameter
   )
   return SinkhornOutput(
     value=values["xy"],

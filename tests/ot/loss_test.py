@@ -19,20 +19,45 @@ def _embeddings(seed, b=12, d_s=6, d_t=9, t=3):
   return rng.normal(size=(b, d_s)), rng.normal(size=(t, b, d_t))
 
 
+def _structured_embeddings(seed, structure, b=64, d_s=16, d_t=16, t=2):
+  """``weak``: teachers ``0.3 z_s W + noise``; ``strong``: both around 8 shared clusters."""
+  rng = np.random.default_rng(seed)
+  if structure == "weak":
+    student = rng.normal(size=(b, d_s))
+    mix = rng.normal(size=(t, d_s, d_t))
+    return student, 0.3 * np.einsum("bd,tde->tbe", student, mix) + rng.normal(size=(t, b, d_t))
+  labels = rng.integers(8, size=b)
+  student = rng.normal(size=(8, d_s))[labels] + 0.1 * rng.normal(size=(b, d_s))
+  return student, rng.normal(size=(t, 8, d_t))[:, labels] + 0.1 * rng.normal(size=(t, b, d_t))
+
+
+def _np_anchored(student, teacher, k):
+  """Cosine matrices ``[B, B]``, the unit student rows, norms, and anchors chosen on S_T."""
+  norm = np.linalg.norm(student, axis=1, keepdims=True)
+  unit, unit_t = student / norm, teacher / np.linalg.norm(teacher, axis=1, keepdims=True)
+  s_s, s_t = unit @ unit.T, unit_t @ unit_t.T
+  return s_s, s_t, unit, norm, np.argsort(s_t, axis=1)[:, :k]
+
+
 def _np_structural(student, teacher, k, blur, scaling, centroid_weight):
-  """The loss of one teacher from NumPy pieces and the GeomLoss transcription."""
+  """``(loss, gradient of its OT term w.r.t. student)`` of one teacher, from NumPy pieces.
 
-  def cos(z):
-    u = z / np.linalg.norm(z, axis=1, keepdims=True)
-    return u @ u.T
-
-  s_s, s_t = cos(student), cos(teacher)
-  idx = np.argsort(s_t, axis=1)[:, :k]
+  The OT term and its gradient w.r.t. the student's anchored points are the GeomLoss
+  transcription's; the chain rule back to the student is written out: the anchors gather,
+  the shift subtracts the matrix's minimum entry, ``S = U Uᵀ`` and ``U = z / ‖z‖``.
+  """
+  s_s, s_t, unit, norm, idx = _np_anchored(student, teacher, k)
   t_pts = np.take_along_axis(s_t - s_t.min(), idx, 1)
   u_pts = np.take_along_axis(s_s - s_s.min(), idx, 1)
-  ot_value, _ = references.geomloss_sinkhorn(u_pts, t_pts, blur, scaling)
+  ot_value, _, grad_pts, _ = references.geomloss_sinkhorn(u_pts, t_pts, blur, scaling)
   centroid = np.linalg.norm(s_t.mean(0) - s_s.mean(0))
-  return ot_value + centroid_weight * centroid
+  grad_s = np.zeros_like(s_s)
+  np.put_along_axis(grad_s, idx, grad_pts, 1)
+  minimum = s_s == s_s.min()
+  grad_s -= grad_pts.sum() * minimum / minimum.sum()
+  grad_unit = (grad_s + grad_s.T) @ unit
+  grad = (grad_unit - unit * np.sum(unit * grad_unit, axis=1, keepdims=True)) / norm
+  return ot_value + centroid_weight * centroid, grad
 
 
 def test_loss_equals_numpy_composition_with_weights_and_centroid():
@@ -46,7 +71,7 @@ def test_loss_equals_numpy_composition_with_weights_and_centroid():
       teacher_weights=jnp.asarray(weights),
       centroid_weight=0.7,
     )
-  want = [_np_structural(student, teachers[t], 5, 0.1, 0.5, 0.7) for t in range(3)]
+  want = [_np_structural(student, teachers[t], 5, 0.1, 0.5, 0.7)[0] for t in range(3)]
   np.testing.assert_allclose(loss, np.dot(weights, want), rtol=1e-9)
   assert aux["ot"].shape == aux["centroid"].shape == (3,)
   assert bool(aux["finite"])
@@ -92,6 +117,38 @@ def test_gradient_matches_central_finite_differences_in_float64():
       np.testing.assert_allclose(
         grad[idx], (f(s + bump) - f(s - bump)) / (2 * h), rtol=1e-4, atol=1e-8
       )
+
+
+def _loss_value_and_grad(student, teachers, k, schedule):
+  return jax.value_and_grad(
+    lambda s: loss_lib.structural_ot_loss(s, jnp.asarray(teachers), k=k, schedule=schedule)[0]
+  )(jnp.asarray(student))
+
+
+@pytest.mark.parametrize("structure", ["weak", "strong"])
+@pytest.mark.parametrize("blur,scaling", [(0.1, 0.5), (0.2, 0.7)])
+def test_anneal_gradient_equals_geomloss_through_the_whole_loss(structure, blur, scaling):
+  student, teachers = _structured_embeddings(14, structure)
+  with jax.enable_x64(True):
+    value, grad = _loss_value_and_grad(
+      student, teachers, 30, schedules.Anneal(blur=blur, scaling=scaling)
+    )
+  want = [_np_structural(student, teacher, 30, blur, scaling, 0.0) for teacher in teachers]
+  want_grad = np.mean([w[1] for w in want], axis=0)
+  np.testing.assert_allclose(value, np.mean([w[0] for w in want]), rtol=1e-9)
+  np.testing.assert_allclose(np.linalg.norm(grad), np.linalg.norm(want_grad), rtol=1e-6)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-6 * np.abs(want_grad).max())
+
+
+@pytest.mark.parametrize("batch", [64, 128])
+def test_float32_anneal_gradient_is_geomloss_to_1e_3(batch):
+  student, teachers = _structured_embeddings(15, "weak", b=batch, t=1)
+  _, grad = _loss_value_and_grad(
+    student.astype(np.float32), teachers.astype(np.float32), 30, schedules.Anneal()
+  )
+  _, want = _np_structural(student, teachers[0], 30, 0.1, 0.5, 0.0)
+  np.testing.assert_allclose(np.linalg.norm(grad), np.linalg.norm(want), rtol=1e-3)
+  np.testing.assert_allclose(grad, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
 
 
 def test_envelope_gradient_matches_unrolled_at_convergence():

@@ -22,10 +22,20 @@ def geomloss_epsilon_list(diameter, blur, scaling, p=2):
 
 
 def geomloss_sinkhorn(x, y, blur, scaling, debias=True):
-  """Transcription of GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur, scaling)``.
+  """Transcription of GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur, scaling)``, with its gradient.
 
   Follows ``geomloss.sinkhorn_divergence.sinkhorn_loop`` (tensorised softmin, symmetric
-  updates, final extrapolation) and ``sinkhorn_cost`` for uniform weights.
+  updates, final extrapolation) and ``sinkhorn_cost`` for uniform weights. The gradient is
+  that of GeomLoss's autograd: the loop runs without it; the last extrapolation runs with it,
+  on the detached potentials, through costs built as ``cost(x, y.detach())``,
+  ``cost(y, x.detach())``, ``cost(x, x.detach())``, ``cost(y, y.detach())``. A softmin's
+  derivative w.r.t. its cost row is the softmax weight of each column, so
+  ``d<a, f>/dx_i = Σ_j π_ij (x_i - y_j)`` with ``π_ij = a_i b_j exp((f_i + g_j - C_ij) / ε)``,
+  ``f`` the extrapolated and ``g`` the detached potential.
+
+  Returns:
+    ``(value, steps, grad_x, grad_y)``: the loss, the length of the epsilon list, and the
+    gradients w.r.t. ``x [n, d]`` and ``y [m, d]``.
   """
   a_log = np.full(len(x), -np.log(len(x)))
   b_log = np.full(len(y), -np.log(len(y)))
@@ -48,13 +58,27 @@ def geomloss_sinkhorn(x, y, blur, scaling, debias=True):
     gt_bb = softmin(eps, c_yy, b_log + g_bb / eps)
     f_ba, g_ab = 0.5 * (f_ba + ft_ba), 0.5 * (g_ab + gt_ab)
     f_aa, g_bb = 0.5 * (f_aa + ft_aa), 0.5 * (g_bb + gt_bb)
-  f_ba, g_ab = softmin(eps, c_xy, b_log + g_ab / eps), softmin(eps, c_yx, a_log + f_ba / eps)
-  f_aa = softmin(eps, c_xx, a_log + f_aa / eps)
-  g_bb = softmin(eps, c_yy, b_log + g_bb / eps)
+
+  def extrapolate(u, v, c, u_log, v_log, held):
+    """``T(held)`` on ``u``'s points and its gradient ``Σ_j π_ij (u_i - v_j)``."""
+    new = softmin(eps, c, v_log + held / eps)
+    plan = np.exp(u_log[:, None] + v_log[None, :] + (new[:, None] + held[None, :] - c) / eps)
+    return new, plan.sum(1)[:, None] * u - plan @ v
+
+  (f_ba, gx), (g_ab, gy) = (
+    extrapolate(x, y, c_xy, a_log, b_log, g_ab),
+    extrapolate(y, x, c_yx, b_log, a_log, f_ba),
+  )
   a, b = np.exp(a_log), np.exp(b_log)
-  if not debias:
-    return (a * f_ba).sum() + (b * g_ab).sum(), len(eps_list)
-  return (a * (f_ba - f_aa)).sum() + (b * (g_ab - g_bb)).sum(), len(eps_list)
+  value = (a * f_ba).sum() + (b * g_ab).sum()
+  if debias:
+    (f_aa, gxx), (g_bb, gyy) = (
+      extrapolate(x, x, c_xx, a_log, a_log, f_aa),
+      extrapolate(y, y, c_yy, b_log, b_log, g_bb),
+    )
+    value -= (a * f_aa).sum() + (b * g_bb).sum()
+    gx, gy = gx - gxx, gy - gyy
+  return value, len(eps_list), gx, gy
 
 
 def pot_entropic(a, b, cost, eps):

@@ -15,7 +15,7 @@ def _geomloss_epsilon_list(diameter, blur, scaling, p=2):
   )
 
 
-@pytest.mark.parametrize("diameter", [0.35, 1.0, 2.7, 11.0, 40.0])
+@pytest.mark.parametrize("diameter", [0.002, 0.05, 0.35, 1.0, 2.7, 11.0, 40.0])
 @pytest.mark.parametrize("blur,scaling", [(0.1, 0.5), (0.05, 0.8), (0.3, 0.3)])
 def test_anneal_epsilons_equal_geomloss_schedule(diameter, blur, scaling):
   want = _geomloss_epsilon_list(diameter, blur, scaling)
@@ -26,7 +26,15 @@ def test_anneal_epsilons_equal_geomloss_schedule(diameter, blur, scaling):
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
-def test_anneal_with_diameter_below_blur_runs_two_steps_at_blur():
+def test_anneal_with_diameter_below_blur_starts_at_the_diameter():
+  schedule = schedules.Anneal(blur=0.1, scaling=0.5)
+  d = np.float32(0.04)
+  assert int(schedule.num_steps(d)) == 2
+  got = [float(schedule.epsilon_at(np.int32(i), d)) for i in range(2)]
+  np.testing.assert_allclose(got, [0.04**2, 0.01], rtol=1e-5)
+
+
+def test_anneal_with_zero_diameter_runs_two_steps_at_blur():
   schedule = schedules.Anneal(blur=0.1, scaling=0.5)
   assert int(schedule.num_steps(np.float32(0.0))) == 2
   assert float(schedule.epsilon_at(np.int32(0), np.float32(0.0))) == pytest.approx(0.01)

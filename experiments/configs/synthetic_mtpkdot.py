@@ -66,8 +66,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.dropout_rate = 0.1
   c.encoders = {
     "video": {
-      "name": "cnn3d_small",
-      "kwargs": {"widths": (8, 16, 32) if smoke else (16, 32, 64), "num_groups": 4},
+      "name": "frame_transformer",
+      "kwargs": {
+        "widths": (8, 16) if smoke else (16, 32),
+        "center": True,
+        "num_layers": 1,
+        "num_heads": 2,
+        "dropout_rate": 0.1,
+      },
     },
     "physio": {"name": "conv1d", "kwargs": {"widths": (8, 16) if smoke else (16, 32, 64)}},
     "audio": {"name": "audio_transformer", "kwargs": {"num_layers": 1, "num_heads": 2}},
@@ -78,7 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   batch = 8 if smoke else 32
   c.stages = {
-    "unimodal": {"epochs": epochs(12), "batch_size": batch, "learning_rate": 1e-3},
+    "unimodal": {"epochs": epochs(30), "batch_size": batch, "learning_rate": 1e-3},
     "joint": {
       "epochs": epochs(15),
       "batch_size": batch,

@@ -10,6 +10,7 @@ _ENCODERS: dict[str, Callable[..., nn.Module]] = {
   "r3d18": video.R3D18,
   "r2plus1d18": video.R2Plus1D18,
   "cnn3d_small": video.CNN3DSmall,
+  "frame_transformer": video.FrameTransformer,
   "conv1d": physio.Conv1DEncoder,
   "spec_resnet18": physio.SpecResNet18,
   "audio_transformer": audio.AudioTransformer,
@@ -20,10 +21,10 @@ def get_encoder(name: str, **kwargs) -> nn.Module:
   """Builds an encoder `x -> tokens [batch, L, d]` by name.
 
   Args:
-    name: One of `r3d18`, `r2plus1d18`, `cnn3d_small` (video), `conv1d`, `spec_resnet18`
-      (physiology), `audio_transformer` (audio).
+    name: One of `r3d18`, `r2plus1d18`, `cnn3d_small`, `frame_transformer` (video), `conv1d`,
+      `spec_resnet18` (physiology), `audio_transformer` (audio).
     **kwargs: The encoder's attributes, e.g. `features`, `dtype`, and `bn_axis_name` for
-      the BatchNorm encoders (all but `cnn3d_small` and `audio_transformer`).
+      the BatchNorm encoders (all but `cnn3d_small`, `frame_transformer`, `audio_transformer`).
 
   Returns:
     The unbound module.

@@ -10,6 +10,7 @@ _ENCODERS: dict[str, Callable[..., nn.Module]] = {
   "r3d18": video.R3D18,
   "r2plus1d18": video.R2Plus1D18,
   "cnn3d_small": video.CNN3DSmall,
+  "frame_transformer": video.FrameTransformer,
   "conv1d": physio.Conv1DEncoder,
   "spec_resnet18": physio.SpecResNet18,
   "audio_transformer": audio.AudioTransformer,
@@ -24,7 +25,8 @@ def get_encoder(name: str, **kwargs) -> nn.Module:
   """Builds an encoder `x -> tokens [batch, L, d]` by name.
 
   Args:
-    name: One of `r3d18`, `r2plus1d18`, `cnn3d_small` (video), `conv1d`, `spec_resnet18`
+    name: One of `r3d18`, `r2plus1d18`, `cnn3d_small`, `frame_transformer` (video), `conv1d`,
+      `spec_resnet18`
       (physiology), `audio_transformer` (audio), `mlp` (feature vectors), `transformer`,
       `bigru`, `gru_transformer` (padded feature sequences, called with a mask), or a name
       added with `register_encoder`.

@@ -75,8 +75,9 @@ def _clips(rng, batch, shape=(8, 16, 16)):
     (functools.partial(video.R3D18, features=16), 1),
     (functools.partial(video.R2Plus1D18, features=16), 1),
     (functools.partial(video.CNN3DSmall, features=16, widths=(8, 8)), 4),
+    (functools.partial(video.FrameTransformer, features=16, widths=(8, 8)), 8),
   ],
-  ids=["r3d18", "r2plus1d18", "cnn3d_small"],
+  ids=["r3d18", "r2plus1d18", "cnn3d_small", "frame_transformer"],
 )
 def test_eval_output_independent_of_batch_mates(
   model, num_tokens, assert_batch_independent, random_variables
@@ -133,3 +134,43 @@ def test_bfloat16_compute_with_float32_params(model):
 def test_rejects_non_video_input():
   with pytest.raises(ValueError, match="batch, time, height, width"):
     video.CNN3DSmall().init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))
+
+
+def _frame_transformer(**kwargs):
+  return video.FrameTransformer(features=16, widths=(8, 8), dropout_rate=0.0, **kwargs)
+
+
+def _pooled(module, variables, clips):
+  return np.asarray(module.apply(variables, clips).mean(axis=1))
+
+
+def test_frame_transformer_pooled_embedding_depends_on_frame_order(random_variables):
+  rng = np.random.default_rng(2)
+  clips = _clips(rng, 2)
+  reversed_clips = clips[:, ::-1]
+  # A per-frame encoder whose tokens are mean-pooled cannot tell the two clips apart ...
+  per_frame = video.CNN3DSmall(features=16, widths=(8,))
+  variables = random_variables(per_frame, clips)
+  np.testing.assert_allclose(
+    _pooled(per_frame, variables, clips),
+    _pooled(per_frame, variables, reversed_clips),
+    atol=1e-5,
+    rtol=1e-5,
+  )
+  # ... the frame transformer's pooled embedding can.
+  module = _frame_transformer()
+  variables = random_variables(module, clips)
+  change = np.abs(_pooled(module, variables, clips) - _pooled(module, variables, reversed_clips))
+  assert change.max() > 1e-2
+
+
+def test_frame_transformer_centering_ignores_a_static_face(random_variables):
+  rng = np.random.default_rng(3)
+  # Two clips each repeating one (different) frame: nothing changes within either clip.
+  static = jnp.repeat(_clips(rng, 2, shape=(1, 16, 16)), 8, axis=1)
+  module = _frame_transformer()
+  tokens = module.apply(random_variables(module, static), static)
+  np.testing.assert_allclose(tokens[0], tokens[1], atol=1e-5)
+  uncentered = _frame_transformer(center=False)
+  tokens = uncentered.apply(random_variables(uncentered, static), static)
+  assert not np.allclose(tokens[0], tokens[1], atol=1e-3)

@@ -26,10 +26,9 @@ def get_encoder(name: str, **kwargs) -> nn.Module:
 
   Args:
     name: One of `r3d18`, `r2plus1d18`, `cnn3d_small`, `frame_transformer` (video), `conv1d`,
-      `spec_resnet18`
-      (physiology), `audio_transformer` (audio), `mlp` (feature vectors), `transformer`,
-      `bigru`, `gru_transformer` (padded feature sequences, called with a mask), or a name
-      added with `register_encoder`.
+      `spec_resnet18` (physiology), `audio_transformer` (audio), `mlp` (feature vectors),
+      `transformer`, `bigru`, `gru_transformer` (padded feature sequences, called with a
+      mask), or a name added with `register_encoder`.
     **kwargs: The encoder's attributes, e.g. `features`, `dtype`, and `bn_axis_name` for
       the BatchNorm encoders (the video and physiology ones but `cnn3d_small`).
 

@@ -14,6 +14,7 @@ from mtpkd_jax.models import audio, mlp, physio, registry, sequence, video
     ("r3d18", video.VideoResNet, dict(factorized=False, stage_sizes=(2, 2, 2, 2))),
     ("r2plus1d18", video.VideoResNet, dict(factorized=True, stage_sizes=(2, 2, 2, 2))),
     ("cnn3d_small", video.CNN3DSmall, {}),
+    ("frame_transformer", video.FrameTransformer, {}),
     ("conv1d", physio.Conv1DEncoder, {}),
     ("spec_resnet18", physio.SpectrogramResNet, dict(stage_sizes=(2, 2, 2, 2))),
     ("audio_transformer", audio.AudioTransformer, {}),

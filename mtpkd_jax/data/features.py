@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mtpkd_jax.data import records
 from mtpkd_jax.data import schema as schema_lib
 
 TASKS = (None, "classification", "regression")
@@ -247,13 +248,27 @@ class FeaturesNpzConfig(tfds.core.BuilderConfig):
   task: str | None = None
 
 
-class FeaturesNpz(tfds.core.GeneratorBasedBuilder):
-  """A features ``.npz`` file converted to canonical examples (one ``train`` split)."""
+class FeaturesNpz:
+  """A features ``.npz`` file as canonical examples in a TFDS ``array_record`` dataset.
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS: list[FeaturesNpzConfig] = []  # One config per file: see `make_config`.
+  It acts as a TFDS builder for :mod:`mtpkd_jax.data.pipeline` (``download_and_prepare``,
+  ``as_data_source``, ``info``) but writes its records with :mod:`mtpkd_jax.data.records`,
+  streaming from the file, so that converting a file larger than memory (or than TFDS's
+  1 GB in-memory shuffle buffer) needs neither the memory nor TensorFlow. Records keep the
+  file's order; one config per file content (:meth:`make_config`).
+  """
+
+  name = "features_npz"
+  builder_configs: dict[str, FeaturesNpzConfig] = {}  # One config per file: `make_config`.
   target_keys = ("y",)
+
+  def __init__(
+    self, *, config: FeaturesNpzConfig, data_dir: str | None = None, file_format: str = ""
+  ):
+    del file_format  # Always array_record.
+    self.builder_config = config
+    root = Path(data_dir or tfds.core.constants.DATA_DIR).expanduser()
+    self.data_dir = root / self.name / config.name / "1.0.0"
 
   @classmethod
   def make_config(cls, path: str, task: str | None = None) -> FeaturesNpzConfig:
@@ -276,18 +291,27 @@ class FeaturesNpz(tfds.core.GeneratorBasedBuilder):
   def schema(self) -> schema_lib.Schema:
     return self.inspection.schema
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description=f"Features file {self.builder_config.path}",
-      features=tfds.features.FeaturesDict(canonical_features(self.schema)),
-    )
+  def download_and_prepare(self) -> None:
+    """Converts the file (once): checks every value, then writes the records."""
+    if records.is_written(self.data_dir):
+      return
+    features = tfds.features.FeaturesDict(canonical_features(self.schema))
+    description = f"Features file {self.builder_config.path}"
+    examples = self._generate_examples()
+    records.write(self.data_dir, self.name, features, examples, description=description)
 
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {"train": self._generate_examples()}
+  @property
+  def _built(self) -> tfds.core.DatasetBuilder:
+    return records.read_only(self.data_dir)
 
-  def _generate_examples(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+  @property
+  def info(self) -> tfds.core.DatasetInfo:
+    return self._built.info
+
+  def as_data_source(self, split: str):
+    return self._built.as_data_source(split=split)
+
+  def _generate_examples(self) -> Iterator[dict[str, np.ndarray]]:
     path, info = Path(self.builder_config.path), self.inspection
     arrays = {m.name: _member(path, f"x_{m.name}") for m in info.schema.modalities}
     masks = {
@@ -308,7 +332,7 @@ class FeaturesNpz(tfds.core.GeneratorBasedBuilder):
           example["subject"] = info.subject[i]
         if info.split is not None:
           example["split"] = info.split[i]
-        yield i, example
+        yield example
 
 
 def canonical_features(schema: schema_lib.Schema) -> dict[str, tfds.features.FeatureConnector]:

@@ -202,16 +202,17 @@ def open_dataset(
   if in_memory:
     chunks = [table.take(c) for c in _ranges(len(order), chunk_size)]
     table = table_lib.ArrayTable({k: np.concatenate([c[k] for c in chunks]) for k in table.keys})
-  full_name = dataset_builder.info.full_name
+  config = dataset_builder.builder_config
+  identity = f"{type(dataset_builder).__name__}/{config.name}/{dataset_builder.info.version}"
   return Dataset(
     name=name,
-    description=getattr(dataset_builder.builder_config, "path", None) or name,
+    description=getattr(config, "path", None) or name,
     schema=schema,
     table=table,
     y=small["y"],
     subject=small.get("subject"),
     split=small.get("split"),
-    fingerprint=hashlib.sha1(f"{full_name}:{schema.fingerprint()}".encode()).hexdigest()[:16],
+    fingerprint=hashlib.sha1(f"{identity}:{schema.fingerprint()}".encode()).hexdigest()[:16],
     in_memory=in_memory,
   )
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from mtpkd_jax.models import dropout as dropout_lib
 
+
 def sinusoidal_positions(length: int, features: int) -> jax.Array:
   """Fixed sine/cosine position encodings (Vaswani et al., 2017).
 

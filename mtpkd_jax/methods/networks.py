@@ -79,7 +79,9 @@ class JointTeacher(nn.Module):
     if self.encoders:
       tokens = [call_encoder(e, x, train) for e, x in zip(self.encoders, inputs, strict=True)]
     outputs, z = self.fusion(tokens, train=train)
-    return outputs, z, self.hallucinate(tokens[0]), tokens
+    # The T-Nets learn on detached visual features (as the research release does): their
+    # loss never trains a fine-tuned visual encoder.
+    return outputs, z, self.hallucinate(jax.lax.stop_gradient(tokens[0])), tokens
 
   def hallucinate(self, visual_tokens: jax.Array) -> jax.Array:
     """``[B, L, d] -> [num_privileged, B, d]``: every T-Net on the pooled visual embedding."""

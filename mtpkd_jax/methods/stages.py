@@ -122,6 +122,12 @@ def _apply_train(model, params, batch_stats, rng, *args):
   return out, updates["batch_stats"]
 
 
+def _task_loss(ctx: Context, outputs, batch):
+  """The task loss on the global batch (``1 - CCC`` is a statistic of the batch)."""
+  targets = {task_lib.TARGET_KEY: batch[task_lib.TARGET_KEY]}
+  return task_lib.task_loss(*parallel.all_gather_batch((outputs, targets)), ctx.task)
+
+
 def _sub_variables(variables, name: str) -> dict:
   """The variables of submodule ``name``, in every collection that has it."""
   return {col: tree[name] for col, tree in variables.items() if name in tree}
@@ -296,7 +302,7 @@ def train_unimodal(ctx: Context, modality: str) -> dict:
     del frozen
     x = ctx.model_input(batch, modality)
     (outputs, _), batch_stats = _apply_train(model, params, batch_stats, rng, x)
-    return task_lib.task_loss(outputs, batch, ctx.task), ({}, batch_stats)
+    return _task_loss(ctx, outputs, batch), ({}, batch_stats)
 
   predict_fn = jax.jit(lambda v, b: model.apply(v, ctx.model_input(b, modality))[0])
   eval_fn = _selection_fn(ctx, predict_fn, inputs, cfg.batch_size)
@@ -398,10 +404,10 @@ def train_joint(ctx: Context) -> dict:
     (outputs, _, hallucinated, tokens), batch_stats = _apply_train(
       model, params, batch_stats, rng, _joint_args(ctx, batch)
     )
-    task_value = task_lib.task_loss(outputs, batch, ctx.task)
+    task_value = _task_loss(ctx, outputs, batch)
     tnet = sum(
       distill.hallucination_loss(
-        hallucinated[i], jax.lax.stop_gradient(tokens[i + 1].mean(1)), kind=cfg.tnet_loss
+        *parallel.all_gather_batch((hallucinated[i], tokens[i + 1].mean(1))), kind=cfg.tnet_loss
       )
       for i in range(len(ctx.config.privileged))
     )
@@ -447,10 +453,8 @@ def train_alignment(ctx: Context) -> dict:
     align = sum(
       distill.cosine_distance(adapted[i], z, stop_teacher_gradient=False) for i in range(len(mods))
     )
-    joint_task = task_lib.task_loss(outputs, batch, ctx.task)
-    heads = sum(
-      task_lib.task_loss(head_outputs[i], batch, ctx.task) for i in range(len(mods))
-    ) / len(mods)
+    joint_task = _task_loss(ctx, outputs, batch)
+    heads = sum(_task_loss(ctx, head_outputs[i], batch) for i in range(len(mods))) / len(mods)
     loss = 0.5 * align + 0.5 * (joint_task + heads)
     return loss, ({"align": align, "task": joint_task, "heads": heads}, batch_stats)
 
@@ -526,11 +530,11 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
   """The per-device student loss ``(params, batch_stats, batch, rng, frozen_joint_params)``.
 
   The distillation terms compare samples with each other (similarity matrices, transport,
-  relations), so they must see the global batch: the student's embeddings and outputs and
-  the batch's targets are all-gathered over the ``data`` axis first. Every device then
-  computes the same global-batch term, and averaging the gradients over devices gives
-  exactly the single-device gradient (the all-gather's transpose sums the devices' parts).
-  The task loss stays per-device; its mean over devices is the global mean.
+  relations, routing) and ``1 - CCC`` is a statistic of the batch, so every term sees the
+  global batch: the student's embeddings and outputs and the batch's targets are
+  all-gathered over the ``data`` axis first (:func:`parallel.all_gather_batch`). Every
+  device then computes the same global-batch loss, and averaging the gradients over
+  devices gives exactly the single-device gradient.
   """
   method = registry.get_method(method_name)
   method_cfg = ctx.config.method_params[method_name]
@@ -541,11 +545,9 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
     (outputs, z_s), batch_stats = _apply_train(
       model, params, batch_stats, rng, _student_arg(ctx, batch), hallucinate
     )
-    task_value = task_lib.task_loss(outputs, batch, ctx.task)
     targets = {k: v for k, v in batch.items() if k not in input_keys}
-    z_all, outputs_all, targets_all = jax.lax.all_gather(
-      (z_s, outputs, targets), parallel.DATA_AXIS, axis=0, tiled=True
-    )
+    z_all, outputs_all, targets_all = parallel.all_gather_batch((z_s, outputs, targets))
+    task_value = task_lib.task_loss(outputs_all, targets_all, ctx.task)
     loss, metrics = method.distill(
       method_cfg, task_value, z_all, outputs_all, targets_all, ctx.task
     )

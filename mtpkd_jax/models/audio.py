@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtpkd_jax.models import transformer
+from mtpkd_jax.models import dropout, transformer
 
 
 class AudioTransformer(nn.Module):
@@ -54,7 +54,7 @@ class AudioTransformer(nn.Module):
       name="embed",
     )(x.astype(self.dtype))
     x = x + transformer.sinusoidal_positions(x.shape[1], self.features).astype(self.dtype)
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = dropout.Dropout(self.dropout_rate)(x, deterministic=not train)
     for i in range(self.num_layers):
       x = transformer.EncoderBlock(
         self.num_heads,

@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtpkd_jax.models import dropout as dropout_lib
+
 
 def sinusoidal_positions(length: int, features: int) -> jax.Array:
   """Fixed sine/cosine position encodings (Vaswani et al., 2017).
@@ -35,6 +37,8 @@ class EncoderBlock(nn.Module):
 
   `x = LN(x + Drop(MHA(x, context)))`, then `x = LN(x + Drop(W2 Drop(relu(W1 x))))`, as in
   `torch.nn.TransformerEncoderLayer(norm_first=False)`, with attention-weight dropout too.
+  Every dropout mask is drawn per example (`dropout.per_example_dropout`), so it does not
+  depend on how the batch is split over devices.
 
   Attributes:
     num_heads: Attention heads; must divide the token width.
@@ -72,7 +76,7 @@ class EncoderBlock(nn.Module):
     deterministic = not train
     dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32)
     norm = functools.partial(nn.LayerNorm, epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32)
-    dropout = functools.partial(nn.Dropout, self.dropout_rate, deterministic=deterministic)
+    dropout = functools.partial(dropout_lib.Dropout, self.dropout_rate)
 
     y = nn.MultiHeadDotProductAttention(
       num_heads=self.num_heads,
@@ -80,9 +84,10 @@ class EncoderBlock(nn.Module):
       deterministic=deterministic,
       dtype=self.dtype,
       param_dtype=jnp.float32,
+      attention_fn=dropout_lib.attention_with_dropout,
       name="attention",
     )(x, x if context is None else context, mask=None if mask is None else mask[:, None, None, :])
-    x = norm(name="attention_norm")(x + dropout()(y))
+    x = norm(name="attention_norm")(x + dropout()(y, deterministic))
     y = dense(self.mlp_features, name="mlp_in")(x)
-    y = dense(x.shape[-1], name="mlp_out")(dropout()(nn.relu(y)))
-    return norm(name="mlp_norm")(x + dropout()(y))
+    y = dense(x.shape[-1], name="mlp_out")(dropout()(nn.relu(y), deterministic))
+    return norm(name="mlp_norm")(x + dropout()(y, deterministic))

@@ -23,7 +23,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-DATA_AXIS = "data"
+# Defined with the dropout that reads it, so that models need not import `train`.
+from mtpkd_jax.models.dropout import DATA_AXIS
 
 PyTree = Any
 StepFn = Callable[[PyTree, PyTree, jax.Array, PyTree], tuple[PyTree, PyTree]]
@@ -154,6 +155,23 @@ def pmap_step(per_device_step: StepFn, *, donate_state: bool = True) -> StepFn:
     in_axes=(0, 0, None, None),
     donate_argnums=(0,) if donate_state else (),
   )
+
+
+def all_gather_batch(tree: PyTree, axis_name: str = DATA_AXIS) -> PyTree:
+  """The global batch of per-device arrays, inside a mapped step.
+
+  For losses that are statistics of the batch (CCC, similarity matrices, routing): computed
+  identically on every device from the gathered arrays, their gradient is exact, since the
+  all-gather's transpose sums the devices' parts and the step averages the gradients.
+
+  Args:
+    tree: Pytree of this device's arrays `[per_device_batch, ...]`.
+    axis_name: The mapped device axis.
+
+  Returns:
+    The pytree with leaves `[global_batch, ...]`, devices in axis order.
+  """
+  return jax.lax.all_gather(tree, axis_name, axis=0, tiled=True)
 
 
 def split_batch(batch: PyTree, num_devices: int) -> PyTree:

@@ -7,12 +7,16 @@ A method supplies only its loss:
 * `params`: the trainable parameters (float32 pytree), the only argument differentiated.
 * `batch_stats`: the state's BatchNorm statistics (`{}` if the model has none).
 * `batch`: this device's shard of the global batch, leaves `[per_device_batch, ...]`.
-* `rng`: a key unique to this update and device.
+* `rng`: this update's key, `fold_in(stage_rng, step)`, the same on every device. Draws
+  that differ per example must fold in the example's global index (as
+  `mtpkd_jax.models.dropout` does), so that they do not depend on the device layout.
 * `frozen`: the frozen-input slot (e.g. teacher parameters), passed through unchanged and
   wrapped in `stop_gradient`; `None` when the stage has none.
 * Returns the scalar mean loss over the shard, a dict of scalar metrics (shard means), and
   the updated `batch_stats` (return the input unchanged when there is none). BatchNorm
-  layers should use `axis_name="data"` so that their statistics are over the global batch.
+  layers should use `axis_name="data"` so that their statistics are over the global batch,
+  and a loss that is a statistic of the batch (CCC, similarity matrices, teacher routing)
+  must be computed on the gathered global batch (`parallel.all_gather_batch`).
 
 Mixed precision is the model's business (its `dtype`); parameters stay float32, so their
 gradients do too.
@@ -42,9 +46,8 @@ def make_train_step(
   """Builds the per-device update `step(state, batch, rng, frozen) -> (state, metrics)`.
 
   Run it with `parallel.data_parallel` (shard_map) or `parallel.pmap_step`; both bind
-  `axis_name`. Per update, the key is `fold_in(fold_in(rng, state.step), device_index)`,
-  so it depends on the step (not on how many times the host loop was restarted) and
-  differs across devices.
+  `axis_name`. Per update, the key is `fold_in(rng, state.step)`, so it depends on the
+  step (not on how many times the host loop was restarted) and not on the device.
 
   Args:
     loss_fn: The loss, with the contract in the module docstring.
@@ -60,7 +63,7 @@ def make_train_step(
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def step(state, batch, rng, frozen):
-    rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), lax.axis_index(axis_name))
+    rng = jax.random.fold_in(rng, state.step)
     (loss, (metrics, batch_stats)), grads = grad_fn(
       state.params, state.batch_stats, batch, rng, lax.stop_gradient(frozen)
     )

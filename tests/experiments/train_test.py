@@ -1,6 +1,7 @@
 """The main job's app: SIGKILLed mid-stage, rerun, it ends as an uninterrupted run."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -9,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.configs import synthetic_mtpkdot
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "experiments/configs/synthetic_mtpkdot.py:pain_binary,smoke"
 
 
-def _command(workdir, data_dir):
+def _command(workdir, data_dir, *overrides):
   return [
     sys.executable,
     "-m",
@@ -21,15 +24,21 @@ def _command(workdir, data_dir):
     f"--config={CONFIG}",
     f"--workdir={workdir}",
     f"--config.data_dir={data_dir}",
-    "--config.methods=('visual_only',)",
-    "--config.stages.unimodal.epochs=8",
-    "--config.checkpoint_every=4",
+    *(
+      overrides
+      or (
+        "--config.methods=('visual_only',)",
+        "--config.stages.unimodal.epochs=8",
+        "--config.checkpoint_every=4",
+      )
+    ),
   ]
 
 
-def _env():
+def _env(devices=1):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env["XLA_FLAGS"] = ""  # One CPU device, whatever the test process uses.
+  # `devices` fake CPU devices, whatever the test process uses.
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
   return env
 
 
@@ -74,3 +83,63 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
   first = re.search(r"unimodal_video:[^|]*\|[^|]*\|\s*(\d+)/(\d+)", resumed.stderr)
   assert first is not None, resumed.stderr[-2000:]
   assert 4 <= int(first.group(1)) < int(first.group(2))
+
+
+def _train_logs(workdir):
+  """Every stage's logged metrics, ``{stage: [record, ...]}``."""
+  return {
+    path.parent.parent.name: [json.loads(line) for line in path.read_text().splitlines()]
+    for path in sorted(Path(workdir).glob("run0_*/*/logs/metrics.jsonl"))
+  }
+
+
+def _assert_close(a, b, where):
+  if isinstance(a, dict):
+    assert set(a) == set(b), where
+    for key in a:
+      _assert_close(a[key], b[key], f"{where}/{key}")
+  elif isinstance(a, list):
+    assert len(a) == len(b), where
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+      _assert_close(x, y, f"{where}[{i}]")
+  else:
+    assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6), f"{where}: {a} != {b}"
+
+
+def test_one_and_four_devices_train_every_method_identically_with_dropout_on(tmp_path):
+  """Every random draw is a function of (seed, stage, step, global example index)."""
+  data_dir = tmp_path / "tfds"
+  methods = "('joint_teacher','visual_only','pkd','logit_kd','spkd','rkd','pkdot','mt_pkdot')"
+  # Builds the dataset once, before the two runs read it.
+  subprocess.run(
+    [
+      sys.executable,
+      "-c",
+      f"from mtpkd_jax.data import pipeline; pipeline.load("
+      f"'synthetic_affect/tiny', {str(data_dir)!r})",
+    ],
+    cwd=ROOT,
+    env=_env(),
+    check=True,
+    capture_output=True,
+  )
+  runs = {
+    devices: subprocess.Popen(
+      _command(tmp_path / str(devices), data_dir, f"--config.methods={methods}"),
+      cwd=ROOT,
+      env=_env(devices),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+    )
+    for devices in (1, 4)
+  }
+  for process in runs.values():
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-2000:]
+  results = {d: json.loads((tmp_path / str(d) / "results.json").read_text()) for d in runs}
+  assert results[4]["devices"].startswith("4 x")
+  assert synthetic_mtpkdot.get_config("pain_binary,smoke").dropout_rate > 0
+  _assert_close(results[1]["runs"][0]["methods"], results[4]["runs"][0]["methods"], "results")
+  logs = {d: _train_logs(tmp_path / str(d)) for d in runs}
+  assert len(logs[1]) == 10  # Two backbones, joint, alignment, six students.
+  _assert_close(logs[1], logs[4], "logs")

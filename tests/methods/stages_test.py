@@ -2,6 +2,8 @@
 
 import dataclasses
 import functools
+import shutil
+import types
 
 import chex
 import jax
@@ -53,15 +55,17 @@ def test_the_student_path_runs_on_every_saved_stage(trained):
     outputs, _compose(ctx, backbone, joint["params"], student, video), rtol=1e-5, atol=1e-6
   )
   # A backbone, T-Net or student started from scratch would give other predictions.
+  tokens = np.zeros((1, 2, config.embed_dim), np.float32)
   fresh = {
     "backbone": stages.unimodal_model(ctx, "video").init(jax.random.PRNGKey(9), video[:1]),
-    "joint": stages.joint_model(ctx).init(
-      jax.random.PRNGKey(9), [np.zeros((1, 2, config.embed_dim))] * 2
-    )["params"],
+    "joint": stages.joint_model(ctx).init(jax.random.PRNGKey(9), [tokens] * 2)["params"],
   }
+  hallucinate = functools.partial(stages._hallucinate, ctx, joint["params"])
+  fresh["student"] = stages.student_model(ctx).init(jax.random.PRNGKey(9), tokens, hallucinate)
   for name, args in (
     ("backbone", (fresh["backbone"], joint["params"], student)),
     ("joint", (backbone, fresh["joint"], student)),
+    ("student", (backbone, joint["params"], fresh["student"])),
   ):
     assert not np.allclose(_compose(ctx, *args, video), outputs, atol=1e-4), name
 
@@ -82,33 +86,40 @@ def test_student_training_sees_no_privileged_input(trained, monkeypatch):
   np.testing.assert_array_equal(captured["video"], stages.backbone_tokens(ctx, "test")["video"])
 
 
-def test_scrambling_privileged_data_changes_the_teacher_not_the_students(trained):
+def test_students_retrained_on_scrambled_privileged_data_are_the_same_students(trained, tmp_path):
+  """The teachers' targets are a student's only privileged signal: scrambling the privileged
+  input with those targets held fixed, and training the student again, changes nothing."""
   config, workdir, _ = trained
   ctx = make_context(config, workdir)
   columns = ctx.dataset.table.take(np.arange(len(ctx.dataset)))
-  rng = np.random.default_rng(0)
-  columns["physio"] = rng.permutation(columns["physio"])
+  columns["physio"] = np.random.default_rng(0).permutation(columns["physio"])
   dataset = dataclasses.replace(ctx.dataset, table=table_lib.ArrayTable(columns))
-  scrambled = dataclasses.replace(ctx, dataset=dataset, cache={})
+  rerun = tmp_path / ctx.workdir.name
+  shutil.copytree(ctx.workdir, rerun, ignore=shutil.ignore_patterns("student_*"))
+  scrambled = dataclasses.replace(ctx, dataset=dataset, workdir=rerun, cache={})
   test = ctx.split["test"]
   teacher = stages.teacher_targets(ctx, "joint", "test")["teacher_out"][test]
   teacher_scrambled = stages.teacher_targets(scrambled, "joint", "test")["teacher_out"][test]
   assert not np.allclose(teacher, teacher_scrambled)
+  for source in ("joint", "aligned"):
+    scrambled.cache["targets", source] = stages.teacher_targets(ctx, source, "test")
   for name in ("pkdot", "mt_pkdot"):
+    stages.train_student(scrambled, name)
     student = stages.student_predictor(ctx, name)(ctx.dataset.table, test)[0]
     again = stages.student_predictor(scrambled, name)(scrambled.dataset.table, test)[0]
-    np.testing.assert_array_equal(student, again)
+    np.testing.assert_allclose(again, student, rtol=1e-5, atol=1e-6)
 
 
-def _student_setup(tmp_path):
+def _student_setup(tmp_path, task="classification", method="mt_pkdot"):
   config = smoke_config(tmp_path)
-  config.dropout_rate = 0.0  # Dropout masks differ per device by design.
+  assert config.dropout_rate > 0  # Per-example masks: the same on every device layout.
+  names = ("a", "b") if task == "classification" else ("valence", "arousal")
   schema = schema_lib.Schema(
     (
       schema_lib.Modality("video", "video", (2, 8, 8, 3)),
       schema_lib.Modality("physio", "vector", (4,)),
     ),
-    schema_lib.Task("classification", ("a", "b")),
+    schema_lib.Task(task, names),
   )
   ctx = stages.Context(
     config=config,
@@ -126,7 +137,11 @@ def _student_setup(tmp_path):
       "video": rng.normal(size=(n, 3, d)).astype(np.float32),
       "teacher_z": rng.normal(size=(n, 3, d)).astype(np.float32),
       "teacher_out": rng.normal(size=(n, 3, 2)).astype(np.float32),
-      "y": rng.integers(0, 2, n).astype(np.int32),
+      "y": (
+        rng.integers(0, 2, n).astype(np.int32)
+        if task == "classification"
+        else rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+      ),
     }
     for _ in range(3)
   ]
@@ -137,36 +152,97 @@ def _student_setup(tmp_path):
   # SGD: attention key biases have an exactly-zero gradient, which Adam would turn from
   # float noise into full-size steps that differ between device layouts.
   train_state = state_lib.create_train_state(model.apply, variables, optax.sgd(0.5))
-  step = step_lib.make_train_step(stages.student_loss(ctx, "mt_pkdot", model))
+  step = step_lib.make_train_step(stages.student_loss(ctx, method, model))
   return train_state, step, batches, joint["params"]
+
+
+def _run_shard_map(initial, per_device_step, batches, joint_params, devices):
+  mesh = parallel.make_mesh(devices)
+  step = parallel.data_parallel(per_device_step, mesh, donate_state=False)
+  train_state = parallel.replicate_on_mesh(initial, mesh)
+  frozen = parallel.replicate_on_mesh(joint_params, mesh)
+  for batch in batches:
+    train_state, metrics = step(
+      train_state, parallel.shard_batch(batch, mesh), jax.random.PRNGKey(3), frozen
+    )
+  return train_state.params, metrics
+
+
+def _assert_same_training(results, reference, initial, names):
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, b), reference[0], initial.params)
+  assert any(jax.tree.leaves(moved))
+  for params, metrics in results:
+    chex.assert_trees_all_close(params, reference[0], rtol=1e-4, atol=1e-5)
+    for name in names:
+      np.testing.assert_allclose(metrics[name], reference[1][name], rtol=1e-4, atol=1e-6)
 
 
 def test_student_step_agrees_on_one_device_shard_map_and_pmap(tmp_path):
   """The global-batch structural loss makes data parallelism exact for MT-PKDOT."""
   assert jax.device_count() == 8
   initial, per_device_step, batches, joint_params = _student_setup(tmp_path)
-  results = {}
-  for devices in (1, 8):
-    mesh = parallel.make_mesh(devices)
-    step = parallel.data_parallel(per_device_step, mesh, donate_state=False)
-    train_state = parallel.replicate_on_mesh(initial, mesh)
-    frozen = parallel.replicate_on_mesh(joint_params, mesh)
-    for batch in batches:
-      train_state, metrics = step(
-        train_state, parallel.shard_batch(batch, mesh), jax.random.PRNGKey(3), frozen
-      )
-    results[devices] = (train_state.params, metrics)
+  single = _run_shard_map(initial, per_device_step, batches, joint_params, 1)
+  sharded = _run_shard_map(initial, per_device_step, batches, joint_params, 8)
   step = parallel.pmap_step(per_device_step, donate_state=False)
   train_state = parallel.replicate(initial)
   for batch in batches:
     train_state, metrics = step(
       train_state, parallel.split_batch(batch, 8), jax.random.PRNGKey(3), joint_params
     )
-  results["pmap"] = (parallel.unreplicate(train_state).params, parallel.unreplicate(metrics))
-  moved = jax.tree.map(lambda a, b: not np.allclose(a, b), results[1][0], initial.params)
-  assert any(jax.tree.leaves(moved))
-  for key in (8, "pmap"):
-    chex.assert_trees_all_close(results[key][0], results[1][0], rtol=1e-4, atol=1e-5)
-    for name in ("loss", "ot", "centroid"):
-      np.testing.assert_allclose(results[key][1][name], results[1][1][name], rtol=1e-4)
-  assert float(results[1][1]["ot"]) > 0
+  pmapped = (parallel.unreplicate(train_state).params, parallel.unreplicate(metrics))
+  _assert_same_training([sharded, pmapped], single, initial, ("loss", "ot", "centroid"))
+  assert float(single[1]["ot"]) > 0
+
+
+@pytest.mark.parametrize("method", ["pkd", "logit_kd", "spkd", "rkd", "pkdot", "mt_pkdot"])
+def test_regression_students_train_identically_on_one_and_four_devices(tmp_path, method):
+  """``1 - CCC`` and the routing are computed on the global batch, so 4 devices equal 1."""
+  initial, per_device_step, batches, joint_params = _student_setup(tmp_path, "regression", method)
+  single = _run_shard_map(initial, per_device_step, batches, joint_params, 1)
+  sharded = _run_shard_map(initial, per_device_step, batches, joint_params, 4)
+  _assert_same_training([sharded], single, initial, ("loss", "task"))
+
+
+def test_stage_task_loss_is_the_global_batch_ccc_with_its_global_gradient():
+  """The unimodal, joint and alignment stages' task loss (``stages._task_loss``)."""
+  ctx = types.SimpleNamespace(task="regression")
+  rng = np.random.default_rng(1)
+  outputs = rng.normal(size=(16, 2)).astype(np.float32)
+  targets = rng.normal(size=(16, 2)).astype(np.float32)
+  batch = {"y": targets}
+
+  def reference(x):  # 1 - mean CCC over the whole batch, written out in NumPy.
+    mx, my = x.mean(0), targets.mean(0)
+    cov = ((x - mx) * (targets - my)).mean(0)
+    ccc = 2 * cov / (x.var(0) + targets.var(0) + (mx - my) ** 2)
+    return 1 - ccc.mean()
+
+  # Outputs `base * scale` with a replicated parameter `scale`, as a step's model has.
+  scale = np.array([0.7, 1.3], np.float32)
+  eps = 1e-3
+  numeric = np.zeros(2)
+  for j in range(2):
+    step = np.eye(2)[j] * eps
+    numeric[j] = (reference(outputs * (scale + step)) - reference(outputs * (scale - step))) / (
+      2 * eps
+    )
+
+  mesh = parallel.make_mesh(8)
+  spec, replicated = jax.sharding.PartitionSpec(parallel.DATA_AXIS), jax.sharding.PartitionSpec()
+
+  def per_device(scale, x, b):
+    # As in the step: each device's gradient of its copy of the loss, then their mean.
+    value, grad = jax.value_and_grad(lambda w: stages._task_loss(ctx, x * w, b))(scale)
+    return value, jax.lax.pmean(grad, parallel.DATA_AXIS)
+
+  value, grad = jax.jit(
+    jax.shard_map(
+      per_device,
+      mesh=mesh,
+      in_specs=(replicated, spec, spec),
+      out_specs=(replicated, replicated),
+      check_vma=False,
+    )
+  )(scale, outputs, batch)
+  np.testing.assert_allclose(value, reference(outputs * scale), rtol=1e-5)
+  np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-6)

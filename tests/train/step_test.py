@@ -16,7 +16,7 @@ def _draw_loss(params, batch_stats, batch, rng, frozen):
   return loss, ({"draw": draw}, batch_stats)
 
 
-def test_key_is_folded_with_step_then_device_and_metrics_are_averaged():
+def test_key_is_folded_with_the_step_not_the_device_and_metrics_are_averaged():
   mesh = parallel.make_mesh(8)
   state = parallel.replicate_on_mesh(train_toys.make_state(train_toys.MLP()), mesh)
   step = parallel.data_parallel(step_lib.make_train_step(_draw_loss), mesh)
@@ -25,8 +25,8 @@ def test_key_is_folded_with_step_then_device_and_metrics_are_averaged():
   for expected_step in range(2):
     assert int(state.step) == expected_step
     state, metrics = step(state, batch, rng, {"loss": jnp.float32(0.25)})
-    per_step = jax.random.fold_in(rng, expected_step)
-    expected = np.mean([jax.random.uniform(jax.random.fold_in(per_step, d)) for d in range(8)])
+    # Every device draws from the same key: the device layout cannot change a draw.
+    expected = jax.random.uniform(jax.random.fold_in(rng, expected_step))
     np.testing.assert_allclose(metrics["draw"], expected, rtol=1e-6)
   assert set(metrics) == {"draw", "loss", "grad_norm", "finite"}
   assert metrics["loss"].dtype == jnp.float32

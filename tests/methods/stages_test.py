@@ -246,3 +246,57 @@ def test_stage_task_loss_is_the_global_batch_ccc_with_its_global_gradient():
   )(scale, outputs, batch)
   np.testing.assert_allclose(value, reference(outputs * scale), rtol=1e-5)
   np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-6)
+
+
+def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypatch):
+  """``L_SD`` by hand, ``z_J`` trained by the alignment term, the fusion loaded from stage 1."""
+  config, workdir, _ = trained
+  ctx = make_context(config, workdir)
+  captured = {}
+
+  def capture(ctx, stage, model, variables, loss_fn, arrays, *args, **kwargs):
+    captured.update(model=model, variables=variables, loss_fn=loss_fn, arrays=arrays)
+    raise StopIteration
+
+  monkeypatch.setattr(stages, "_fit", capture)
+  with pytest.raises(StopIteration):
+    stages.train_alignment(ctx)
+  joint = checkpoint.load_stage_output(ctx.workdir, "joint")[0]
+  params = captured["variables"]["params"]
+  chex.assert_trees_all_equal(params["fusion"], joint["params"]["fusion"])
+
+  model, loss_fn, mods = captured["model"], captured["loss_fn"], ctx.modalities
+  idx = ctx.split["train"][:8]
+  batch = {k: np.asarray(v[idx]) for k, v in captured["arrays"].items()}
+  key = jax.random.PRNGKey(4)
+  mesh = parallel.make_mesh(1)
+  spec = jax.sharding.PartitionSpec()
+
+  def run(fn):
+    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+  loss, (metrics, _) = run(lambda p: loss_fn(p, {}, batch, key, None))(params)
+  outputs, z, adapted, heads = model.apply(
+    {"params": params}, [batch[m] for m in mods], train=True, rngs={"dropout": key}
+  )
+  z, adapted = np.asarray(z, np.float64), np.asarray(adapted, np.float64)
+
+  def ce(logits):
+    logits = np.asarray(logits, np.float64)
+    logz = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    return np.mean(logz - logits[np.arange(len(logits)), batch["label"]])
+
+  cos = lambda a: np.sum(a * z, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(z, axis=1)  # noqa: E731
+  align = sum(np.mean(1 - cos(adapted[m])) for m in range(len(mods)))
+  expected = 0.5 * align + 0.5 * (ce(outputs) + sum(ce(h) for h in heads) / len(mods))
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  # The heads' 1/M factor matters: without it the loss would be another number.
+  assert not np.isclose(expected, expected + 0.5 * sum(ce(h) for h in heads) / len(mods))
+  np.testing.assert_allclose(metrics["align"], align, rtol=1e-5)
+
+  # z_J is not stopped: the alignment term's gradient reaches the fusion.
+  def align_only(p):
+    return jax.grad(lambda q: loss_fn(q, {}, batch, key, None)[1][0]["align"])(p)
+
+  grads = run(align_only)(params)
+  assert sum(float(np.sum(np.square(g))) for g in jax.tree.leaves(grads["fusion"])) > 0

@@ -34,8 +34,10 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     # Orbax logs every save and restore; progress bars and the table are what matter here.
     logging.set_verbosity(logging.ERROR)
-  # Runs and stages compile the same shapes again: keep compiled programs on disk.
-  jax.config.update("jax_compilation_cache_dir", str(Path(_WORKDIR.value) / "jax_cache"))
+  # Runs and stages compile the same shapes again: keep compiled programs on disk (in the
+  # workdir, unless JAX_COMPILATION_CACHE_DIR names a cache already).
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", str(Path(_WORKDIR.value) / "jax_cache"))
   results = runner.run(_CONFIG.value, _WORKDIR.value)
   print(report.markdown_table(results))
   print(

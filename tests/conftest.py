@@ -1,9 +1,16 @@
 """Test-wide setup: eight fake CPU devices, so parallel code is tested without accelerators."""
 
 import os
+import tempfile
 
 # Must be set before JAX initialises its backends.
 os.environ["XLA_FLAGS"] = (
   os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The stages of the many smoke runs (in this process, in xdist's other worker and in the CLI
+# subprocesses, which inherit the environment) compile the same programs: keep them on disk.
+os.environ.setdefault(
+  "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "mtpkd_jax_tests_jax_cache")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")

@@ -153,8 +153,11 @@ def _registry() -> dict[str, Method]:
 METHODS = _registry()
 
 
-def get_method(name: str, visual_modality: str = "video") -> Method:
-  """The method called ``name``; ``<modality>_only`` and ``visual_only`` are unimodal."""
+def get_method(name: str, visual_modality: str | None = None) -> Method:
+  """The method called ``name``; ``<modality>_only`` and ``visual_only`` are unimodal.
+
+  ``visual_modality`` (the config's ``visual``) is the modality of ``visual_only``.
+  """
   if name == "visual_only":
     return Method(name, "unimodal", modality=visual_modality)
   if name.endswith("_only"):

@@ -115,7 +115,7 @@ def test_one_and_four_devices_train_every_method_identically_with_dropout_on(tmp
     [
       sys.executable,
       "-c",
-      f"from mtpkd_jax.data import pipeline; pipeline.load("
+      f"from mtpkd_jax.data import pipeline; pipeline.open_dataset("
       f"'synthetic_affect/tiny', {str(data_dir)!r})",
     ],
     cwd=ROOT,

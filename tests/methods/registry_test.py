@@ -11,7 +11,7 @@ from mtpkd_jax.methods import registry
 
 
 def test_unimodal_and_named_methods_resolve():
-  assert registry.get_method("visual_only").modality == "video"
+  assert registry.get_method("visual_only", "face").modality == "face"
   assert registry.get_method("physio_only").kind == "unimodal"
   assert registry.get_method("mt_pkdot").teacher == "aligned"
   assert registry.get_method("pkdot").teacher == "joint"

@@ -273,7 +273,7 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
   spec = jax.sharding.PartitionSpec()
 
   def run(fn):
-    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
 
   loss, (metrics, _) = run(lambda p: loss_fn(p, {}, batch, key, None))(params)
   outputs, z, adapted, heads = model.apply(

@@ -61,12 +61,14 @@ def test_fusion_outputs_in_train_mode_do_not_depend_on_the_device_count():
   for devices in (2, 4, 8):
     mesh = parallel.make_mesh(devices)
     spec = jax.sharding.PartitionSpec(parallel.DATA_AXIS)
-    mapped = jax.shard_map(
-      outputs,
-      mesh=mesh,
-      in_specs=(spec, spec, jax.sharding.PartitionSpec()),
-      out_specs=spec,
-      check_vma=False,
+    mapped = jax.jit(
+      jax.shard_map(
+        outputs,
+        mesh=mesh,
+        in_specs=(spec, spec, jax.sharding.PartitionSpec()),
+        out_specs=spec,
+        check_vma=False,
+      )
     )
     np.testing.assert_allclose(mapped(batch["v"], batch["p"], key), reference, rtol=1e-5, atol=1e-6)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import resource
 import time
 from pathlib import Path
 
@@ -43,7 +42,12 @@ def write_file(path: Path, num: int, length: int, dim: int, seed: int = 0) -> No
 
 
 def _peak_mib() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB.
+  """This process's peak resident memory (Linux ``VmHWM``: reset by exec, unlike ``ru_maxrss``,
+  which a spawned child inherits from its parent's size at fork)."""
+  for line in Path("/proc/self/status").read_text().splitlines():
+    if line.startswith("VmHWM:"):
+      return int(line.split()[1]) / 1024  # KiB.
+  raise RuntimeError("No VmHWM in /proc/self/status (peak memory is measured on Linux).")
 
 
 def _config(config, path: Path, data_dir: Path, in_memory: bool, batch_size: int):

@@ -71,8 +71,36 @@ def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
   return headers
 
 
-def _member(path: Path, key: str) -> np.ndarray:
-  """One array of the npz: memory-mapped when stored uncompressed, else loaded whole."""
+class _Rows:
+  """Rows of an uncompressed ``.npy`` member, read from the file on demand.
+
+  Plain reads, not a memory map: the process holds only the rows it asked for, so converting
+  a file larger than memory stays within a chunk's memory.
+  """
+
+  def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype):
+    self.path, self.offset, self.shape, self.dtype = path, offset, shape, dtype
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, rows: slice | int) -> np.ndarray:
+    single = not isinstance(rows, slice)
+    start, stop, _ = (slice(rows, rows + 1) if single else rows).indices(self.shape[0])
+    row = int(np.prod(self.shape[1:], dtype=np.int64))
+    with open(self.path, "rb") as f:
+      f.seek(self.offset + start * row * self.dtype.itemsize)
+      data = np.fromfile(f, self.dtype, count=max(stop - start, 0) * row)
+    data = data.reshape((-1, *self.shape[1:]))
+    return data[0] if single else data
+
+  def __array__(self, dtype=None, copy=None):
+    del copy
+    return self[:] if dtype is None else self[:].astype(dtype)
+
+
+def _member(path: Path, key: str) -> np.ndarray | _Rows:
+  """One array of the npz: read row by row when stored uncompressed, else loaded whole."""
   with zipfile.ZipFile(path) as archive:
     info = archive.getinfo(f"{key}.npy")
     if info.compress_type == zipfile.ZIP_STORED:
@@ -82,15 +110,11 @@ def _member(path: Path, key: str) -> np.ndarray:
       with open(path, "rb") as raw:
         raw.seek(info.header_offset)
         local = raw.read(30)
-        name_len, extra_len = (
-          int.from_bytes(local[26:28], "little"),
-          int.from_bytes(local[28:30], "little"),
-        )
-      offset = info.header_offset + 30 + name_len + extra_len + header_size
-      if not shape or not np.prod(shape):
-        return np.zeros(shape, dtype)
-      order = "F" if fortran else "C"
-      return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+      name_len = int.from_bytes(local[26:28], "little")
+      extra_len = int.from_bytes(local[28:30], "little")
+      if shape and not fortran and dtype.kind in "biuf":
+        offset = info.header_offset + 30 + name_len + extra_len + header_size
+        return _Rows(path, offset, tuple(shape), dtype)
   with np.load(path, allow_pickle=False) as npz:
     return npz[key]
 
@@ -314,8 +338,10 @@ class FeaturesNpz:
   def _generate_examples(self) -> Iterator[dict[str, np.ndarray]]:
     path, info = Path(self.builder_config.path), self.inspection
     arrays = {m.name: _member(path, f"x_{m.name}") for m in info.schema.modalities}
-    masks = {
-      m.name: _member(path, schema_lib.mask_key(m.name)) for m in info.schema.modalities if m.masked
+    masks = {  # Small ([N, L] bool): read whole.
+      m.name: np.asarray(_member(path, schema_lib.mask_key(m.name)))
+      for m in info.schema.modalities
+      if m.masked
     }
     for start in range(0, info.num_examples, _CHUNK):
       stop = min(start + _CHUNK, info.num_examples)

@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtpkd_jax.models import dropout as dropout_lib
+
 
 class MLPEncoder(nn.Module):
   """A multilayer perceptron over feature vectors.
@@ -52,5 +54,5 @@ class MLPEncoder(nn.Module):
     x = x.astype(self.dtype)
     for i in range(self.num_layers - 1):
       x = dense(self.hidden or self.features, name=f"dense{i + 1}")(x)
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
+      x = dropout_lib.Dropout(self.dropout_rate)(nn.relu(x), deterministic=not train)
     return dense(self.features, name=f"dense{self.num_layers}")(x)[:, None, :]

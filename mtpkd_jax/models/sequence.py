@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtpkd_jax.models import dropout as dropout_lib
 from mtpkd_jax.models import transformer
 
 
@@ -99,7 +100,7 @@ class _BiGRU(nn.Module):
     for i in range(self.num_layers):
       forward, backward = cell(name=f"forward{i + 1}"), cell(name=f"backward{i + 1}")
       x = nn.Bidirectional(nn.RNN(forward), nn.RNN(backward))(x, seq_lengths=lengths)
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = dropout_lib.Dropout(self.dropout_rate)(x, deterministic=not train)
     return x
 
 
@@ -141,7 +142,7 @@ class TransformerEncoder(_SequenceEncoder):
     x = zero_padding(x.astype(self.dtype), mask)
     x = nn.Dense(self.features, dtype=self.dtype, param_dtype=jnp.float32, name="embed")(x)
     x = x + transformer.sinusoidal_positions(x.shape[1], self.features).astype(self.dtype)
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = dropout_lib.Dropout(self.dropout_rate)(x, deterministic=not train)
     for i in range(self.num_layers):
       x = transformer.EncoderBlock(
         self.num_heads,

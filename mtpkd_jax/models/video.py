@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtpkd_jax.models import dropout as dropout_lib
 from mtpkd_jax.models import resnet, transformer
 
 
@@ -201,7 +202,7 @@ class FrameTransformer(nn.Module):
     if self.center:
       x = x - x.mean(axis=1, keepdims=True)
     x = x + transformer.sinusoidal_positions(time, self.features).astype(self.dtype)
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = dropout_lib.Dropout(self.dropout_rate)(x, deterministic=not train)
     for i in range(self.num_layers):
       x = transformer.EncoderBlock(
         self.num_heads, self.features, self.dropout_rate, self.dtype, name=f"temporal{i + 1}"

@@ -13,7 +13,11 @@ teacher (the teachers' tokens then come from the joint stage's backbones), and
 from the teachers' visual backbone; each has its own ``backbone_learning_rate``. A student's
 batches carry the frozen teachers' per-sample targets, and frozen networks (the T-Nets) enter
 the step as its ``frozen`` input, never trained nor saved with the student. At test time a
-student sees the video alone (:func:`student_predictor`).
+student sees the visual modality alone (:func:`student_predictor`).
+
+Data come as tables (:mod:`mtpkd_jax.data.table`) read a batch at a time; modalities and the
+targets ``y`` are named by the dataset's schema, never here. Each stage records what it was
+built from and is retrained when that changes (:mod:`mtpkd_jax.train.provenance`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -25,7 +26,7 @@ def predict(
   table: table_lib.Table,
   batch_size: int,
   indices: np.ndarray | None = None,
-) -> np.ndarray:
+) -> Any:
   """``fn(variables, batch)`` over the examples ``indices`` of ``table``, as one array.
 
   The examples are read ``batch_size`` at a time, so the inputs are never all in memory.
@@ -33,14 +34,15 @@ def predict(
   ``batch_size`` (with copies of its last example) so it compiles a single shape.
 
   Args:
-    fn: ``fn(variables, batch) -> [batch_size, ...]``, ``batch`` a dict of ``table``'s columns.
+    fn: ``fn(variables, batch) -> [batch_size, ...]`` (or a pytree of such arrays),
+      ``batch`` a dict of ``table``'s columns.
     variables: passed through to ``fn``.
     table: the examples.
     batch_size: examples per call.
     indices: the examples to predict; ``None`` for all of ``table``, in order.
 
   Returns:
-    ``[len(indices), ...]``.
+    ``[len(indices), ...]``, or the same pytree of such arrays.
   """
   indices = np.arange(len(table)) if indices is None else np.asarray(indices)
   outputs = []
@@ -48,8 +50,8 @@ def predict(
     num = len(next(iter(chunk.values())))
     if pad := batch_size - num:
       chunk = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in chunk.items()}
-    outputs.append(np.asarray(fn(variables, chunk))[:num])
-  return np.concatenate(outputs)
+    outputs.append(jax.tree.map(lambda a, n=num: np.asarray(a)[:n], fn(variables, chunk)))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
 def scores(outputs: np.ndarray, targets: np.ndarray, task: schema_lib.Task) -> dict:

@@ -232,12 +232,15 @@ def _provenance(ctx: Context, stage: str) -> dict:
   }
 
 
-def _fit(ctx, stage, model, variables, loss_fn, table, cfg, eval_fn, *, frozen=None, tx=None):
+def _fit(
+  ctx, stage, model, variables, loss_fn, table, cfg, eval_fn, *, frozen=None, tx=None, parts=None
+):
   """Trains one stage on ``table`` (indexed by the train split) and returns its output.
 
   A stage whose saved record of what it was built from differs from the current one is
   retrained from scratch (:func:`mtpkd_jax.train.provenance.ensure`). ``tx`` defaults to Adam
-  at ``cfg.learning_rate``.
+  at ``cfg.learning_rate``. The output is selected on the validation ``score``, except the
+  modules of ``parts`` (:class:`mtpkd_jax.train.loop.PartSelection`).
   """
   provenance.ensure(ctx.workdir, stage, _provenance(ctx, stage))
   train_idx = ctx.split["train"]
@@ -267,6 +270,7 @@ def _fit(ctx, stage, model, variables, loss_fn, table, cfg, eval_fn, *, frozen=N
       eval_every=epoch_steps,
       best_metric="score",
       best_mode="max",
+      parts=parts,
       checkpoint_every=ctx.config.checkpoint_every,
       keep_checkpoints=ctx.config.keep_checkpoints,
       log_every=epoch_steps,
@@ -409,19 +413,74 @@ def train_joint(ctx: Context) -> dict:
       model, params, batch_stats, rng, _joint_args(ctx, batch)
     )
     task_value = _task_loss(ctx, outputs, batch)
-    tnet = sum(
-      distill.hallucination_loss(
-        *parallel.all_gather_batch((hallucinated[i], tokens[i + 1].mean(1))), kind=cfg.tnet_loss
-      )
-      for i in range(len(ctx.config.privileged))
-    )
+    pairs = parallel.all_gather_batch(_tnet_pairs(hallucinated, tokens))
+    tnet = _tnet_loss(*pairs, cfg.tnet_loss)
     loss = task_value + cfg.tnet_weight * tnet
     return loss, ({"task": task_value, "tnet": tnet}, batch_stats)
 
-  predict_fn = jax.jit(lambda v, b: model.apply(v, _joint_args(ctx, b))[0])
-  eval_fn = _selection_fn(ctx, predict_fn, inputs, ctx.config.eval_batch_size)
   table = table_lib.join(inputs, ctx.targets())
-  return _fit(ctx, "joint", model, variables, loss_fn, table, cfg, eval_fn, tx=tx)
+  parts = {"tnets": loop.PartSelection(_tnet_modules(ctx), metric="tnet_loss", mode="min")}
+  return _fit(
+    ctx,
+    "joint",
+    model,
+    variables,
+    loss_fn,
+    table,
+    cfg,
+    _joint_eval_fn(ctx, model, inputs),
+    tx=tx,
+    parts=parts,
+  )
+
+
+def _tnet_modules(ctx: Context) -> tuple[str, ...]:
+  return tuple(f"tnet{i}" for i in range(len(ctx.config.privileged)))
+
+
+def _tnet_pairs(hallucinated, tokens):
+  """``(H_m(f_v), pool(f_m))`` of every privileged modality ``m``, both ``[B, P, d]``."""
+  return hallucinated.swapaxes(0, 1), jnp.stack([t.mean(1) for t in tokens[1:]], axis=1)
+
+
+def _tnet_loss(hallucinated, real, kind: str):
+  """The T-Nets' loss, summed over the privileged modalities; both ``[B, P, d]``."""
+  return sum(
+    distill.hallucination_loss(hallucinated[:, i], real[:, i], kind=kind)
+    for i in range(real.shape[1])
+  )
+
+
+def _joint_eval_fn(ctx: Context, model, inputs: table_lib.Table):
+  """The joint teacher's validation scores, plus ``tnet_loss``: the T-Nets' own loss.
+
+  ``tnet_loss`` is the training loss of the T-Nets averaged over consecutive validation
+  batches of (about) the training batch size, so that a batch statistic such as the MMD is
+  measured at the scale it is trained at.
+  """
+  cfg = ctx.config.stages.joint
+  val = ctx.split["val"]
+  targets = ctx.dataset.y[val]
+
+  @jax.jit
+  def predict_fn(variables, batch):
+    outputs, _, hallucinated, tokens = model.apply(variables, _joint_args(ctx, batch))
+    return outputs, *_tnet_pairs(hallucinated, tokens)
+
+  tnet_loss = jax.jit(functools.partial(_tnet_loss, kind=cfg.tnet_loss))
+
+  def eval_fn(params, batch_stats):
+    variables = _variables(params, batch_stats)
+    outputs, hallucinated, real = evaluation.predict(
+      predict_fn, variables, inputs, ctx.config.eval_batch_size, val
+    )
+    values = evaluation.scores(outputs, targets, ctx.schema.task)
+    chunks = np.array_split(np.arange(len(val)), max(1, len(val) // cfg.batch_size))
+    losses = [tnet_loss(hallucinated[c], real[c]) for c in chunks]
+    values["tnet_loss"] = float(np.average(losses, weights=[len(c) for c in chunks]))
+    return values
+
+  return eval_fn
 
 
 # Stage 2: MT-PKDOT's self-distillation alignment.

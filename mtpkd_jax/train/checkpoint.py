@@ -8,8 +8,11 @@ Layout of one stage (each leaf directory is an orbax `CheckpointManager` of step
                                     latest `keep` are kept. Resumption reads the latest one.
       best/<step>/variables/        {params, batch_stats} of the best validation score so far
       best/<step>/meta/             JSON {step, metric, mode, value, metrics}
+      best_<part>/<step>/...        the same for a part selected on its own metric (see
+                                    `loop.PartSelection`), e.g. `best_tnets`
       output/<step>/variables/      {params, batch_stats}: what the next stage loads
-      output/<step>/meta/           JSON {step (source), final_step, selected_by, metrics}
+      output/<step>/meta/           JSON {step (source), final_step, selected_by, metrics,
+                                    parts: {part: meta of its best copy}}
 
 Frozen inputs (a teacher) never appear: only the `TrainState` is written. A stage reads its
 predecessor with `load_stage_output`, which fails loudly when the predecessor has not run.
@@ -115,7 +118,7 @@ class StageCheckpointer:
     self.stage = stage
     self.directory = stage_dir(workdir, stage)
     self._states = _manager(self.directory / "checkpoints", keep=keep, save_every=save_every)
-    self._best = _manager(self.directory / "best", keep=1)
+    self._bests = {}
     self._output = _manager(self.directory / "output", keep=1)
 
   def __enter__(self) -> "StageCheckpointer":
@@ -126,8 +129,15 @@ class StageCheckpointer:
 
   def close(self) -> None:
     """Waits for pending saves and releases the managers."""
-    for manager in (self._states, self._best, self._output):
+    for manager in (self._states, *self._bests.values(), self._output):
       manager.close()
+
+  def _best(self, copy: str) -> ocp.CheckpointManager:
+    if copy != "best" and not copy.startswith("best_"):
+      raise ValueError(f"copy={copy!r} must be 'best' or 'best_<part>'.")
+    if copy not in self._bests:
+      self._bests[copy] = _manager(self.directory / copy, keep=1)
+    return self._bests[copy]
 
   def saved_steps(self) -> list[int]:
     """Steps with a train-state checkpoint, ascending."""
@@ -174,23 +184,34 @@ class StageCheckpointer:
     )
     return state.replace(**restored["state"])
 
-  def best(self) -> dict[str, Any] | None:
-    """Meta of the best-on-validation copy (`step`, `metric`, `mode`, `value`, `metrics`)."""
-    step = self._best.latest_step()
+  def best(self, copy: str = "best") -> dict[str, Any] | None:
+    """Meta of a best-on-validation copy (`step`, `metric`, `mode`, `value`, `metrics`).
+
+    Args:
+      copy: `"best"`, the whole model's copy, or `"best_<part>"`, a part's.
+    """
+    manager = self._best(copy)
+    step = manager.latest_step()
     if step is None:
       return None
-    return self._best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def save_best(
-    self, state: TrainState, metric: str, mode: str, metrics: Mapping[str, float]
+    self,
+    state: TrainState,
+    metric: str,
+    mode: str,
+    metrics: Mapping[str, float],
+    copy: str = "best",
   ) -> dict[str, Any]:
-    """Replaces the best copy with `state`'s variables; returns its meta (see `best`).
+    """Replaces a best copy with `state`'s variables; returns its meta (see `best`).
 
     Args:
       state: The state whose variables are the new best.
       metric: Name of the selection metric in `metrics`.
       mode: `"max"` or `"min"`, recorded so a resumed run selects the same way.
       metrics: Validation metrics of `state`.
+      copy: Which copy (see `best`).
     """
     meta = {
       "step": int(state.step),
@@ -199,19 +220,22 @@ class StageCheckpointer:
       "value": float(metrics[metric]),
       "metrics": {k: float(v) for k, v in metrics.items()},
     }
-    _save_variables(self._best, int(state.step), variables_of(state), meta)
+    _save_variables(self._best(copy), int(state.step), variables_of(state), meta)
     return meta
 
-  def restore_best(self, target: PyTree | None = None) -> tuple[dict[str, PyTree], dict[str, Any]]:
-    """Returns `(variables, meta)` of the best copy, restored like `target` if given.
+  def restore_best(
+    self, target: PyTree | None = None, copy: str = "best"
+  ) -> tuple[dict[str, PyTree], dict[str, Any]]:
+    """Returns `(variables, meta)` of a best copy (see `best`), restored like `target` if given.
 
     Raises:
-      FileNotFoundError: If no best copy was saved.
+      FileNotFoundError: If no such copy was saved.
     """
-    if self._best.latest_step() is None:
-      raise FileNotFoundError(f"Stage {self.stage!r} has no best copy in {self.directory}.")
-    self._best.wait_until_finished()
-    return _restore_variables(self._best, target)
+    manager = self._best(copy)
+    if manager.latest_step() is None:
+      raise FileNotFoundError(f"Stage {self.stage!r} has no {copy} copy in {self.directory}.")
+    manager.wait_until_finished()
+    return _restore_variables(manager, target)
 
   def save_output(
     self,
@@ -221,6 +245,7 @@ class StageCheckpointer:
     source_step: int,
     selected_by: str,
     metrics: Mapping[str, float] | None = None,
+    parts: Mapping[str, Mapping[str, Any]] | None = None,
   ) -> None:
     """Writes the stage output the next stage loads (see `load_stage_output`).
 
@@ -230,6 +255,7 @@ class StageCheckpointer:
       source_step: Step the variables come from (the best step, or `final_step`).
       selected_by: How they were chosen, e.g. `"best val/ccc (max)"` or `"last"`.
       metrics: Validation metrics of the chosen variables, if any.
+      parts: Meta of the best copy of each part selected on its own (see `best`).
     """
     if final_step in self._output.all_steps():
       return
@@ -238,6 +264,7 @@ class StageCheckpointer:
       "final_step": final_step,
       "selected_by": selected_by,
       "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+      "parts": dict(parts or {}),
     }
     _save_variables(self._output, final_step, variables, meta)
 
@@ -261,7 +288,7 @@ def load_stage_output(
 
   Returns:
     `(variables, meta)`: `variables` is `{"params": ..., "batch_stats": ...}` and `meta` the
-    JSON written with it (`step`, `final_step`, `selected_by`, `metrics`).
+    JSON written with it (`step`, `final_step`, `selected_by`, `metrics`, `parts`).
 
   Raises:
     FileNotFoundError: If `stage` has no saved output, naming the stage and the path; a

@@ -20,6 +20,25 @@ _MODES = ("max", "min")
 
 
 @dataclasses.dataclass(frozen=True)
+class PartSelection:
+  """Top-level modules of a model chosen on their own validation metric.
+
+  The stage output takes these modules' variables from the step with the best `metric`,
+  and everything else from the step with the best `best_metric` of `fit` (e.g. the T-Nets
+  on their own loss, the fusion on the task score).
+
+  Attributes:
+    modules: Top-level names in the model's `params` (and `batch_stats`, where present).
+    metric: Name in `eval_fn`'s output.
+    mode: `"max"` or `"min"`.
+  """
+
+  modules: tuple[str, ...]
+  metric: str
+  mode: str = "max"
+
+
+@dataclasses.dataclass(frozen=True)
 class FitResult:
   """What `fit` returns.
 
@@ -28,20 +47,46 @@ class FitResult:
     start_step: Step the run started from: 0 for a fresh stage, else the resumed checkpoint.
     best: Meta of the best-on-validation copy (`step`, `metric`, `mode`, `value`,
       `metrics`), or `None` without `eval_fn`.
+    parts: `{part: meta}` of the best copy of each `PartSelection`.
     output: `{"params": ..., "batch_stats": ...}` saved as the stage output: the best copy
-      with `eval_fn`, else the last state.
+      (with its parts' own best copies grafted in) with `eval_fn`, else the last state.
   """
 
   state: TrainState
   start_step: int
   best: dict[str, Any] | None
+  parts: dict[str, dict[str, Any]]
   output: dict[str, PyTree]
 
 
-def _improves(value: float, best: Mapping[str, Any] | None, mode: str) -> bool:
+def _improves(value: float, best: Mapping[str, Any] | None, mode: str, step: int) -> bool:
   if best is None:
     return True
+  # A replayed step after a resume may already own the best copy.
+  if step <= best["step"]:
+    return False
   return value > best["value"] if mode == "max" else value < best["value"]
+
+
+def _check_resumed(stage: str, copy: str, best: Mapping[str, Any] | None, metric, mode) -> None:
+  if best is not None and (best["metric"], best["mode"]) != (metric, mode):
+    raise ValueError(
+      f"Stage {stage!r} selected its {copy} copy by {best['metric']} ({best['mode']}), "
+      f"not {metric} ({mode})."
+    )
+
+
+def _graft_parts(
+  output: dict[str, PyTree], part_outputs: Mapping[str, PyTree], parts: Mapping[str, PartSelection]
+) -> dict[str, PyTree]:
+  """`output` with each part's modules replaced by those of its own best copy."""
+  collections = {name: dict(tree) for name, tree in output.items()}
+  for part, selection in parts.items():
+    for name, tree in collections.items():
+      for module in selection.modules:
+        if module in tree:
+          tree[module] = part_outputs[part][name][module]
+  return collections
 
 
 def fit(
@@ -59,6 +104,7 @@ def fit(
   eval_every: int | None = None,
   best_metric: str | None = None,
   best_mode: str = "max",
+  parts: Mapping[str, PartSelection] | None = None,
   checkpoint_every: int = 1000,
   keep_checkpoints: int = 3,
   log_every: int = 50,
@@ -72,7 +118,8 @@ def fit(
   `<workdir>/<stage>/checkpoints` every `checkpoint_every` steps and at the end. With
   `eval_fn`, validation runs every `eval_every` steps and at the end; the variables with
   the best `best_metric` are kept under `<workdir>/<stage>/best` and become the stage output
-  (model selection on validation only; the test split is never seen here). Without
+  (model selection on validation only; the test split is never seen here), except the
+  modules of each `PartSelection`, taken from their own best step. Without
   `eval_fn`, the last state is the output. The output is written under
   `<workdir>/<stage>/output`, where `checkpoint.load_stage_output` finds it.
 
@@ -95,6 +142,8 @@ def fit(
     best_metric: Name in `eval_fn`'s output used for model selection; required with
       `eval_fn`.
     best_mode: `"max"` or `"min"`: whether a larger or a smaller `best_metric` is better.
+    parts: `{part: PartSelection}`: modules selected on their own metric, each with its
+      best copy under `<workdir>/<stage>/best_<part>`; needs `eval_fn`.
     checkpoint_every: Save the train state every this many steps.
     keep_checkpoints: Number of latest train-state checkpoints kept.
     log_every: Write train metrics (prefixed `train/`) every this many steps;
@@ -113,8 +162,18 @@ def fit(
     raise ValueError("fit(eval_fn=...) needs best_metric to select the model on.")
   if num_steps < 1:
     raise ValueError(f"num_steps={num_steps} must be >= 1.")
-  if best_mode not in _MODES:
-    raise ValueError(f"best_mode={best_mode!r} is not one of {_MODES}.")
+  parts = dict(parts or {})
+  if parts and eval_fn is None:
+    raise ValueError("fit(parts=...) needs eval_fn to select the parts on.")
+  for mode in (best_mode, *(p.mode for p in parts.values())):
+    if mode not in _MODES:
+      raise ValueError(f"mode {mode!r} is not one of {_MODES}.")
+  unknown = {m for p in parts.values() for m in p.modules} - set(state.params)
+  if unknown:
+    raise ValueError(
+      f"fit(parts=...) names modules {sorted(unknown)} that are not in the params "
+      f"(top-level modules: {sorted(state.params)})."
+    )
   train_step = parallel.data_parallel(per_device_step, mesh)
   state, rng, frozen = parallel.replicate_on_mesh((state, rng, frozen), mesh)
 
@@ -131,11 +190,10 @@ def fit(
     if start_step:
       logging.info("Stage %s: resuming from step %d.", stage, start_step)
     best = ckpt.best() if eval_fn is not None else None
-    if best is not None and (best["metric"], best["mode"]) != (best_metric, best_mode):
-      raise ValueError(
-        f"Stage {stage!r} selected its best copy by {best['metric']} "
-        f"({best['mode']}), not {best_metric} ({best_mode})."
-      )
+    _check_resumed(stage, "best", best, best_metric, best_mode)
+    part_best = {part: ckpt.best(f"best_{part}") for part in parts}
+    for part, selection in parts.items():
+      _check_resumed(stage, f"best_{part}", part_best[part], selection.metric, selection.mode)
 
     bar = tqdm.tqdm(total=num_steps, initial=start_step, desc=stage, unit="step")
     if start_step < num_steps:
@@ -165,9 +223,11 @@ def fit(
         val = dict(eval_fn(state.params, state.batch_stats))
         if writer is not None:
           writer.write_scalars(step, {f"val/{k}": v for k, v in val.items()})
-        # A replayed step after a resume may already own the best copy.
-        if _improves(val[best_metric], best, best_mode) and (best is None or step > best["step"]):
+        if _improves(val[best_metric], best, best_mode, step):
           best = ckpt.save_best(state, best_metric, best_mode, val)
+        for part, p in parts.items():
+          if _improves(val[p.metric], part_best[part], p.mode, step):
+            part_best[part] = ckpt.save_best(state, p.metric, p.mode, val, f"best_{part}")
       ckpt.save(state, force=step == num_steps)
     bar.close()
     if writer is not None:
@@ -181,10 +241,24 @@ def fit(
         None,
       )
     else:
-      output, _ = ckpt.restore_best(target=checkpoint.variables_of(state))
+      target = checkpoint.variables_of(state)
+      output, _ = ckpt.restore_best(target=target)
+      part_outputs = {part: ckpt.restore_best(target, f"best_{part}")[0] for part in parts}
+      output = _graft_parts(output, part_outputs, parts)
       source_step, val = best["step"], best["metrics"]
-      selected_by = f"best {best_metric} ({best_mode})"
+      selected_by = "; ".join(
+        [f"best {best_metric} ({best_mode})"]
+        + [
+          f"{', '.join(p.modules)}: best {p.metric} ({p.mode}) at step {part_best[part]['step']}"
+          for part, p in parts.items()
+        ]
+      )
     ckpt.save_output(
-      num_steps, output, source_step=source_step, selected_by=selected_by, metrics=val
+      num_steps,
+      output,
+      source_step=source_step,
+      selected_by=selected_by,
+      metrics=val,
+      parts=part_best,
     )
-  return FitResult(state=state, start_step=start_step, best=best, output=output)
+  return FitResult(state=state, start_step=start_step, best=best, parts=part_best, output=output)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 import shutil
 import types
 
@@ -298,3 +299,30 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
 
   grads = run(align_only)(params)
   assert sum(float(np.sum(np.square(g))) for g in jax.tree.leaves(grads["fusion"])) > 0
+
+
+def test_the_tnets_are_selected_on_their_own_validation_loss(trained):
+  """The joint stage hands on the T-Nets of its lowest validation T-Net loss (MSE here)."""
+  config, workdir, _ = trained
+  ctx = make_context(config, workdir)
+  logs = checkpoint.stage_dir(ctx.workdir, "joint") / "logs" / "metrics.jsonl"
+  logged = {
+    row["step"]: row["val/tnet_loss"] for row in map(json.loads, logs.open()) if "val/score" in row
+  }
+  best_step = min(logged, key=logged.get)
+  joint, meta = checkpoint.load_stage_output(ctx.workdir, "joint")
+  assert meta["parts"]["tnets"]["step"] == best_step
+  assert meta["parts"]["tnets"]["value"] == pytest.approx(logged[best_step])
+
+  # The handed-on T-Nets' loss on the validation split, recomputed here in NumPy.
+  val = ctx.split["val"]
+  tokens = stages.backbone_tokens(ctx, required_by="test")
+  hallucinated = stages.joint_model(ctx).apply(
+    {"params": joint["params"]}, tokens["video"][val], method=networks.JointTeacher.hallucinate
+  )
+  real = [tokens[m][val].mean(1) for m in config.privileged]
+  # The validation split is one batch here, so the mean over batches is the mean over it.
+  assert len(val) < 2 * config.stages.joint.batch_size
+  pairs = zip(np.asarray(hallucinated, np.float64), real, strict=True)
+  loss = sum(np.mean(np.square(h - r)) for h, r in pairs)
+  np.testing.assert_allclose(loss, logged[best_step], rtol=1e-5)

@@ -94,7 +94,13 @@ def test_stage_output_loads_with_and_without_target(tmp_path, bn_state):
   with checkpoint.StageCheckpointer(tmp_path, "backbone", save_every=10) as ckpt:
     ckpt.save_output(9, variables, source_step=4, selected_by="best acc (max)")
   loaded, meta = checkpoint.load_stage_output(tmp_path, "backbone", required_by="teacher")
-  assert meta == {"step": 4, "final_step": 9, "selected_by": "best acc (max)", "metrics": {}}
+  assert meta == {
+    "step": 4,
+    "final_step": 9,
+    "selected_by": "best acc (max)",
+    "metrics": {},
+    "parts": {},
+  }
   chex.assert_trees_all_close(loaded, jax.device_get(variables))
   on_mesh, _ = checkpoint.load_stage_output(tmp_path, "backbone", target=variables)
   kernel = on_mesh["params"]["Dense_0"]["kernel"]

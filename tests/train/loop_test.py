@@ -1,5 +1,6 @@
 """`fit`: selection on validation, stage output, NaN stop, and resume after a real SIGKILL."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -87,6 +88,62 @@ def test_selects_on_validation_and_hands_the_best_on(tmp_path):
     best_metric="score",
   )
   assert again.start_step == 12 and again.best == result.best
+
+
+def test_a_part_is_selected_on_its_own_metric_and_grafted_into_the_output(tmp_path):
+  model = train_toys.MLP()
+  steps = []
+  params_at = {}
+
+  def eval_fn(params, batch_stats):
+    step = len(steps) * 2 + 2
+    steps.append(step)
+    params_at[step] = jax.device_get(params)
+    # The whole model is best at step 4, its last layer on its own metric at step 8.
+    return {"score": -abs(step - 4), "layer_loss": abs(step - 8)}
+
+  selection = loop.PartSelection(("Dense_1",), metric="layer_loss", mode="min")
+  kwargs = dict(
+    stage="joint",
+    batch_for_step=train_toys.batch,
+    num_steps=10,
+    eval_fn=eval_fn,
+    eval_every=2,
+    best_metric="score",
+    parts={"last": selection},
+  )
+  result = _fit(tmp_path, model, **kwargs)
+  assert result.best["step"] == 4 and result.parts["last"]["step"] == 8
+  output, meta = checkpoint.load_stage_output(tmp_path, "joint")
+  chex.assert_trees_all_close(output["params"]["Dense_0"], params_at[4]["Dense_0"])
+  chex.assert_trees_all_close(output["params"]["Dense_1"], params_at[8]["Dense_1"])
+  assert not np.allclose(params_at[4]["Dense_1"]["kernel"], params_at[8]["Dense_1"]["kernel"])
+  assert meta["step"] == 4 and meta["parts"]["last"]["step"] == 8
+  assert meta["selected_by"] == "best score (max); Dense_1: best layer_loss (min) at step 8"
+
+  # A resumed run keeps both selections; changing the part's metric is refused.
+  again = _fit(tmp_path, model, **kwargs)
+  assert again.parts == result.parts
+  with pytest.raises(ValueError, match="best_last copy by layer_loss"):
+    _fit(
+      tmp_path,
+      model,
+      **{**kwargs, "parts": {"last": dataclasses.replace(selection, metric="score")}},
+    )
+
+
+def test_a_part_must_name_modules_of_the_model(tmp_path):
+  with pytest.raises(ValueError, match=r"modules \['tnet0'\] that are not in the params"):
+    _fit(
+      tmp_path,
+      train_toys.MLP(),
+      stage="joint",
+      batch_for_step=train_toys.batch,
+      num_steps=2,
+      eval_fn=lambda p, b: {"score": 0.0},
+      best_metric="score",
+      parts={"tnets": loop.PartSelection(("tnet0",), metric="score")},
+    )
 
 
 def test_nan_loss_stops_without_saving_the_bad_state(tmp_path):

@@ -38,7 +38,7 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   c.baseline = "visual_only"
 
   # Runs: run r uses fold r mod num_folds (subject-independent) and seed `seed + r`.
-  c.num_runs = 1 if smoke else 3
+  c.num_runs = 1 if smoke else 5
   c.num_folds = 3
   c.val_subjects = (1 if smoke else 3) if val_subjects is None else val_subjects
   c.seed = 0

@@ -1,10 +1,10 @@
 """MT-PKDOT, PKDOT and their baselines on the embedded ``synthetic_affect`` dataset.
 
-The README's main job (the default comparison on ``pain_binary``, 3 runs):
+The README's main job (the default comparison on ``pain_binary``, 5 runs):
 
   python -m experiments.train
 
-Other variants and overrides (``arg`` is ``<config>[,smoke]``, config one of
+Other variants and overrides (``arg`` is ``<config>[,smoke][,ablation]``, config one of
 ``pain_binary | pain_5class | va_regression``):
 
   python -m experiments.train \\
@@ -13,8 +13,12 @@ Other variants and overrides (``arg`` is ``<config>[,smoke]``, config one of
       --config.methods="('joint_teacher','visual_only','pkdot','mt_pkdot')"
   python -m experiments.train --config experiments/configs/synthetic_mtpkdot.py:pain_binary,smoke \\
       --workdir /tmp/smoke
+  python -m experiments.train --config experiments/configs/synthetic_mtpkdot.py:pain_binary,ablation
 
 ``smoke`` shrinks everything (the ``tiny`` dataset, one run, two epochs) to seconds.
+``ablation`` compares MT-PKDOT's open choices (anchors, routing, ``k``, the
+centroid term, ``beta``; :func:`ablation`) as method variants (``mt_pkdot:<key>=<value>``, see
+:mod:`mtpkd_jax.methods.registry`) against visual-only, PKD and PKDOT, on the same runs.
 """
 
 from experiments.configs import common
@@ -22,15 +26,36 @@ from experiments.configs import common
 VARIANTS = ("pain_binary", "pain_5class", "va_regression")
 
 
+def ablation(smoke: bool) -> tuple[str, ...]:
+  """The methods of the ``ablation`` sweep (a smaller ``k`` for the smoke batches)."""
+  return (
+    "visual_only",
+    "pkd",
+    "pkdot",
+    "mt_pkdot",
+    "mt_pkdot:anchors=most",
+    "mt_pkdot:anchors=all",
+    "mt_pkdot:routing=softmin",
+    "mt_pkdot:routing=mean",
+    "mt_pkdot:routing=joint",
+    f"mt_pkdot:k={2 if smoke else 10}",
+    "mt_pkdot:gamma=0",
+    "mt_pkdot:beta=0.5",
+  )
+
+
 def get_config(arg: str | None = None):
-  """The experiment config; ``arg`` is ``<variant>[,smoke]``."""
+  """The experiment config; ``arg`` is ``<variant>[,smoke][,ablation]``."""
   variant, *options = (arg or "pain_binary").split(",")
-  if variant not in VARIANTS or set(options) - {"smoke"}:
+  if variant not in VARIANTS or set(options) - {"smoke", "ablation"}:
     raise ValueError(
-      f"Config argument must be one of {VARIANTS}, optionally ',smoke'; got {arg!r}."
+      f"Config argument must be one of {VARIANTS}, optionally with ',smoke' and "
+      f"',ablation'; got {arg!r}."
     )
   smoke = "smoke" in options
   c = common.base(smoke)
+  if "ablation" in options:
+    c.methods = ablation(smoke)
   c.dataset = "synthetic_affect/" + ("tiny" if smoke else variant)
   c.visual = "video"
   c.privileged = ("physio", "audio") if variant == "va_regression" else ("physio",)

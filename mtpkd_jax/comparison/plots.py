@@ -1,4 +1,4 @@
-"""Figures of a comparison run: learning curves, similarity matrices, transport plans.
+"""Figures of a comparison run: learning curves, paired differences, similarity, plans.
 
 Each function draws on its own `matplotlib.figure.Figure` (no pyplot state), writes one PNG
 with the Agg renderer and returns its path; parent directories are created.
@@ -97,6 +97,52 @@ def learning_curves(
     val_ax = ax.twinx()
     val_ax.set_ylabel(val_key, color="C1")
     val_ax.plot(*_series(lines, val_key), color="C1", marker="o", label=val_key)
+  return _save(figure, out_path)
+
+
+def paired_differences(
+  summary: Sequence[Mapping[str, Any]], metric: str, baseline: str, out_path: str | Path
+) -> Path:
+  """Each method's mean paired difference to the baseline, ± standard error, with its wins.
+
+  Args:
+    summary: `report.summarize(results)`: one row per method.
+    metric: The metric drawn.
+    baseline: The method the differences are taken against (left out of the plot).
+    out_path: Where to write the PNG.
+
+  Returns:
+    `out_path`.
+
+  Raises:
+    ValueError: `metric` is not in the summary, or no method but the baseline is.
+  """
+  rows = [row for row in summary if row["method"] != baseline]
+  if not rows:
+    raise ValueError(f"paired_differences needs a method besides the baseline {baseline!r}.")
+  if any(metric not in row["metrics"] for row in rows):
+    raise ValueError(f"Metric {metric!r} is not in the summary: {list(rows[0]['metrics'])}.")
+  stats = [row["metrics"][metric] for row in rows]
+  delta = np.array([s["delta"] for s in stats], dtype=np.float64)
+  error = np.nan_to_num(np.array([s["delta_stderr"] for s in stats], dtype=np.float64))
+  y = np.arange(len(rows))[::-1]
+  figure = Figure(figsize=(7, 1.2 + 0.4 * len(rows)), layout="constrained")
+  ax = figure.subplots()
+  ax.barh(y, delta, xerr=error, color=np.where(delta >= 0, "C2", "C3"), capsize=3)
+  ax.axvline(0.0, color="black", linewidth=0.8)
+  ax.set_yticks(y, [row["method"] for row in rows])
+  for yi, d, e, s in zip(y, delta, error, stats, strict=True):
+    ax.annotate(
+      f"{s['wins']}/{s['delta_runs']}",
+      (d + np.copysign(e, d), yi),
+      xytext=(np.copysign(4, d), 0),
+      textcoords="offset points",
+      ha="left" if d >= 0 else "right",
+      va="center",
+      fontsize=8,
+    )
+  ax.set_xlabel(f"Δ {metric} vs {baseline} (paired, ± s.e.; runs won)")
+  ax.margins(x=0.25)
   return _save(figure, out_path)
 
 

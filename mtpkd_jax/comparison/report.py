@@ -17,7 +17,19 @@ import numpy as np
 
 from mtpkd_jax.train.metrics import mean_and_stderr
 
-CSV_FIELDS = ("method", "metric", "mean", "stderr", "delta", "delta_stderr", "runs", "delta_runs")
+CSV_FIELDS = (
+  "method",
+  "metric",
+  "mean",
+  "stderr",
+  "delta",
+  "delta_stderr",
+  "runs",
+  "delta_runs",
+  "wins",
+)
+# Metrics where a smaller value is better; every other metric is better larger.
+LOWER_IS_BETTER = frozenset({"mae"})
 
 
 def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
@@ -37,7 +49,8 @@ def summarize(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
   The difference to the baseline is averaged over the runs that hold both methods (same
   fold and seed), and its standard error is that of these paired per-run differences, so
-  fold-to-fold variation common to both methods cancels.
+  fold-to-fold variation common to both methods cancels. `wins` counts the paired runs in
+  which the method is strictly better than the baseline (smaller for `LOWER_IS_BETTER`).
 
   Args:
     results: A comparison's results dict (see the module docstring).
@@ -45,7 +58,7 @@ def summarize(results: Mapping[str, Any]) -> list[dict[str, Any]]:
   Returns:
     One row per method, in order of first appearance: `{"method": str, "runs": int,
     "metrics": {metric: {"mean", "stderr", "delta", "delta_stderr": float,
-    "delta_runs": int}}}`. A standard error over a single run is NaN; so are the mean and
+    "delta_runs", "wins": int}}}`. A standard error over a single run is NaN; so are the mean and
     delta of a metric with no values.
 
   Raises:
@@ -71,12 +84,14 @@ def summarize(results: Mapping[str, Any]) -> list[dict[str, Any]]:
       ]
       mean, stderr = _mean_and_stderr(values)
       delta, delta_stderr = _mean_and_stderr(differences)
+      sign = -1 if metric in LOWER_IS_BETTER else 1
       row_metrics[metric] = {
         "mean": mean,
         "stderr": stderr,
         "delta": delta,
         "delta_stderr": delta_stderr,
         "delta_runs": len(differences),
+        "wins": sum(sign * d > 0 for d in differences),
       }
     rows.append({"method": name, "runs": len(scored), "metrics": row_metrics})
   return rows
@@ -93,7 +108,8 @@ def markdown_table(results: Mapping[str, Any]) -> str:
   """Markdown table of `summarize(results)`, under a line saying what the numbers are.
 
   Columns: the method, each metric's mean ± standard error, each metric's paired
-  difference to the baseline (`Δ <metric> vs <baseline>`), and the method's number of runs.
+  difference to the baseline (`Δ <metric> vs <baseline>`, with the runs it wins out of the
+  paired runs), and the method's number of runs.
 
   Args:
     results: A comparison's results dict (see the module docstring).
@@ -108,8 +124,9 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     f"**{results['dataset']}** ({results['task']}"
     + (f", {results['protocol']}" if "protocol" in results else "")
     + f"): mean ± standard error over {len(runs)} runs ({folds} folds × {seeds} seeds); "
-    f"Δ is the mean paired per-run difference to `{baseline}`; n/a where a single run "
-    "gives no standard error."
+    f"Δ is the mean paired per-run difference to `{baseline}` (same fold and seed), with the "
+    "runs won out of the paired runs in brackets; n/a where a single run gives no standard "
+    "error."
   )
   columns = ["method", *metrics, *(f"Δ {metric} vs {baseline}" for metric in metrics), "runs"]
   lines = [header_line, "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
@@ -120,6 +137,7 @@ def markdown_table(results: Mapping[str, Any]) -> str:
       *(_format(stats[metric]["mean"], stats[metric]["stderr"]) for metric in metrics),
       *(
         _format(stats[metric]["delta"], stats[metric]["delta_stderr"], sign=True)
+        + f" ({stats[metric]['wins']}/{stats[metric]['delta_runs']})"
         for metric in metrics
       ),
       str(row["runs"]),

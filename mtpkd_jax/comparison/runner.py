@@ -89,7 +89,9 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
     out_dir / "similarity.png",
     title=f"Joint teacher vs {name} student, test batch of {size}",
   )
-  params = config.method_params.get(name, config.method_params.mt_pkdot)
+  params = registry.method_params(config, name)
+  if "anchors" not in params:  # A student without structural OT: MT-PKDOT's anchors.
+    params = config.method_params.mt_pkdot
   k = min(params.k, size - 1)
   t_pts, s_pts = similarity.select_anchors(
     similarity.shift_nonnegative(s_t), similarity.shift_nonnegative(s_s), params.anchors, k
@@ -228,8 +230,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """
   start = time.perf_counter()
   workdir = Path(workdir)
-  for name in config.methods:
-    registry.get_method(name, config.visual)  # Fail on a typo before any data is built.
+  for name in config.methods:  # Fail on a typo before any data is built.
+    if registry.get_method(name, config.visual).kind == "student":
+      registry.method_params(config, name)
   dataset = open_dataset(config)
   mesh = parallel.make_mesh(config.num_devices)
   contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
@@ -272,5 +275,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       }
     )
   results["wall_time_s"] = time.perf_counter() - start
+  if set(config.methods) - {config.baseline}:
+    results["plots"]["paired_differences"] = str(
+      plots.paired_differences(
+        report.summarize(results),
+        evaluation.score_metric(task),
+        config.baseline,
+        workdir / "paired_differences.png",
+      )
+    )
   results["files"] = {k: str(v) for k, v in report.write_reports(results, workdir).items()}
   return results

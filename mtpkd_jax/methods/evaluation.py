@@ -20,6 +20,11 @@ def metric_names(task: schema_lib.Task) -> tuple[str, ...]:
   return (*(f"ccc_{name}" for name in task.names), "ccc_mean")
 
 
+def score_metric(task: schema_lib.Task) -> str:
+  """The reported metric that ``scores`` also returns as ``score`` (model selection)."""
+  return "accuracy" if task.kind == "classification" else "ccc_mean"
+
+
 def predict(
   fn: Callable[..., jax.Array],
   variables,

@@ -10,6 +10,12 @@ One registry, chosen by ``config.methods``. Adding a method is one :class:`Metho
   (similarity-preserving), ``rkd`` (relational), ``pkdot`` (structural OT with the joint
   teacher) and ``mt_pkdot`` (structural OT with routing over the stage-2 teachers).
 
+A student's **variant** is named ``<method>:<key>=<value>[,<key>=<value>...]``, e.g.
+``mt_pkdot:anchors=most`` or ``mt_pkdot:k=10,gamma=0``: the method with those entries of
+``config.method_params[<method>]`` replaced (:func:`method_params`; dotted keys reach nested
+entries, ``pkdot:schedule.params.blur=0.05``). Variants train as their own student stages,
+beside the method itself, so that one run compares them on the same folds and seeds.
+
 A student's distillation term gets the per-sample teacher targets of its batch:
 ``teacher_z [B, T, d]`` and ``teacher_out [B, T, C]`` for ``T`` candidate teachers (one
 for the joint teacher; every adapted modality plus the joint for ``mt_pkdot``).
@@ -153,11 +159,85 @@ def _registry() -> dict[str, Method]:
 METHODS = _registry()
 
 
+def parse_variant(name: str) -> tuple[str, dict[str, str]]:
+  """``"mt_pkdot:k=10,anchors=most"`` -> ``("mt_pkdot", {"k": "10", "anchors": "most"})``.
+
+  Raises:
+    ValueError: For an override that is not ``key=value``.
+  """
+  base, _, spec = name.partition(":")
+  overrides = {}
+  for item in filter(None, spec.split(",")):
+    key, sep, value = item.partition("=")
+    if not sep or not key or not value:
+      raise ValueError(f"Method variant {name!r}: {item!r} is not `key=value`.")
+    overrides[key.strip()] = value.strip()
+  return base, overrides
+
+
+def _parse_like(value: str, like, where: str):
+  """``value`` (a string) converted to the type of the existing entry ``like``."""
+  if isinstance(like, bool):
+    if value.lower() not in ("true", "false"):
+      raise ValueError(f"{where}: expected true or false, got {value!r}.")
+    return value.lower() == "true"
+  try:
+    return type(like)(value)
+  except ValueError:
+    raise ValueError(f"{where}: expected a {type(like).__name__}, got {value!r}.") from None
+
+
+_CHOICES = {
+  "anchors": ot.similarity.ANCHOR_MODES,
+  "routing": ROUTINGS,
+  "backend": ot.divergence.BACKENDS,
+}
+
+
+def method_params(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """``config.method_params`` of method or variant ``name`` (see the module docstring).
+
+  Raises:
+    ValueError: If the method has no parameters, or an override names an entry it does not
+      have or gives a value of the wrong type.
+  """
+  base, overrides = parse_variant(name)
+  if base not in config.method_params:
+    raise ValueError(
+      f"Method {name!r}: config.method_params has no {base!r} entry "
+      f"(it has {', '.join(config.method_params)})."
+    )
+  params = ml_collections.ConfigDict(config.method_params[base].to_dict())
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    node = params
+    for part in path:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(
+        f"Method variant {name!r}: {base} has no parameter {key!r} "
+        f"(it has {', '.join(sorted(params))})."
+      )
+    node[leaf] = _parse_like(value, node[leaf], f"Method variant {name!r}, {key}")
+    if key in _CHOICES and node[leaf] not in _CHOICES[key]:
+      raise ValueError(
+        f"Method variant {name!r}: {key} must be one of {_CHOICES[key]}, got {value!r}."
+      )
+  return params
+
+
 def get_method(name: str, visual_modality: str | None = None) -> Method:
   """The method called ``name``; ``<modality>_only`` and ``visual_only`` are unimodal.
 
-  ``visual_modality`` (the config's ``visual``) is the modality of ``visual_only``.
+  ``visual_modality`` (the config's ``visual``) is the modality of ``visual_only``. A
+  student's variant (``<method>:<key>=<value>,...``) is its method under the variant's name.
   """
+  base, overrides = parse_variant(name)
+  if overrides or base != name:
+    method = get_method(base, visual_modality)
+    if method.kind != "student":
+      raise ValueError(f"Method variant {name!r}: only students have variants, not {base!r}.")
+    return dataclasses.replace(method, name=name)
   if name == "visual_only":
     return Method(name, "unimodal", modality=visual_modality)
   if name.endswith("_only"):

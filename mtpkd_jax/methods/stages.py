@@ -218,8 +218,7 @@ def _provenance(ctx: Context, stage: str) -> dict:
     section["model"] |= {"visual": config.visual, "privileged": list(config.privileged)}
     section["encoders"] = {m: encoder_spec(ctx, m).to_dict() for m in ctx.modalities}
   if kind == "student":
-    params = config.method_params.get(name)
-    section["method"] = params.to_dict() if params is not None else None
+    section["method"] = registry.method_params(config, name).to_dict()
   return {
     "config": section,
     "predecessors": {
@@ -600,7 +599,7 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
   devices gives exactly the single-device gradient.
   """
   method = registry.get_method(method_name)
-  method_cfg = ctx.config.method_params[method_name]
+  method_cfg = registry.method_params(ctx.config, method_name)
   input_keys = _student_keys(ctx)
 
   def loss_fn(params, batch_stats, batch, rng, frozen):

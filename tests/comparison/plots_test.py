@@ -68,3 +68,17 @@ def test_similarity_matrices_png(tmp_path):
 def test_transport_plan_png(tmp_path):
   plan = np.random.default_rng(1).uniform(size=(6, 9))
   _assert_png(plots.transport_plan(plan / plan.sum(), tmp_path / "plan.png", title="OT"))
+
+
+def test_paired_differences_plot(tmp_path):
+  def row(method, delta):
+    stats = {"delta": delta, "delta_stderr": 0.01, "wins": 2, "delta_runs": 5}
+    return {"method": method, "metrics": {"accuracy": stats}}
+
+  summary = [row("visual_only", 0.0), row("pkdot", 0.02), row("mt_pkdot:k=10", -0.01)]
+  path = plots.paired_differences(summary, "accuracy", "visual_only", tmp_path / "d.png")
+  _assert_png(path)
+  with pytest.raises(ValueError, match="'ccc_mean' is not in the summary"):
+    plots.paired_differences(summary, "ccc_mean", "visual_only", tmp_path / "e.png")
+  with pytest.raises(ValueError, match="besides the baseline"):
+    plots.paired_differences(summary[:1], "accuracy", "visual_only", tmp_path / "f.png")

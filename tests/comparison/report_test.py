@@ -63,6 +63,7 @@ def test_summary_matches_numpy(metrics):
       assert stats["delta"] == pytest.approx(difference.mean(), abs=1e-12)
       assert stats["delta_stderr"] == pytest.approx(_se(difference), abs=1e-12)
       assert stats["delta_runs"] == 6
+      assert stats["wins"] == np.sum(difference > 0)
   assert summary[base]["metrics"][metrics[0]]["delta"] == 0.0
 
 
@@ -83,6 +84,19 @@ def test_missing_method_uses_its_runs_and_pairs_only_shared_runs():
   assert accuracy["delta"] == pytest.approx(difference.mean())
   assert accuracy["delta_stderr"] == pytest.approx(_se(difference))
   assert accuracy["delta_runs"] == 4
+
+
+def test_wins_count_strictly_better_runs_in_each_metric_direction():
+  results, _ = _results()
+  differences = [0.1, -0.1, 0.0, 0.2, 0.3, -0.2]
+  for run, difference in zip(results["runs"], differences, strict=True):
+    base = run["methods"]["visual_only"]
+    run["methods"]["pkd"] = {"accuracy": base["accuracy"] + difference, "mae": 0.5 + difference}
+    base["mae"] = 0.5
+  results["metrics"] = ("accuracy", "mae")
+  pkd = {row["method"]: row for row in report.summarize(results)}["pkd"]["metrics"]
+  assert pkd["accuracy"]["wins"] == 3
+  assert pkd["mae"]["wins"] == 2  # a smaller error is better
 
 
 def test_single_run_has_no_standard_error():
@@ -115,7 +129,8 @@ def test_markdown_table_cells():
   row = next(line for line in table.splitlines() if line.startswith("| mt_pkdot |"))
   cells = [cell.strip() for cell in row.strip("|").split("|")]
   assert cells[1] == f"{scores[:, m, 0].mean():.3f} ± {_se(scores[:, m, 0]):.3f}"
-  assert cells[3] == f"{difference.mean():+.3f} ± {_se(difference):.3f}"
+  wins = np.sum(difference > 0)
+  assert cells[3] == f"{difference.mean():+.3f} ± {_se(difference):.3f} ({wins}/6)"
   assert cells[-1] == "6"
 
 

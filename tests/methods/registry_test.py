@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import synthetic_mtpkdot
 from mtpkd_jax import ot
 from mtpkd_jax.losses import distill
 from mtpkd_jax.methods import registry
@@ -17,6 +18,38 @@ def test_unimodal_and_named_methods_resolve():
   assert registry.get_method("pkdot").teacher == "joint"
   with pytest.raises(ValueError, match="Unknown method"):
     registry.get_method("mt_pkd0t")
+
+
+def test_method_variants_override_their_method_parameters():
+  config = synthetic_mtpkdot.get_config()
+  params = registry.method_params(config, "mt_pkdot:k=10,anchors=most,schedule.params.blur=0.05")
+  assert (params.k, params.anchors, params.schedule.params.blur) == (10, "most", 0.05)
+  assert isinstance(params.k, int) and params.schedule.params.scaling == 0.5
+  assert registry.method_params(config, "mt_pkdot") == config.method_params.mt_pkdot
+  assert config.method_params.mt_pkdot.k == 30  # The config itself is unchanged.
+  method = registry.get_method("mt_pkdot:gamma=0")
+  assert (method.name, method.kind, method.teacher) == ("mt_pkdot:gamma=0", "student", "aligned")
+  assert method.distill is registry.METHODS["mt_pkdot"].distill
+
+
+@pytest.mark.parametrize(
+  "name, message",
+  [
+    ("mt_pkdot:kk=3", "mt_pkdot has no parameter 'kk'"),
+    ("mt_pkdot:k=0.5", "k: expected a int, got '0.5'"),
+    ("mt_pkdot:anchors=mots", r"anchors must be one of \('least', 'most', 'all'\)"),
+    ("mt_pkdot:k", "'k' is not `key=value`"),
+    ("visual_only:k=3", "config.method_params has no 'visual_only'"),
+  ],
+)
+def test_bad_method_variants_name_what_is_wrong(name, message):
+  with pytest.raises(ValueError, match=message):
+    registry.method_params(synthetic_mtpkdot.get_config(), name)
+
+
+def test_only_students_have_variants():
+  with pytest.raises(ValueError, match="only students have variants"):
+    registry.get_method("joint_teacher:k=3")
 
 
 @pytest.mark.parametrize("routing", registry.ROUTINGS)

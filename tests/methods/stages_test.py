@@ -111,8 +111,9 @@ def test_students_retrained_on_scrambled_privileged_data_are_the_same_students(t
     np.testing.assert_allclose(again, student, rtol=1e-5, atol=1e-6)
 
 
-def _student_setup(tmp_path, task="classification", method="mt_pkdot"):
+def _student_setup(tmp_path, task="classification", method="mt_pkdot", **mt_pkdot_params):
   config = smoke_config(tmp_path)
+  config.method_params.mt_pkdot.update(mt_pkdot_params)
   assert config.dropout_rate > 0  # Per-example masks: the same on every device layout.
   names = ("a", "b") if task == "classification" else ("valence", "arousal")
   schema = schema_lib.Schema(
@@ -202,6 +203,17 @@ def test_regression_students_train_identically_on_one_and_four_devices(tmp_path,
   single = _run_shard_map(initial, per_device_step, batches, joint_params, 1)
   sharded = _run_shard_map(initial, per_device_step, batches, joint_params, 4)
   _assert_same_training([sharded], single, initial, ("loss", "task"))
+
+
+def test_a_method_variant_trains_with_its_overridden_parameters(tmp_path):
+  """``mt_pkdot:routing=joint,gamma=0`` is MT-PKDOT with those two parameters changed."""
+  variant = _student_setup(tmp_path, method="mt_pkdot:routing=joint,gamma=0")
+  changed = _student_setup(tmp_path, routing="joint", gamma=0.0)
+  base = _student_setup(tmp_path)
+  runs = [_run_shard_map(*setup, 1) for setup in (variant, changed, base)]
+  _assert_same_training(runs[:1], runs[1], variant[0], ("loss", "ot", "centroid"))
+  assert int(runs[0][1]["routed_teacher"]) == 2  # The joint teacher is the last candidate.
+  assert not np.allclose(runs[0][1]["loss"], runs[2][1]["loss"])
 
 
 def test_stage_task_loss_is_the_global_batch_ccc_with_its_global_gradient():

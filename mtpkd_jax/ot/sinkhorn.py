@@ -107,18 +107,48 @@ def _blocks(cost_xy, cost_yx, cost_xx, cost_yy, log_a, log_b) -> _Blocks:
   )
 
 
-def _transform(blocks, pots, eps, first=0, last=None):
+def _lse_max_shifted(z):
+  """``log Σ_j exp(z_ij)`` over the last axis, shifted by the row maximum (two passes)."""
+  zmax = jax.lax.stop_gradient(jnp.max(z, axis=-1))
+  return zmax + jnp.log(jnp.sum(jnp.exp(z - zmax[..., None]), axis=-1))
+
+
+def _transform(blocks, pots, eps, first=0, last=None, warm=True):
   """Sinkhorn transforms of blocks ``first:last`` of ``pots [K, P, N]``, in one batch.
 
   Block ``k``'s transform is ``-eps log Σ_j w_j exp((φ_j - C_kij) / eps)``, with ``φ`` and
   ``w`` the potential and weights of block ``_SOURCE[k]``. Returns ``[last - first, P, N]``.
+
+  A log-sum-exp shifted by its row maximum reads the cost twice and materialises the shifted
+  exponents in between. With ``warm``, the shift is instead the block's own current potential,
+  ``-pots[k] / eps``, the transform's value at the fixed point: one fused pass over the cost.
+  Near a Sinkhorn iterate every row's sum lies close to 1 (at most ``N`` after an alternating
+  update, see :func:`_iterate`); if any sum leaves ``[sqrt(tiny), sqrt(max)]`` of the dtype,
+  where terms could under- or overflow (first iterations, a large epsilon step), the whole
+  batch is recomputed with the maximum shift. Either way the result is the same log-sum-exp.
   """
   last = pots.shape[0] if last is None else last
   source = _sources(first, last)
   h = blocks.log_w[source] + pots[source] / eps[:, None]
-  z = h[:, :, None, :] - blocks.cost[first:last] / eps[:, None, None]
-  zmax = jax.lax.stop_gradient(jnp.max(z, axis=-1))
-  lse = zmax + jnp.log(jnp.sum(jnp.exp(z - zmax[..., None]), axis=-1))
+  cost = blocks.cost[first:last]
+
+  def exponents(h, cost):
+    return h[:, :, None, :] - cost / eps[:, None, None]
+
+  if not warm:
+    return -eps[:, None] * _lse_max_shifted(exponents(h, cost))
+  shift = jax.lax.stop_gradient(-pots[first:last] / eps[:, None])
+  sums = jnp.sum(jnp.exp(exponents(h, cost) - shift[..., None]), axis=-1)
+  info = jnp.finfo(sums.dtype)
+  in_range = jnp.all((sums >= jnp.sqrt(info.tiny)) & (sums <= jnp.sqrt(info.max)))
+  lse = jax.lax.cond(
+    in_range,
+    lambda h, cost: shift + jnp.log(sums),
+    # The fallback rebuilds the exponents itself, so that the warm pass never materialises them.
+    lambda h, cost: _lse_max_shifted(exponents(h, cost)),
+    h,
+    cost,
+  )
   return -eps[:, None] * lse
 
 
@@ -142,7 +172,7 @@ def _init(blocks, eps, averaged):
   scheme starts from ``f = 0, g = T_g(0)``, so that ``g = T_g(f)`` holds at every iteration
   and the error of ``f`` alone is the cross plan's marginal error.
   """
-  pots = _transform(blocks, jnp.zeros_like(blocks.log_w), eps)
+  pots = _transform(blocks, jnp.zeros_like(blocks.log_w), eps, warm=False)
   return pots if averaged else pots.at[1].set(0.0)
 
 

@@ -63,6 +63,20 @@ def test_float32_solve_is_close_to_pot():
   np.testing.assert_allclose(out.value, want, rtol=1e-4)
 
 
+def test_float32_separated_clouds_at_small_epsilon_are_close_to_pot():
+  # The first iterations' row sums underflow float32 when shifted by the current potentials
+  # (the one-pass log-sum-exp): the solver must fall back to the max shift, and still agree.
+  x, y, a, b = _random_problem(6, separated=True)
+  cost = np.stack([references.half_sq_dist(x[p], y[p]) for p in range(3)])
+  schedule = schedules.Tolerance(threshold=1e-4, max_iterations=20_000, epsilon=0.02)
+  out = sinkhorn.solve(
+    jnp.asarray(cost, jnp.float32), jnp.asarray(a), jnp.asarray(b), schedule=schedule
+  )
+  assert np.all(out.converged)
+  want = [references.pot_entropic(a[p], b[p], cost[p], 0.02)[0] for p in range(3)]
+  np.testing.assert_allclose(out.value, want, rtol=1e-4)
+
+
 def test_rectangular_float32_problems_stay_finite_at_tiny_epsilon():
   # n != m pads the smaller side with zero-weight points: they must not turn into NaN when
   # eps is tiny against the cost (ratios of e^(cost / eps) overflow float32).

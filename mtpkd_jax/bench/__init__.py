@@ -1,1 +1,11 @@
-"""Benchmarks: harnesses and reports that the ``experiments/bench_*`` apps run."""
+"""Benchmarks: harnesses and reports that the ``experiments/bench_*`` apps run.
+
+* :mod:`~mtpkd_jax.bench.timing`: AOT compile, timed calls, memory, the machine's exp rate.
+* :mod:`~mtpkd_jax.bench.pot`: POT's log-domain Sinkhorn, the reference shared with the tests.
+* :mod:`~mtpkd_jax.bench.ot_inputs`: embeddings, anchored clouds and costs of the OT benchmark.
+* :mod:`~mtpkd_jax.bench.ot_loss_runners`: the loss end to end and its solve alone, per
+  implementation, and the gradient's agreement with GeomLoss.
+* :mod:`~mtpkd_jax.bench.ot_solver_runners`: the solver alone, and compiled memory.
+* :mod:`~mtpkd_jax.bench.ot_report`: the run, table, plot, figures and targets.
+* :mod:`~mtpkd_jax.bench.streaming`: streamed vs in-memory training data.
+"""

@@ -122,10 +122,13 @@ def _transform(blocks, pots, eps, first=0, last=None, warm=True):
   A log-sum-exp shifted by its row maximum reads the cost twice and materialises the shifted
   exponents in between. With ``warm``, the shift is instead the block's own current potential,
   ``-pots[k] / eps``, the transform's value at the fixed point: one fused pass over the cost.
-  Near a Sinkhorn iterate every row's sum lies close to 1 (at most ``N`` after an alternating
-  update, see :func:`_iterate`); if any sum leaves ``[sqrt(tiny), sqrt(max)]`` of the dtype,
+  Near a Sinkhorn iterate every row's sum lies close to 1 (after ``g = T_g(f)`` each column of
+  the plan sums to its weight, so every term of ``f``'s next row sums is at most ``N``, and
+  symmetrically for ``g``); if any sum leaves ``[sqrt(tiny), sqrt(max)]`` of the dtype,
   where terms could under- or overflow (first iterations, a large epsilon step), the whole
   batch is recomputed with the maximum shift. Either way the result is the same log-sum-exp.
+  The unrolled gradient differentiates the maximum shift alone (``warm=False``): the
+  gradient of a ``lax.cond`` would keep both branches' residuals at every iteration.
   """
   last = pots.shape[0] if last is None else last
   source = _sources(first, last)
@@ -176,29 +179,30 @@ def _init(blocks, eps, averaged):
   return pots if averaged else pots.at[1].set(0.0)
 
 
-def _iterate(blocks, pots, eps, averaged):
+def _iterate(blocks, pots, eps, averaged, warm):
   """One Sinkhorn iteration of every problem; returns ``(new_pots, error of pots)``.
 
   ``averaged`` (GeomLoss's symmetric updates): every block from the previous iterate in one
   batched transform, averaged with it. Otherwise ``f`` (with the symmetric blocks) first,
-  then ``g = T_g(f)`` from the new ``f``. Symmetric blocks are always averaged.
+  then ``g = T_g(f)`` from the new ``f``. Symmetric blocks are always averaged. ``warm``:
+  the one-pass log-sum-exp of :func:`_transform`.
   """
   if averaged:
-    t = _transform(blocks, pots, eps)
+    t = _transform(blocks, pots, eps, warm=warm)
     return 0.5 * (pots + t), _errors(blocks, pots, t, eps)
-  t = _transform(blocks, pots, eps, first=1)
+  t = _transform(blocks, pots, eps, first=1, warm=warm)
   new = jnp.concatenate([t[:1], 0.5 * (pots[2:] + t[1:])])
-  g = _transform(blocks, jnp.concatenate([pots[:1], new]), eps, last=1)
+  g = _transform(blocks, jnp.concatenate([pots[:1], new]), eps, last=1, warm=warm)
   # g = T_g(f) held before this update, so block 0 adds no error.
   return jnp.concatenate([g, new]), _errors(blocks, pots, jnp.concatenate([pots[:1], t]), eps)
 
 
-def _extrapolate(blocks, pots, eps):
+def _extrapolate(blocks, pots, eps, warm):
   """Final step: transforms of the last iterate, their dual values and its marginal error.
 
   Values: ``OT(a, b) = <a, T(g)> + <b, T(f)>``; a symmetric term's is ``2 <w, T(φ)>``.
   """
-  final = _transform(blocks, pots, eps)
+  final = _transform(blocks, pots, eps, warm=warm)
   dots = jnp.sum(jnp.exp(blocks.log_w) * final, axis=-1)
   values = {"xy": dots[0] + dots[1]}
   if pots.shape[0] > 2:
@@ -232,7 +236,7 @@ def _loop(schedule, unrolled, blocks, diameter):
   def body(state):
     step, pots, error, iterations = state
     act = active(state)
-    new_pots, new_error = _iterate(blocks, pots, epsilon_at(step), averaged)
+    new_pots, new_error = _iterate(blocks, pots, epsilon_at(step), averaged, not unrolled)
     return (
       step + 1,
       jnp.where(act[:, None], new_pots, pots),
@@ -260,7 +264,7 @@ def _run(schedule, unrolled, blocks, diameter):
   """Runs the schedule; returns ``((final_pots, values, eps, iterations, error), pots)``."""
   pots, iterations = _loop(schedule, unrolled, blocks, diameter)
   eps = jnp.full(iterations.shape, schedule.target_epsilon, blocks.log_w.dtype)
-  final, values, error = _extrapolate(blocks, pots, eps)
+  final, values, error = _extrapolate(blocks, pots, eps, not unrolled)
   return (final, values, eps, iterations, error), pots
 
 

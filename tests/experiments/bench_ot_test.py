@@ -1,19 +1,38 @@
-"""Tests of the OT throughput benchmark, in its ``--smoke`` mode (no timing assertions)."""
+"""Tests of the OT throughput benchmark, in its ``:smoke`` config (no timing assertions)."""
 
 import json
 import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from experiments import bench_ot
+from experiments.configs import bench_ot as bench_config
+from mtpkd_jax.bench import ot_loss_runners
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
   output_dir = str(tmp_path_factory.mktemp("bench_ot"))
-  bench_ot.run_benchmark(bench_ot.MODES["smoke"], output_dir, "smoke")
+  # Through the app, as a user runs it: the config file and its flags are covered too.
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "experiments.bench_ot",
+      "--config=experiments/configs/bench_ot.py:smoke",
+      "--config.repeats=3",
+      f"--output_dir={output_dir}",
+    ],
+    cwd=ROOT,
+    check=True,
+    capture_output=True,
+  )
   with open(os.path.join(output_dir, "bench_ot.json")) as f:
     written = json.load(f)
   return output_dir, written
@@ -28,7 +47,7 @@ def _by(results, case, impl, direction="fwd"):
 def test_every_available_implementation_is_reported(report):
   _, written = report
   results = written["results"]
-  available = [i for i, reason in bench_ot.available_loss_impls().items() if reason is None]
+  available = [i for i, reason in ot_loss_runners.available().items() if reason is None]
   assert {"fused", "ott_backend", "ott_plain"} <= set(available)
   assert written["implementations"]["loss"] == available
   for impl in available:
@@ -39,10 +58,34 @@ def test_every_available_implementation_is_reported(report):
   solver_impls = written["implementations"]["solver"]
   for case in ("solver", "hard"):
     assert {r["impl"] for r in results if r["case"] == case} == set(solver_impls)
-  for impl, reason in bench_ot.available_loss_impls().items():
+  for impl, reason in ot_loss_runners.available().items():
     if reason is not None:
       assert impl in written["skipped"]
   assert "geomloss (solver, hard)" in written["skipped"]
+  # The solve alone: every loss implementation but POT (no autodiff), forward+backward only.
+  solve = {(r["impl"], r["direction"]) for r in results if r["case"] == "solve"}
+  assert solve == {(impl, "fwd+bwd") for impl in available if impl != "pot"}
+
+
+def test_config_is_recorded_and_checked(report):
+  _, written = report
+  assert written["config"]["mode"] == "smoke" and written["config"]["repeats"] == 3
+  assert bench_config.get_config("full").batch_sizes[-1] == 512
+  with pytest.raises(ValueError, match="Config argument"):
+    bench_config.get_config("fast")
+
+
+def test_gradient_column_against_geomloss(report):
+  _, written = report
+  fused = [r for r in written["results"] if (r["impl"], r["direction"]) == ("fused", "fwd+bwd")]
+  assert {r["case"] for r in fused} == {"loss", "solve"}
+  others = [r for r in written["results"] if r not in fused]
+  assert all(r["grad_vs_geomloss"] is None for r in others)
+  if "geomloss" in written["implementations"]["loss"]:
+    assert all(0 <= r["grad_vs_geomloss"] < 1e-4 for r in fused)
+  else:
+    assert all(r["grad_vs_geomloss"] is None for r in fused)
+    assert "torch/geomloss" in written["skipped"]["geomloss"]
 
 
 def test_metadata_is_recorded(report):

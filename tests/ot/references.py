@@ -1,4 +1,7 @@
-"""Independent NumPy references for the OT tests (no mtpkd_jax code)."""
+"""Independent NumPy references for the OT tests (no mtpkd_jax code).
+
+POT, the third reference, is wrapped in :mod:`mtpkd_jax.bench.pot`, shared with the benchmark.
+"""
 
 import numpy as np
 
@@ -79,18 +82,3 @@ def geomloss_sinkhorn(x, y, blur, scaling, debias=True):
     value -= (a * f_aa).sum() + (b * g_bb).sum()
     gx, gy = gx - gxx, gy - gyy
   return value, len(eps_list), gx, gy
-
-
-def pot_entropic(a, b, cost, eps):
-  """POT's log-domain Sinkhorn: ``(OT_eps in the KL convention, <π, C>)``.
-
-  ``ot.sinkhorn2`` returns the linear term ``<π, C>``; the KL-regularised value is
-  ``<π, C> + eps KL(π | a ⊗ b)``, computed here from POT's plan.
-  """
-  import ot
-
-  kwargs = dict(method="sinkhorn_log", stopThr=1e-13, numItermax=100_000)
-  plan = ot.sinkhorn(a, b, cost, eps, **kwargs)
-  linear = float(ot.sinkhorn2(a, b, cost, eps, **kwargs))
-  kl = np.sum(plan * np.log(plan / np.outer(a, b)))
-  return linear + eps * kl, linear

@@ -65,6 +65,8 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
       "tnet_hidden": (64,),
       "tnet_loss": "mse",
       "tnet_weight": 1.0,
+      # Per example, the chance that the fusion trains with one modality's tokens zeroed.
+      "modality_dropout": 0.0,
       # Train the stage-0 backbones with the fusion (METHOD.md: "configurable: fine-tune").
       "finetune_backbones": False,
       "backbone_learning_rate": 1e-4,

@@ -50,6 +50,7 @@ class JointTeacher(nn.Module):
     num_privileged: number of privileged modalities (one T-Net each).
     tnet_hidden: hidden widths of the T-Nets.
     dropout_rate: dropout of the fusion's attention layers.
+    modality_dropout: the fusion's modality dropout (:class:`~mtpkd_jax.models.FusionBlock`).
     encoders: one backbone per modality (visual first), trained with the fusion; when
       given, :meth:`__call__` takes raw inputs instead of tokens.
   """
@@ -58,10 +59,13 @@ class JointTeacher(nn.Module):
   num_privileged: int
   tnet_hidden: Sequence[int] = (256,)
   dropout_rate: float = 0.1
+  modality_dropout: float = 0.0
   encoders: Sequence[nn.Module] = ()
 
   def setup(self):
-    self.fusion = models.FusionBlock(self.num_outputs, dropout_rate=self.dropout_rate)
+    self.fusion = models.FusionBlock(
+      self.num_outputs, dropout_rate=self.dropout_rate, modality_dropout=self.modality_dropout
+    )
     self.tnets = [
       models.TNet(hidden_features=tuple(self.tnet_hidden), name=f"tnet{m}")
       for m in range(self.num_privileged)

@@ -369,6 +369,7 @@ def joint_model(ctx: Context) -> networks.JointTeacher:
     len(ctx.config.privileged),
     tnet_hidden=tuple(cfg.tnet_hidden),
     dropout_rate=ctx.config.dropout_rate,
+    modality_dropout=cfg.modality_dropout,
     encoders=tuple(encoders),
   )
 

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtpkd_jax.models import transformer
+from mtpkd_jax.models import dropout, transformer
 
 
 class Gate(nn.Module):
@@ -62,6 +62,11 @@ class FusionBlock(nn.Module):
     num_heads: Attention heads; must divide `d`.
     mlp_features: Feed-forward width of every layer; `d` if None.
     dropout_rate: Dropout in the attention layers.
+    modality_dropout: In training, the probability that one modality, drawn uniformly, has
+      all its tokens zeroed for an example (at most one modality per example, never all).
+      Frozen backbones fit their training examples, so a fusion trained on their tokens can
+      reach zero training loss through one modality alone and ignore the others; dropping
+      modalities makes every modality's tokens carry the task on their own.
     dtype: Compute dtype; parameters are float32.
   """
 
@@ -69,6 +74,7 @@ class FusionBlock(nn.Module):
   num_heads: int = 2
   mlp_features: int | None = None
   dropout_rate: float = 0.1
+  modality_dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -95,6 +101,8 @@ class FusionBlock(nn.Module):
         f"{[t.shape for t in tokens]}."
       )
     d = tokens[0].shape[-1]
+    if train and self.modality_dropout > 0.0:
+      tokens = drop_modalities(self.make_rng("dropout"), tokens, self.modality_dropout)
     block = functools.partial(
       transformer.EncoderBlock,
       self.num_heads,
@@ -113,3 +121,28 @@ class FusionBlock(nn.Module):
     z = Gate(self.dtype, name="gate")(pooled)
     outputs = nn.Dense(self.num_outputs, dtype=self.dtype, param_dtype=jnp.float32, name="head")(z)
     return outputs, z
+
+
+def drop_modalities(key: jax.Array, tokens: Sequence[jax.Array], rate: float) -> list[jax.Array]:
+  """Zeroes one modality's tokens per example with probability ``rate`` (see `FusionBlock`).
+
+  Args:
+    key: This step's key (the same on every device); example ``b``'s draw comes from
+      ``fold_in(key, global index of b)``, so it does not depend on the device layout.
+    tokens: M >= 2 arrays ``[batch, L_m, d]``.
+    rate: Probability in ``[0, 1]`` that an example loses a modality.
+
+  Returns:
+    The M arrays, with example ``b``'s tokens of modality ``m`` zeroed when ``b`` drops and
+    ``m`` is the modality it drew.
+  """
+  if not 0.0 <= rate <= 1.0:
+    raise ValueError(f"`modality_dropout` must be in [0, 1], got {rate}.")
+  batch = tokens[0].shape[0]
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, dropout.global_example_index(batch))
+  drops = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 0), rate))(keys)
+  which = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0, len(tokens)))(keys)
+  return [
+    jnp.where((drops & (which == m))[:, None, None], jnp.zeros_like(t), t)
+    for m, t in enumerate(tokens)
+  ]

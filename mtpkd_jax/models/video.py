@@ -148,12 +148,12 @@ class CNN3DSmall(nn.Module):
 class FrameTransformer(nn.Module):
   """A per-frame 2-D CNN, then a temporal transformer over the frames, in order.
 
-  Each frame goes through a 4x4 patchifying conv and, per further entry of `widths`, a 3x3
-  conv with stride 2, each followed by ReLU; the last map is flattened, so the frame
-  embedding knows *where* in the face something is, and projected to `features`. With
-  `center`, the clip's mean frame embedding is subtracted from every frame: what stays is
-  how the face changes within the clip, not who it is (on `synthetic_affect` the pain signal
-  is that change, the static face is nuisance). Sinusoidal positions are added and
+  Each frame goes through a `patch` x `patch` patchifying conv and, per further entry of
+  `widths`, a 3x3 conv with stride 2, each followed by ReLU; the last map is flattened, so
+  the frame embedding knows *where* in the face something is, and projected to `features`.
+  With `center`, the clip's mean frame embedding is subtracted from every frame: what stays
+  is how the face changes within the clip, not who it is (on `synthetic_affect` the pain
+  signal is that change, the static face is nuisance). Sinusoidal positions are added and
   `num_layers` post-LayerNorm encoder layers attend over the frames, so every token carries
   its time step and the mean-pooled clip embedding depends on temporal order. There is no
   normalisation in the frame CNN: GroupNorm per frame or per clip both fitted faster and
@@ -162,6 +162,7 @@ class FrameTransformer(nn.Module):
   Attributes:
     features: Token width `d`.
     widths: Channels of the stem and of each strided block.
+    patch: Side (and stride) of the stem's patchifying conv.
     center: Subtract the clip's mean frame embedding before the temporal layers.
     num_layers: Temporal encoder layers.
     num_heads: Attention heads; must divide `features`.
@@ -170,7 +171,8 @@ class FrameTransformer(nn.Module):
   """
 
   features: int = 512
-  widths: Sequence[int] = (16, 32)
+  widths: Sequence[int] = (16, 32, 32)
+  patch: int = 2
   center: bool = True
   num_layers: int = 1
   num_heads: int = 2
@@ -183,7 +185,7 @@ class FrameTransformer(nn.Module):
 
     Args:
       video: uint8 or float array of shape `[batch, time, height, width, 3]`; pixels
-        past a multiple of 4 in height and width are cropped by the stem.
+        past a multiple of `patch` in height and width are cropped by the stem.
       train: Apply dropout (needs a `"dropout"` rng when `dropout_rate > 0`).
 
     Returns:
@@ -193,7 +195,8 @@ class FrameTransformer(nn.Module):
     x = _as_float(video, self.dtype)
     batch, time = x.shape[:2]
     # nn.Conv treats the leading axes as batch axes: 2-D kernels convolve each frame.
-    x = nn.relu(conv(self.widths[0], (4, 4), strides=4, padding="VALID")(x))
+    patch = (self.patch, self.patch)
+    x = nn.relu(conv(self.widths[0], patch, strides=patch, padding="VALID")(x))
     for width in self.widths[1:]:
       x = nn.relu(conv(width, (3, 3), strides=2)(x))
     x = nn.Dense(self.features, dtype=self.dtype, param_dtype=jnp.float32, name="frame_embed")(

@@ -8,8 +8,16 @@ from mtpkd_jax.train import parallel
 
 
 def smoke_config(data_dir, **overrides):
+  """The synthetic smoke config with the release's frozen joint stage.
+
+  The synthetic config fine-tunes the backbones in the joint stage with modality dropout;
+  these tests follow the frozen pipeline (``finetune_test.py`` covers the fine-tuned one,
+  ``tests/experiments`` the synthetic config as it ships).
+  """
   config = synthetic_mtpkdot.get_config("pain_binary,smoke")
   config.data_dir = str(data_dir)
+  config.stages.joint.finetune_backbones = False
+  config.stages.joint.modality_dropout = 0.0
   for key, value in overrides.items():
     config[key] = value
   return config

@@ -26,7 +26,7 @@ def test_masks_keep_the_expected_fraction_scaled_by_the_keep_probability():
 
 
 def _fusion_setup():
-  model = models.FusionBlock(3, dropout_rate=0.3)
+  model = models.FusionBlock(3, dropout_rate=0.3, modality_dropout=0.5)
   rng = np.random.default_rng(0)
   batch = {
     "v": rng.normal(size=(16, 4, 8)).astype(np.float32),

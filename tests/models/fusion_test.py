@@ -136,3 +136,49 @@ def test_bfloat16_compute_with_float32_params():
 def test_rejects_bad_tokens(shapes, match):
   with pytest.raises(ValueError, match=match):
     fusion.FusionBlock(num_outputs=2).init(jax.random.key(0), [jnp.zeros(s) for s in shapes])
+
+
+@pytest.mark.parametrize("num_modalities", [2, 3])
+def test_modality_dropout_zeroes_at_most_one_modality_per_example(num_modalities):
+  batch, rate = 4000, 0.4
+  tokens = [jnp.full((batch, 3, 2), m + 1.0) for m in range(num_modalities)]
+  dropped = fusion.drop_modalities(jax.random.key(0), tokens, rate)
+  # Each example's tokens of a modality are kept whole or zeroed whole.
+  zeroed = np.stack([np.all(np.asarray(t) == 0, axis=(1, 2)) for t in dropped], axis=1)
+  kept = np.stack([np.all(np.asarray(t) == m + 1.0, axis=(1, 2)) for m, t in enumerate(dropped)], 1)
+  assert np.all(zeroed | kept)
+  assert np.all(zeroed.sum(axis=1) <= 1)
+  # Binomial standard errors are about 0.008 (rate) and 0.012 (a modality's share).
+  assert abs(zeroed.any(axis=1).mean() - rate) < 0.04
+  shares = zeroed[zeroed.any(axis=1)].mean(axis=0)
+  np.testing.assert_allclose(shares, 1.0 / num_modalities, atol=0.05)
+  for t, original in zip(
+    fusion.drop_modalities(jax.random.key(0), tokens, 0.0), tokens, strict=True
+  ):
+    np.testing.assert_array_equal(t, original)
+  with pytest.raises(ValueError, match="modality_dropout"):
+    fusion.drop_modalities(jax.random.key(0), tokens, 1.5)
+
+
+def test_modality_dropout_acts_in_training_only():
+  rng = np.random.default_rng(0)
+  tokens = [jnp.asarray(rng.normal(size=(16, n, D)), jnp.float32) for n in (4, 2)]
+  plain = fusion.FusionBlock(2, dropout_rate=0.0)
+  dropping = fusion.FusionBlock(2, dropout_rate=0.0, modality_dropout=1.0)
+  variables = plain.init(jax.random.key(1), tokens)
+  rngs = {"dropout": jax.random.key(2)}
+  full = plain.apply(variables, tokens)[0]
+  np.testing.assert_allclose(dropping.apply(variables, tokens)[0], full, rtol=1e-6)
+  # At rate 1 every example trains on one modality alone: its output is the plain block's
+  # with that modality's tokens zeroed, and both modalities get dropped somewhere.
+  train = np.asarray(dropping.apply(variables, tokens, train=True, rngs=rngs)[0])
+  alone = [
+    np.asarray(
+      plain.apply(variables, [jnp.zeros_like(t) if m == k else t for m, t in enumerate(tokens)])[0]
+    )
+    for k in range(2)
+  ]
+  matches = np.stack([np.all(np.isclose(train, a, rtol=1e-5, atol=1e-6), axis=1) for a in alone])
+  assert np.all(matches.any(axis=0))
+  assert np.all(matches.any(axis=1))
+  assert not np.allclose(train, full, atol=1e-3)

@@ -174,3 +174,14 @@ def test_frame_transformer_centering_ignores_a_static_face(random_variables):
   uncentered = _frame_transformer(center=False)
   tokens = uncentered.apply(random_variables(uncentered, static), static)
   assert not np.allclose(tokens[0], tokens[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("patch, side", [(2, 4), (4, 2)])
+def test_frame_transformer_stem_patch_sets_the_flattened_map(patch, side, random_variables):
+  # 16x16 frames: the stem leaves 16 / patch per side, each further width halves it.
+  rng = np.random.default_rng(0)
+  clips = _clips(rng, 2, shape=(4, 16, 16))
+  module = _frame_transformer(patch=patch)
+  kernel = random_variables(module, clips)["params"]["frame_embed"]["kernel"]
+  assert kernel.shape == (side * side * 8, 16)
+  assert module.apply(random_variables(module, clips), clips).shape == (2, 4, 16)

@@ -26,13 +26,14 @@ import tensorflow_datasets as tfds
 from mtpkd_jax.data import features, synthetic_affect
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.data.builders import base, recola
+from mtpkd_jax.data.builders import base, mosi, recola
 
 # The one place to add a dataset builder.
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
   "synthetic_affect": synthetic_affect.SyntheticAffect,
   "features_npz": features.FeaturesNpz,
   "recola": recola.Recola,
+  "mosi": mosi.Mosi,
 }
 # Datasets whose examples take at most this many bytes are read into memory by default.
 IN_MEMORY_BYTES = 1 << 30

@@ -31,7 +31,7 @@ def _csv(path):
 
 def test_frames_signals_labels_and_ids(tmp_path):
   root = tmp_path / "manual"
-  written = dummy.write(root, subjects=3)
+  written = dummy.write(root, subjects=3, samples_per_class=2)
   # One video whose frame i has the value 8 * (i - 40): which frames were taken is visible.
   subject, _, sample = written[0]
   values = np.clip(8 * (np.arange(72) - 40), 0, 255).astype(np.uint8)

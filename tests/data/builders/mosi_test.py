@@ -32,7 +32,7 @@ def _sequence(path, video):
 @pytest.mark.parametrize("old_names", [False, True])
 def test_segments_words_alignment_labels_and_folds(tmp_path, old_names):
   root = tmp_path / "manual" / "CMU_MOSI"  # One folder level below manual_dir.
-  scores = dummy.write(root, old_names=old_names)
+  scores = dummy.write(root, old_names=old_names, videos_per_fold=2, segments=3)
   dataset, built, stored = _build(tmp_path / "manual", tmp_path)
   assert len(dataset) == 6 * 3 and not built.skipped
   assert dataset.schema.modality("text").shape == (6, 300)
@@ -64,7 +64,7 @@ def test_segments_words_alignment_labels_and_folds(tmp_path, old_names):
 
 
 def test_binary_is_negative_vs_non_negative(tmp_path):
-  scores = dummy.write(tmp_path / "manual")
+  scores = dummy.write(tmp_path / "manual", videos_per_fold=2, segments=3)
   dataset, _, stored = _build(tmp_path / "manual", tmp_path, "mosi/binary")
   assert dataset.schema.task.names == ("negative", "non_negative")
   for y, record in zip(dataset.y, stored, strict=True):
@@ -74,14 +74,14 @@ def test_binary_is_negative_vs_non_negative(tmp_path):
 
 
 def test_missing_labels_name_the_file_pattern(tmp_path):
-  dummy.write(tmp_path / "manual")
+  dummy.write(tmp_path / "manual", videos_per_fold=2, segments=3)
   (tmp_path / "manual" / "CMU_MOSI_Opinion_Labels.csd").unlink()
   with pytest.raises(files.MissingFilesError, match=r"(?s)Opinion_Labels.*mmdatasdk"):
     _build(tmp_path / "manual", tmp_path)
 
 
 def test_a_video_missing_from_a_feature_file_is_skipped_and_listed(tmp_path):
-  dummy.write(tmp_path / "manual")
+  dummy.write(tmp_path / "manual", videos_per_fold=2, segments=3)
   with h5py.File(tmp_path / "manual" / "CMU_MOSI_COVAREP.csd", "a") as f:
     del f["COVAREP"]["data"][dummy.mosi.FOLDS["test"][0]]
   dataset, built, _ = _build(tmp_path / "manual", tmp_path, max_bad_fraction=0.2)

@@ -48,7 +48,7 @@ def _write_csd(path: Path, root: str, videos: dict[str, tuple[np.ndarray, np.nda
 
 
 def write(
-  root: Path, *, videos_per_fold: int = 2, segments: int = 3, old_names: bool = False, seed: int = 0
+  root: Path, *, videos_per_fold: int = 3, segments: int = 6, old_names: bool = False, seed: int = 0
 ) -> dict[str, list[float]]:
   """Writes the five ``.csd`` files under ``root``.
 

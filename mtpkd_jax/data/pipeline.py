@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 from mtpkd_jax.data import features, synthetic_affect
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.data.builders import base, biovid, mosi, recola
+from mtpkd_jax.data.builders import affwild2, base, biovid, mosi, recola
 
 # The one place to add a dataset builder.
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
@@ -35,6 +35,7 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
   "recola": recola.Recola,
   "mosi": mosi.Mosi,
   "biovid": biovid.Biovid,
+  "affwild2": affwild2.Affwild2,
 }
 # Datasets whose examples take at most this many bytes are read into memory by default.
 IN_MEMORY_BYTES = 1 << 30

@@ -73,7 +73,6 @@ class Affwild2(base.ManualBuilder):
   builder_configs = {
     "va": Affwild2Config(name="va", description="ABAW valence-arousal, 8-frame clips.")
   }
-  target_keys = HEADER
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
 Aff-Wild2 is licensed: request it from the ABAW organisers
 (https://ibug.doc.ic.ac.uk/resources/aff-wild2/). Unpack it so that the folder given as

@@ -101,3 +101,37 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   c.eval_batch_size = 16 if smoke else 128
   c.plot_batch_size = 16 if smoke else 64
   return c
+
+
+def encoders_by_kind(smoke: bool) -> dict:
+  """An encoder per modality kind, for datasets whose configs do not name one per modality."""
+  return {
+    "vector": {"name": "mlp", "kwargs": {"hidden": 32 if smoke else 128}},
+    "sequence": {"name": "transformer", "kwargs": {"num_layers": 1, "num_heads": 2}},
+    "signal": {"name": "conv1d", "kwargs": {"widths": (8, 16) if smoke else (16, 32, 64)}},
+    "video": {
+      "name": "frame_transformer",
+      "kwargs": {
+        "widths": (8, 16) if smoke else (16, 32),
+        "center": True,
+        "num_layers": 1,
+        "num_heads": 2,
+        "dropout_rate": 0.1,
+      },
+    },
+  }
+
+
+def parse_arg(arg: str | None, variants: tuple[str, ...], options: tuple[str, ...] = ("smoke",)):
+  """``(variant, set of options)`` from ``"<variant>[,option...]"``; the first variant by default.
+
+  Raises:
+    ValueError: naming the accepted variants and options.
+  """
+  variant, *given = (arg or variants[0]).split(",")
+  if variant not in variants or set(given) - set(options):
+    raise ValueError(
+      f"Config argument must be one of {variants}, optionally followed by "
+      f"{', '.join(',' + o for o in options)}; got {arg!r}."
+    )
+  return variant, set(given)

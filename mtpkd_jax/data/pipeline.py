@@ -26,11 +26,16 @@ import tensorflow_datasets as tfds
 from mtpkd_jax.data import features, synthetic_affect
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
+from mtpkd_jax.data.builders import affwild2, base, biovid, mosi, recola
 
 # The one place to add a dataset builder.
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
   "synthetic_affect": synthetic_affect.SyntheticAffect,
   "features_npz": features.FeaturesNpz,
+  "recola": recola.Recola,
+  "mosi": mosi.Mosi,
+  "biovid": biovid.Biovid,
+  "affwild2": affwild2.Affwild2,
 }
 # Datasets whose examples take at most this many bytes are read into memory by default.
 IN_MEMORY_BYTES = 1 << 30
@@ -62,7 +67,10 @@ def _resolve(
 
 
 def builder(
-  name: str, data_dir: str | None = None, overrides: Mapping[str, Any] | None = None
+  name: str,
+  data_dir: str | None = None,
+  overrides: Mapping[str, Any] | None = None,
+  manual_dir: str | None = None,
 ) -> tfds.core.DatasetBuilder:
   """Returns the (not necessarily built) TFDS builder of a dataset.
 
@@ -71,13 +79,20 @@ def builder(
     data_dir: TFDS data directory; `None` for TFDS's default (`~/tensorflow_datasets`).
     overrides: Config fields to change, e.g. `{"num_subjects": 12}`; the result is built
       under its own config name.
+    manual_dir: where a licensed dataset's downloaded files are (`None`: TFDS's default,
+      `<data_dir>/downloads/manual`); only builders of such datasets take it.
 
   Raises:
-    ValueError: if `name` is not a known builder and config (the message lists them), or
-      `overrides` names a field the config does not have.
+    ValueError: if `name` is not a known builder and config (the message lists them),
+      `overrides` names a field the config does not have, or `manual_dir` is given for a
+      dataset that is not downloaded by hand.
   """
   cls, config = _resolve(name, overrides)
-  return cls(config=config, data_dir=data_dir, file_format="array_record")
+  if not issubclass(cls, base.ManualBuilder):
+    if manual_dir is not None:
+      raise ValueError(f"{name!r} is not downloaded by hand: it takes no `manual_dir`.")
+    return cls(config=config, data_dir=data_dir, file_format="array_record")
+  return cls(config=config, data_dir=data_dir, file_format="array_record", manual_dir=manual_dir)
 
 
 def _scan_keys(schema: schema_lib.Schema) -> tuple[str, ...]:

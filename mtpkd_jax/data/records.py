@@ -31,6 +31,7 @@ def write(
   split: str = "train",
   shard_examples: int = 10_000,
   description: str = "",
+  files: Mapping[str, str] | None = None,
 ) -> None:
   """Writes one split to ``directory`` (a dataset's version folder), all or nothing.
 
@@ -45,6 +46,8 @@ def write(
     split: the split's name.
     shard_examples: examples per shard.
     description: the dataset's description, in its metadata.
+    files: more text files to write into the folder, ``{file name: content}`` (e.g. the
+      dataset's schema), written with the records: all or nothing too.
   """
   directory = Path(directory)
   incomplete = directory.with_name(f"{directory.name}.incomplete")
@@ -86,6 +89,8 @@ def write(
       check_data=False,
       description=description,
     )
+    for file_name, content in (files or {}).items():
+      (incomplete / file_name).write_text(content)
   except BaseException:
     shutil.rmtree(incomplete, ignore_errors=True)
     raise

@@ -1,0 +1,48 @@
+"""Builds a licensed dataset from the files you downloaded, once, into a TFDS data directory.
+
+  python -m experiments.build_dataset --dataset=biovid/part_a_binary --manual_dir=~/BioVid
+  python -m experiments.build_dataset --dataset=affwild2/va --manual_dir=~/Aff-Wild2 \\
+      --data_dir=~/tensorflow_datasets --options='{"clip_length": 16}'
+
+``--options`` changes config fields (JSON); train with the same ``--config.dataset_options``
+and ``--config.data_dir`` to use the build. It prints the build's report (units skipped or
+repaired for corrupt or missing files) and fails when too many were bad.
+"""
+
+import json
+import sys
+
+from absl import app, flags
+
+from mtpkd_jax.data import pipeline
+from mtpkd_jax.data.builders import base, files, report
+
+_DATASET = flags.DEFINE_string("dataset", None, "<builder>/<config>, e.g. biovid/part_a_binary.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the downloaded files.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory (~/tensorflow_datasets).")
+_OPTIONS = flags.DEFINE_string("options", None, "Config fields to change, as a JSON object.")
+flags.mark_flag_as_required("dataset")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  options = json.loads(_OPTIONS.value) if _OPTIONS.value else None
+  dataset_builder = pipeline.builder(_DATASET.value, _DATA_DIR.value, options, _MANUAL_DIR.value)
+  if not isinstance(dataset_builder, base.ManualBuilder):
+    raise app.UsageError(f"{_DATASET.value} is not downloaded by hand; it builds on first use.")
+  try:
+    built = dataset_builder.download_and_prepare(progress=True)
+  except (files.MissingFilesError, report.TooManyBadFilesError) as error:
+    sys.exit(f"{error}\nReport: {dataset_builder.report_path}")
+  if built is None:
+    print(f"{_DATASET.value} is built already, in {dataset_builder.data_dir}.")
+  else:
+    print(
+      f"{built.summary()}\nWritten to {dataset_builder.data_dir}; report in "
+      f"{dataset_builder.report_path}."
+    )
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Dummy files in the licensed datasets' real layouts (tiny media), for tests and smoke runs."""

@@ -1,0 +1,148 @@
+"""Decoding video frames, audio and images, and log-mel features, without TensorFlow or torch.
+
+Video and audio are decoded with PyAV (FFmpeg's libraries, inside the wheel); images with
+Pillow; log-mel spectrograms are computed in NumPy. Unreadable or too short media raise
+:class:`~mtpkd_jax.data.builders.report.BadFile`, so a build skips and lists the unit.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from mtpkd_jax.data.builders.report import BadFile
+
+
+def video_frames(path: Path, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+  """Frames ``indices`` (0-based, decoding order) of a video, resized, RGB.
+
+  Args:
+    path: the video file.
+    indices: frame numbers to keep, in any order; repeats allowed.
+    size: ``(height, width)`` of the returned frames.
+
+  Returns:
+    uint8 array of shape ``[len(indices), height, width, 3]``.
+
+  Raises:
+    BadFile: if the file cannot be decoded or has fewer frames than ``max(indices) + 1``.
+  """
+  wanted = sorted(set(int(i) for i in indices))
+  frames: dict[int, np.ndarray] = {}
+  try:
+    with av.open(str(path)) as container:
+      if not container.streams.video:
+        raise BadFile(path, "no video stream")
+      for number, frame in enumerate(container.decode(video=0)):
+        if number in wanted:
+          frames[number] = frame.to_ndarray(width=size[1], height=size[0], format="rgb24")
+        if number >= wanted[-1]:
+          break
+  except (av.FFmpegError, OSError) as error:
+    raise BadFile(path, f"unreadable video ({error})") from None
+  if len(frames) < len(wanted):
+    raise BadFile(path, f"has {len(frames) and max(frames) + 1} frames, needs {wanted[-1] + 1}")
+  return np.stack([frames[int(i)] for i in indices])
+
+
+def video_rate(path: Path) -> float:
+  """The video stream's average frame rate (frames per second), from the container."""
+  try:
+    with av.open(str(path)) as container:
+      if not container.streams.video or not container.streams.video[0].average_rate:
+        raise BadFile(path, "no video stream with a frame rate")
+      return float(container.streams.video[0].average_rate)
+  except (av.FFmpegError, OSError) as error:
+    raise BadFile(path, f"unreadable video ({error})") from None
+
+
+def audio(path: Path, rate: int) -> np.ndarray:
+  """The first audio stream of a media file, mixed to mono and resampled.
+
+  Returns:
+    float32 array of shape ``[samples]`` at ``rate`` Hz.
+
+  Raises:
+    BadFile: if the file cannot be decoded or has no audio stream.
+  """
+  chunks = []
+  try:
+    with av.open(str(path)) as container:
+      if not container.streams.audio:
+        raise BadFile(path, "no audio stream")
+      resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+      for frame in container.decode(audio=0):
+        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+      chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+  except (av.FFmpegError, OSError) as error:
+    raise BadFile(path, f"unreadable audio ({error})") from None
+  if not chunks:
+    raise BadFile(path, "empty audio stream")
+  return np.concatenate(chunks).astype(np.float32)
+
+
+def image(path: Path, size: tuple[int, int]) -> np.ndarray:
+  """An RGB image resized to ``(height, width)``: uint8 ``[height, width, 3]``.
+
+  Raises:
+    BadFile: if the image cannot be decoded.
+  """
+  try:
+    with Image.open(path) as img:
+      img = img.convert("RGB")
+      if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+      return np.asarray(img, dtype=np.uint8)
+  except (OSError, ValueError) as error:
+    raise BadFile(path, f"unreadable image ({error})") from None
+
+
+def _hz_to_mel(hz):
+  return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+
+def _mel_to_hz(mel):
+  return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+  """Triangular HTK-mel filters from 0 Hz to ``rate / 2``: float32 ``[n_fft // 2 + 1, n_mels]``."""
+  bins = np.fft.rfftfreq(n_fft, 1.0 / rate)
+  edges = _mel_to_hz(np.linspace(0.0, _hz_to_mel(rate / 2), n_mels + 2))
+  lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+  rising = (bins - lower) / (centre - lower)
+  falling = (upper - bins) / (upper - centre)
+  return np.maximum(0.0, np.minimum(rising, falling)).T.astype(np.float32)
+
+
+def log_mel(
+  waveform: np.ndarray, rate: int, centres_s: np.ndarray, n_fft: int, n_mels: int
+) -> np.ndarray:
+  """Log-mel energies of Hann windows of ``n_fft`` samples centred on given times.
+
+  Windows reaching past either end of the waveform see zeros there. Centring windows on
+  chosen times (rather than on a fixed hop) aligns the features with video frames of any
+  frame rate.
+
+  Args:
+    waveform: float ``[samples]`` at ``rate`` Hz.
+    rate: sampling rate, Hz.
+    centres_s: float ``[steps]``: window centres, seconds.
+    n_fft: window and FFT length, samples.
+    n_mels: mel bands.
+
+  Returns:
+    float32 ``[steps, n_mels]``: ``log(mel energy + 1e-6)``.
+  """
+  starts = np.round(np.asarray(centres_s) * rate).astype(np.int64) - n_fft // 2
+  positions = starts[:, None] + np.arange(n_fft)
+  inside = (positions >= 0) & (positions < len(waveform))
+  windows = np.where(inside, waveform[np.clip(positions, 0, len(waveform) - 1)], 0.0)
+  spectrum = np.abs(np.fft.rfft(windows * np.hanning(n_fft), axis=-1)) ** 2
+  return np.log(spectrum @ mel_filterbank(rate, n_fft, n_mels) + 1e-6).astype(np.float32)

@@ -64,7 +64,8 @@ def predict(
     padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk))])
     batch = parallel.shard_batch(table.take(padded[rows]), mesh)
     gathered = multihost_utils.process_allgather(fn(variables, batch), tiled=True)
-    outputs.append(jax.tree.map(lambda a, n=len(chunk): np.asarray(a)[:n], gathered))
+    num = len(chunk)
+    outputs.append(jax.tree.map(lambda a, n=num: np.asarray(a)[:n], gathered))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 

@@ -110,8 +110,25 @@ def shard_batch(batch: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
 
 
 def replicate_on_mesh(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
-  """Places `tree` (a state, an rng, frozen inputs) fully replicated on `mesh`."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """Places `tree` (a state, an rng, frozen inputs) fully replicated on `mesh`.
+
+  With several processes, every process passes the same values (host arrays, or arrays on
+  its own devices) and each places its copies on its devices of `mesh`.
+  """
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: _replicate(x, sharding), tree)
+
+
+def _replicate(x, sharding: NamedSharding) -> jax.Array:
+  if isinstance(x, jax.Array) and x.sharding == sharding:
+    return x
+  if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    data = _replicate(jax.random.key_data(x), sharding)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def data_parallel(

@@ -63,6 +63,17 @@ def _launch_two(workdir, result, *flags, log):
   ]
 
 
+@pytest.fixture
+def processes():
+  """Processes the test starts; those still running at its end (a failure) are killed."""
+  started = []
+  yield started
+  for process in started:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+
+
 def _finished_steps(directory):
   return [int(p.name) for p in directory.glob("*") if p.name.isdigit()]
 
@@ -84,10 +95,10 @@ def _assert_same_run(result, expected):
 
 
 def test_two_processes_train_as_one_with_four_devices_and_count_each_example_once(
-  tmp_path, reference
+  tmp_path, reference, processes
 ):
   with (tmp_path / "log.txt").open("w") as log:
-    processes = _launch_two(tmp_path / "workdir", tmp_path / "result.json", log=log)
+    processes += _launch_two(tmp_path / "workdir", tmp_path / "result.json", log=log)
     assert [p.wait(timeout=120) for p in processes] == [0, 0], (tmp_path / "log.txt").read_text()
   result = json.loads((tmp_path / "result.json").read_text())
   assert (result["processes"], result["devices"]) == (2, 4)
@@ -98,12 +109,13 @@ def test_two_processes_train_as_one_with_four_devices_and_count_each_example_onc
 
 
 def test_a_killed_process_stops_its_peer_and_one_process_resumes_their_checkpoint(
-  tmp_path, reference
+  tmp_path, reference, processes
 ):
   workdir, log_path = tmp_path / "workdir", tmp_path / "log.txt"
   checkpoints = workdir / "toy" / "checkpoints"
   with log_path.open("w") as log:
-    survivor, victim = _launch_two(workdir, tmp_path / "result.json", "--slow", log=log)
+    processes += _launch_two(workdir, tmp_path / "result.json", "--slow", log=log)
+    survivor, victim = processes
     deadline = time.monotonic() + 120
     while max(_finished_steps(checkpoints), default=0) < 4:
       assert victim.poll() is None and survivor.poll() is None, log_path.read_text()
@@ -123,6 +135,7 @@ def test_a_killed_process_stops_its_peer_and_one_process_resumes_their_checkpoin
 
     # One process with 2 devices continues the two processes' checkpoint.
     resumed = _launch(workdir, tmp_path / "result.json", devices=2, log=log)
+    processes.append(resumed)
     assert resumed.wait(timeout=120) == 0, log_path.read_text()
   result = json.loads((tmp_path / "result.json").read_text())
   assert (result["processes"], result["devices"]) == (1, 2)

@@ -92,12 +92,18 @@ def _save_variables(
 def _restore_variables(
   manager: ocp.CheckpointManager, target: PyTree | None
 ) -> tuple[dict[str, PyTree], dict[str, Any]]:
-  """Restores the latest `(variables, meta)`; without `target`, replicated on all devices."""
+  """Restores the latest `(variables, meta)`; without `target`, onto the default device.
+
+  With several processes, "the default device" is every device: the variables are replicated
+  on the mesh of all processes' devices.
+  """
   step = manager.latest_step()
   if target is None:
-    replicated = NamedSharding(parallel.make_mesh(), P())
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    if jax.process_count() > 1:
+      sharding = NamedSharding(parallel.make_mesh(), P())
     target = jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
       manager.item_metadata(step)["variables"],
     )
   restored = manager.restore(
@@ -292,7 +298,8 @@ def load_stage_output(
     stage: Name of the stage to load, e.g. `"backbone_visual"`.
     target: Optional `{"params": ..., "batch_stats": ...}` of arrays or
       `jax.ShapeDtypeStruct`s giving the structure, dtypes and shardings to restore into.
-      Without it, arrays are restored replicated on every device of every process.
+      Without it, arrays are restored onto the first device (with several processes,
+      replicated on every device of every process).
     required_by: Name of the stage asking, used in the error message.
 
   Returns:

@@ -5,6 +5,12 @@
       --workdir results/pain5
 
 Rerunning with the same ``--workdir`` resumes every stage from its last checkpoint.
+
+On several processes (hosts), start the same command in every process; under SLURM or on a
+TPU pod slice JAX finds the processes itself, elsewhere pass them (README, "Scaling out"):
+
+  python -m experiments.train --coordinator_address=host0:1234 --num_processes=2 \
+      --process_id=0 ...
 """
 
 from pathlib import Path
@@ -14,6 +20,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mtpkd_jax.comparison import report, runner
+from mtpkd_jax.train import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -27,10 +34,32 @@ _WORKDIR = flags.DEFINE_string(
   "Checkpoints, logs, tables and plots; rerun with the same workdir to resume.",
 )
 
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "host:port of process 0 for jax.distributed; unset: auto-detected (SLURM, TPU pods) or "
+  "a single process.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "Processes of a multi-process run (jax.distributed)."
+)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, from 0.")
+_HEARTBEAT = flags.DEFINE_integer(
+  "heartbeat_timeout_s",
+  100,
+  "A process silent this long is declared dead and the others stop with an error.",
+)
+
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  distributed.initialize(
+    _COORDINATOR.value,
+    _NUM_PROCESSES.value,
+    _PROCESS_ID.value,
+    heartbeat_timeout_s=_HEARTBEAT.value,
+  )
   if not flags.FLAGS["verbosity"].present:
     # Orbax logs every save and restore; progress bars and the table are what matter here.
     logging.set_verbosity(logging.ERROR)
@@ -39,6 +68,8 @@ def main(argv):
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", str(Path(_WORKDIR.value) / "jax_cache"))
   results = runner.run(_CONFIG.value, _WORKDIR.value)
+  if not distributed.is_main():
+    return
   print(report.markdown_table(results))
   print(
     f"\nWall time {results['wall_time_s']:.0f} s on {results['devices']}. "

@@ -25,7 +25,7 @@ from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
 from mtpkd_jax.methods import evaluation, registry, stages
 from mtpkd_jax.ot import divergence, similarity
-from mtpkd_jax.train import parallel
+from mtpkd_jax.train import distributed, parallel
 
 
 def _train_and_evaluate(ctx: stages.Context, methods) -> tuple[dict, dict]:
@@ -58,7 +58,8 @@ def _train_and_evaluate(ctx: stages.Context, methods) -> tuple[dict, dict]:
     test_outputs[name] = outputs
     metrics = evaluation.scores(outputs, ctx.dataset.y[test], ctx.schema.task)
     results[name] = {k: metrics[k] for k in evaluation.metric_names(ctx.schema.task)}
-  np.savez(ctx.workdir / "test_outputs.npz", **test_outputs)
+  if distributed.is_main():
+    np.savez(ctx.workdir / "test_outputs.npz", **test_outputs)
   artifacts = {}
   if student_z:
     z_teacher = stages.teacher_targets(ctx, "joint", "evaluation")["teacher_z"][test, 0]
@@ -188,12 +189,13 @@ def open_dataset(config: ml_collections.ConfigDict) -> pipeline.Dataset:
       is not one of its modalities, or an unknown method.
   """
   options = config.get("dataset_options")
-  dataset = pipeline.open_dataset(
-    config.dataset,
-    config.data_dir,
-    options.to_dict() if options else None,
-    in_memory=config.get("in_memory"),
-  )
+  args = (config.dataset, config.data_dir, options.to_dict() if options else None)
+  # Process 0 builds the dataset, if needed, before the others open it.
+  if distributed.is_main():
+    dataset = pipeline.open_dataset(*args, in_memory=config.get("in_memory"))
+  distributed.barrier("dataset_built")
+  if not distributed.is_main():
+    dataset = pipeline.open_dataset(*args, in_memory=config.get("in_memory"))
   try:
     dataset.schema.check_roles(config.visual, config.privileged)
   except ValueError as error:
@@ -226,7 +228,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 
   Returns:
     The results dict (see :func:`mtpkd_jax.comparison.report.summarize`), with the paths of
-    the written tables and plots under ``files``.
+    the written tables and plots under ``files``. In a multi-process run every process
+    trains and evaluates; process 0 alone writes files, and the others' results have no
+    ``files`` or ``plots``.
   """
   start = time.perf_counter()
   workdir = Path(workdir)
@@ -236,9 +240,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   dataset = open_dataset(config)
   mesh = parallel.make_mesh(config.num_devices)
   contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
+  main = distributed.is_main()  # Files are written by process 0 alone.
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-  (workdir / "schema.json").write_text(json.dumps(dataset.schema.to_json(), indent=1))
+  if main:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+    (workdir / "schema.json").write_text(json.dumps(dataset.schema.to_json(), indent=1))
   task = dataset.schema.task
   results = {
     "dataset": dataset.description,
@@ -246,7 +252,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     "protocol": protocol(dataset),
     "metrics": list(evaluation.metric_names(task)),
     "baseline": config.baseline,
-    "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+    "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+    + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""),
     "runs": [],
   }
   logging.info(
@@ -259,9 +266,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "Run %d: fold %d, seed %d, %s", r, fold, seed, {k: len(v) for k, v in ctx.split.items()}
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "split.json").write_text(json.dumps({k: v.tolist() for k, v in ctx.split.items()}))
+    if main:
+      split = {k: v.tolist() for k, v in ctx.split.items()}
+      (run_dir / "split.json").write_text(json.dumps(split))
     methods, artifacts = _train_and_evaluate(ctx, list(config.methods))
-    if r == 0:
+    if r == 0 and main:
       results["plots"] = {
         k: str(v) for k, v in _plot_run(run_dir, artifacts, config, workdir).items()
       }
@@ -275,6 +284,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       }
     )
   results["wall_time_s"] = time.perf_counter() - start
+  if not main:
+    return results
   if set(config.methods) - {config.baseline}:
     results["plots"]["paired_differences"] = str(
       plots.paired_differences(

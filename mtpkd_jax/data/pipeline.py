@@ -252,13 +252,17 @@ def batch_dataset(
   drop_remainder: bool,
   num_epochs: int | None = 1,
   keys: Sequence[str] | None = None,
+  num_shards: int = 1,
+  shard_index: int = 0,
 ) -> grain.MapDataset:
   """Random-access batches: element `s` is batch number `s` of the run.
 
   Epoch `e` visits every example of `indices` once, in an order that depends only on
   `(seed, e)`; batches never straddle two epochs. So `batch_dataset(...)[s]` is the same
   batch whenever it is asked for, which is what resuming from step `s` needs. Only the
-  batch's examples are read from `table`.
+  batch's examples are read from `table`. With `num_shards > 1` (one shard per process of a
+  multi-process run), element `s` is block `shard_index` of the rows of that global batch,
+  so each process reads only its rows and the blocks together are the one-process batch.
 
   Args:
     table: The examples (a `Table`, or columns `[N, ...]` in memory).
@@ -269,13 +273,16 @@ def batch_dataset(
     drop_remainder: Whether to drop each epoch's last partial batch (training).
     num_epochs: Number of passes; `None` for endless.
     keys: The columns to return; `None` for all.
+    num_shards: The number of blocks every batch is split into (processes).
+    shard_index: The block returned, in `[0, num_shards)`.
 
   Returns:
-    A `grain.MapDataset` of dicts of arrays with a leading `[batch]` axis.
+    A `grain.MapDataset` of dicts of arrays with a leading `[batch]` axis
+    (`[batch_size // num_shards]` rows with shards).
 
   Raises:
     ValueError: on an empty `indices`, a non-positive `batch_size` or `num_epochs`, an
-      epoch with no batch, or an unknown column.
+      epoch with no batch, an unknown column, or shards that do not split every batch.
   """
   if not isinstance(table, table_lib.Table):
     table = table_lib.ArrayTable(table)
@@ -294,6 +301,14 @@ def batch_dataset(
     raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
   if num_epochs is not None and num_epochs < 1:
     raise ValueError(f"`num_epochs` must be positive or None, got {num_epochs}.")
+  if not 0 <= shard_index < num_shards or (
+    num_shards > 1 and (batch_size % num_shards or not drop_remainder)
+  ):
+    raise ValueError(
+      f"`shard_index`={shard_index} must be in [0, `num_shards`={num_shards}), and with "
+      f"shards every batch must split evenly: `batch_size`={batch_size} a multiple of "
+      f"`num_shards` and `drop_remainder`=True (got {drop_remainder})."
+    )
   keys = table.keys if keys is None else tuple(keys)
   if unknown := sorted(set(keys) - set(table.keys)):
     raise ValueError(f"`keys` has unknown columns {unknown}; available: {list(table.keys)}.")
@@ -316,6 +331,8 @@ def batch_dataset(
     epoch, position = divmod(step, epoch_steps)
     start = epoch * num_examples + position * batch_size
     stop = epoch * num_examples + min(position * batch_size + batch_size, num_examples)
+    share = (stop - start) // num_shards
+    start, stop = start + shard_index * share, start + (shard_index + 1) * share
     return table.take(np.array([order[i] for i in range(start, stop)]), keys)
 
   total_steps = sys.maxsize if num_epochs is None else num_epochs * epoch_steps

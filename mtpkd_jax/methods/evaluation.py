@@ -7,9 +7,11 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
+from mtpkd_jax.train import distributed, parallel
 from mtpkd_jax.train import metrics as metrics_lib
 
 
@@ -34,14 +36,16 @@ def predict(
 ) -> Any:
   """``fn(variables, batch)`` over the examples ``indices`` of ``table``, as one array.
 
-  The examples are read ``batch_size`` at a time, so the inputs are never all in memory.
-  ``fn`` should be jit-compiled once by the caller; the last batch is padded to
-  ``batch_size`` (with copies of its last example) so it compiles a single shape.
+  Data-parallel over every device of every process (``parallel.make_mesh()``): each batch
+  of ``batch_size`` examples (rounded up to a multiple of the devices) is split over the
+  devices, each process reading only its rows; the last batch is padded with copies of its
+  last example, so a single shape compiles, and the padding is cut from the outputs. Every
+  process gets all outputs, each example exactly once, in ``indices`` order.
 
   Args:
     fn: ``fn(variables, batch) -> [batch_size, ...]`` (or a pytree of such arrays),
-      ``batch`` a dict of ``table``'s columns.
-    variables: passed through to ``fn``.
+      ``batch`` a dict of ``table``'s columns; jit-compiled once by the caller.
+    variables: passed through to ``fn``, replicated on the mesh.
     table: the examples.
     batch_size: examples per call.
     indices: the examples to predict; ``None`` for all of ``table``, in order.
@@ -50,12 +54,18 @@ def predict(
     ``[len(indices), ...]``, or the same pytree of such arrays.
   """
   indices = np.arange(len(table)) if indices is None else np.asarray(indices)
+  mesh = parallel.make_mesh()
+  variables = parallel.replicate_on_mesh(variables, mesh)
+  size = -(-batch_size // mesh.size) * mesh.size
+  rows = distributed.process_rows(size)
   outputs = []
-  for chunk in table.chunks(indices, batch_size):
-    num = len(next(iter(chunk.values())))
-    if pad := batch_size - num:
-      chunk = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in chunk.items()}
-    outputs.append(jax.tree.map(lambda a, n=num: np.asarray(a)[:n], fn(variables, chunk)))
+  for start in range(0, len(indices), size):
+    chunk = indices[start : start + size]
+    padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk))])
+    batch = parallel.shard_batch(table.take(padded[rows]), mesh)
+    gathered = multihost_utils.process_allgather(fn(variables, batch), tiled=True)
+    num = len(chunk)
+    outputs.append(jax.tree.map(lambda a, n=num: np.asarray(a)[:n], gathered))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 

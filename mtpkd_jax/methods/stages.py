@@ -251,6 +251,8 @@ def _fit(
     seed=ctx.seed,
     drop_remainder=True,
     num_epochs=None,
+    num_shards=jax.process_count(),
+    shard_index=jax.process_index(),
   )
   state = create_train_state(model.apply, variables, tx or optax.adam(cfg.learning_rate))
   logdir = checkpoint.stage_dir(ctx.workdir, stage) / "logs"

@@ -18,13 +18,17 @@ Frozen inputs (a teacher) never appear: only the `TrainState` is written. A stag
 predecessor with `load_stage_output`, which fails loudly when the predecessor has not run.
 """
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from mtpkd_jax.train import parallel
 from mtpkd_jax.train.state import TrainState
 
 PyTree = Any
@@ -48,6 +52,11 @@ def _manager(
     cleanup_tmp_directories=not read_only,
     create=not read_only,
     read_only=read_only,
+    # Every process saves together; the managers of one stage save the same step at once,
+    # so their barriers need names of their own.
+    multiprocessing_options=ocp.options.MultiprocessingOptions(
+      barrier_sync_key_prefix=hashlib.sha1(str(directory).encode()).hexdigest()[:12]
+    ),
   )
   # Registering the handlers up front lets `item_metadata` read a step not saved by this
   # process (needed to restore without a target).
@@ -83,12 +92,18 @@ def _save_variables(
 def _restore_variables(
   manager: ocp.CheckpointManager, target: PyTree | None
 ) -> tuple[dict[str, PyTree], dict[str, Any]]:
-  """Restores the latest `(variables, meta)`; without `target`, onto the default device."""
+  """Restores the latest `(variables, meta)`; without `target`, onto the default device.
+
+  With several processes, "the default device" is every device: the variables are replicated
+  on the mesh of all processes' devices.
+  """
   step = manager.latest_step()
   if target is None:
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    if jax.process_count() > 1:
+      sharding = NamedSharding(parallel.make_mesh(), P())
     target = jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
       manager.item_metadata(step)["variables"],
     )
   restored = manager.restore(
@@ -283,7 +298,8 @@ def load_stage_output(
     stage: Name of the stage to load, e.g. `"backbone_visual"`.
     target: Optional `{"params": ..., "batch_stats": ...}` of arrays or
       `jax.ShapeDtypeStruct`s giving the structure, dtypes and shardings to restore into.
-      Without it, arrays are restored as saved onto the first device.
+      Without it, arrays are restored onto the first device (with several processes,
+      replicated on every device of every process).
     required_by: Name of the stage asking, used in the error message.
 
   Returns:

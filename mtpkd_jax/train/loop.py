@@ -9,7 +9,7 @@ import jax
 import tqdm
 from absl import logging
 
-from mtpkd_jax.train import checkpoint, parallel
+from mtpkd_jax.train import checkpoint, distributed, parallel
 from mtpkd_jax.train.state import TrainState
 from mtpkd_jax.train.writers import MetricWriter
 
@@ -131,8 +131,9 @@ def fit(
     stage: Stage name: checkpoint subdirectory, progress-bar label, error messages.
     workdir: Root directory of the experiment.
     mesh: 1-D `("data",)` mesh (`parallel.make_mesh`).
-    batch_for_step: `i -> global batch` (pytree of host arrays `[global_batch, ...]`,
-      divisible by the number of devices). Must be a pure function of `i`.
+    batch_for_step: `i -> this process's rows of global batch i` (pytree of host arrays
+      `[global_batch // processes, ...]`, divisible by the process's devices; the whole
+      batch with one process; see `parallel.shard_batch`). Must be a pure function of `i`.
     num_steps: Total number of updates of the stage.
     rng: Base key of the stage.
     frozen: Frozen inputs of the step (e.g. teacher variables), never trained or saved.
@@ -195,7 +196,13 @@ def fit(
     for part, selection in parts.items():
       _check_resumed(stage, f"best_{part}", part_best[part], selection.metric, selection.mode)
 
-    bar = tqdm.tqdm(total=num_steps, initial=start_step, desc=stage, unit="step")
+    bar = tqdm.tqdm(
+      total=num_steps,
+      initial=start_step,
+      desc=stage,
+      unit="step",
+      disable=not distributed.is_main(),
+    )
     if start_step < num_steps:
       batch = parallel.shard_batch(batch_for_step(start_step), mesh)
     for step in range(start_step + 1, num_steps + 1):

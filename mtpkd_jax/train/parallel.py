@@ -31,29 +31,35 @@ StepFn = Callable[[PyTree, PyTree, jax.Array, PyTree], tuple[PyTree, PyTree]]
 
 
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-  """Builds a 1-D `("data",)` mesh over the first `num_devices` local devices.
+  """Builds a 1-D `("data",)` mesh over the first `num_devices` devices of every process.
 
-  The axis type is `Auto`, not the `Explicit` default: ott's Sinkhorn loop, which the
-  structural losses call inside the step, does not trace under explicit sharding.
+  The devices are ordered by process, so that process `p`'s devices hold block `p` of every
+  global batch, the rows it reads (`distributed.process_rows`). The axis type is `Auto`, not
+  the `Explicit` default: ott's Sinkhorn loop, which the structural losses call inside the
+  step, does not trace under explicit sharding.
 
   Args:
-    num_devices: How many devices to use; all of `jax.devices()` when `None`.
+    num_devices: How many devices to use; all of `jax.devices()` when `None`. With several
+      processes, only `None` or all devices.
 
   Returns:
     A `jax.sharding.Mesh` with the single axis `"data"` of size `num_devices`.
 
   Raises:
-    ValueError: If `num_devices` is not between 1 and `jax.device_count()`.
+    ValueError: If `num_devices` is not between 1 and `jax.device_count()`, or leaves out
+      a process's devices.
   """
-  devices = jax.devices()
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
   num_devices = len(devices) if num_devices is None else num_devices
   if not 1 <= num_devices <= len(devices):
     raise ValueError(f"num_devices={num_devices} but {len(devices)} devices are available.")
-  return jax.make_mesh(
-    (num_devices,),
-    (DATA_AXIS,),
-    axis_types=(jax.sharding.AxisType.Auto,),
-    devices=devices[:num_devices],
+  if jax.process_count() > 1 and num_devices != len(devices):
+    raise ValueError(
+      f"num_devices={num_devices}, but a run of {jax.process_count()} processes uses all "
+      f"{len(devices)} devices; leave num_devices unset."
+    )
+  return jax.sharding.Mesh(
+    np.array(devices[:num_devices]), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
   )
 
 
@@ -80,25 +86,49 @@ def check_batch_divisible(batch: PyTree, num_devices: int) -> None:
 
 
 def shard_batch(batch: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
-  """Places a host batch on `mesh`, each leaf split along its leading axis.
+  """Assembles the global batch on `mesh` from this process's rows of it.
+
+  With one process the rows are the whole batch. With several, process `p` passes block `p`
+  of the global batch (`distributed.process_rows`), and the global batch is built with
+  `jax.make_array_from_process_local_data`, leaves split along their leading axis.
 
   Args:
-    batch: Pytree of arrays of shape `[global_batch, ...]`.
-    mesh: Mesh with a `"data"` axis.
+    batch: Pytree of this process's rows, arrays of shape `[global_batch // processes, ...]`.
+    mesh: Mesh with a `"data"` axis (`make_mesh`).
 
   Returns:
-    The batch as `jax.Array`s sharded `PartitionSpec("data")`.
+    The global batch as `jax.Array`s sharded `PartitionSpec("data")`.
 
   Raises:
-    ValueError: If the global batch does not split evenly (see `check_batch_divisible`).
+    ValueError: If the rows do not split evenly over this process's devices of the mesh
+      (see `check_batch_divisible`).
   """
-  check_batch_divisible(batch, mesh.shape[DATA_AXIS])
-  return jax.device_put(batch, NamedSharding(mesh, P(DATA_AXIS)))
+  local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+  check_batch_divisible(batch, local_devices)
+  sharding = NamedSharding(mesh, P(DATA_AXIS))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
 def replicate_on_mesh(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
-  """Places `tree` (a state, an rng, frozen inputs) fully replicated on `mesh`."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """Places `tree` (a state, an rng, frozen inputs) fully replicated on `mesh`.
+
+  With several processes, every process passes the same values (host arrays, or arrays on
+  its own devices) and each places its copies on its devices of `mesh`.
+  """
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: _replicate(x, sharding), tree)
+
+
+def _replicate(x, sharding: NamedSharding) -> jax.Array:
+  if isinstance(x, jax.Array) and x.sharding == sharding:
+    return x
+  if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    data = _replicate(jax.random.key_data(x), sharding)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def data_parallel(

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from mtpkd_jax.train import checkpoint
+from mtpkd_jax.train import checkpoint, distributed
 
 FILENAME = "provenance.json"
 
@@ -79,6 +79,9 @@ def ensure(workdir: str | Path, stage: str, record: Mapping[str, Any]) -> list[s
   if directory.exists():
     old = json.loads(path.read_text()) if path.is_file() else {}
     changed = _changes(old, record) if old else ["(no provenance record)"]
+  # Every process reads the old record before process 0 moves or rewrites it.
+  distributed.barrier(f"provenance_read_{stage}")
+  if distributed.is_main():
     if changed:
       stale = directory.with_name(f"{directory.name}.stale")
       shutil.rmtree(stale, ignore_errors=True)
@@ -89,6 +92,7 @@ def ensure(workdir: str | Path, stage: str, record: Mapping[str, Any]) -> list[s
         ", ".join(changed),
         stale,
       )
-  directory.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(record, indent=1, sort_keys=True))
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=True))
+  distributed.barrier(f"provenance_written_{stage}")
   return changed

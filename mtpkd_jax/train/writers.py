@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from mtpkd_jax.train import distributed
+
 
 class MetricWriter:
   """Writes scalars to `<logdir>/events.out.tfevents.*` and `<logdir>/metrics.jsonl`.
 
   Each JSON line is `{"step": int, "<name>": float, ...}`. A resumed run appends, so a
   replayed step may appear twice; the later line is the one that matches the checkpoint.
+  In a multi-process run only process 0 writes; the other processes' writers do nothing.
 
   Args:
     logdir: Directory for both files; created if missing.
@@ -20,6 +23,9 @@ class MetricWriter:
 
   def __init__(self, logdir: str | Path):
     self.logdir = Path(logdir)
+    self._active = distributed.is_main()
+    if not self._active:
+      return
     self.logdir.mkdir(parents=True, exist_ok=True)
     self._summary = SummaryWriter(str(self.logdir))
     self._jsonl = open(self.logdir / "metrics.jsonl", "a")  # Closed by close().
@@ -32,6 +38,8 @@ class MetricWriter:
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """Writes one value per name at `step`; values must convert to a Python float."""
+    if not self._active:
+      return
     values = {name: float(np.asarray(value)) for name, value in scalars.items()}
     for name, value in values.items():
       self._summary.add_scalar(name, value, global_step=step)
@@ -39,10 +47,14 @@ class MetricWriter:
 
   def flush(self) -> None:
     """Pushes buffered values to disk."""
+    if not self._active:
+      return
     self._summary.flush()
     self._jsonl.flush()
 
   def close(self) -> None:
     """Flushes and closes both files."""
+    if not self._active:
+      return
     self._summary.close()
     self._jsonl.close()

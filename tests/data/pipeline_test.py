@@ -159,3 +159,36 @@ def test_bad_batch_arguments_raise(kwargs, message):
   arguments = dict(indices=INDICES, batch_size=4, seed=0, drop_remainder=False) | kwargs
   with pytest.raises(ValueError, match=message):
     pipeline.batches(ARRAYS, **arguments)
+
+
+def test_process_shards_are_the_blocks_of_the_one_process_batches():
+  whole = pipeline.batch_dataset(ARRAYS, INDICES, batch_size=8, seed=3, drop_remainder=True)
+  shards = [
+    pipeline.batch_dataset(
+      ARRAYS,
+      INDICES,
+      batch_size=8,
+      seed=3,
+      drop_remainder=True,
+      num_shards=4,
+      shard_index=i,
+    )
+    for i in range(4)
+  ]
+  for step in range(len(whole)):
+    blocks = [shard[step]["index"] for shard in shards]
+    assert [len(b) for b in blocks] == [2] * 4
+    np.testing.assert_array_equal(np.concatenate(blocks), whole[step]["index"])
+
+
+@pytest.mark.parametrize(
+  "kwargs",
+  [
+    {"num_shards": 3, "shard_index": 0, "drop_remainder": True},
+    {"num_shards": 2, "shard_index": 2, "drop_remainder": True},
+    {"num_shards": 2, "shard_index": 0, "drop_remainder": False},
+  ],
+)
+def test_shards_that_do_not_split_every_batch_raise(kwargs):
+  with pytest.raises(ValueError, match="num_shards"):
+    pipeline.batch_dataset(ARRAYS, INDICES, batch_size=8, seed=0, **kwargs)

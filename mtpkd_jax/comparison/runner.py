@@ -24,7 +24,7 @@ from mtpkd_jax.comparison import plots, report
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
 from mtpkd_jax.methods import evaluation, registry, stages
-from mtpkd_jax.ot import divergence, similarity
+from mtpkd_jax.ot import similarity
 from mtpkd_jax.train import parallel
 
 
@@ -92,18 +92,19 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
   params = registry.method_params(config, name)
   if "anchors" not in params:  # A student without structural OT: MT-PKDOT's anchors.
     params = config.method_params.mt_pkdot
-  k = min(params.k, size - 1)
-  t_pts, s_pts = similarity.select_anchors(
-    similarity.shift_nonnegative(s_t), similarity.shift_nonnegative(s_s), params.anchors, k
-  )
-  cost = divergence.half_sq_euclidean(s_pts[None], t_pts[None])
   # The plan at the method's target epsilon, solved to convergence.
-  schedule = ot.Tolerance(epsilon=registry.schedule_of(params).target_epsilon)
-  out = ot.solve(cost, schedule=schedule)
+  epsilon = registry.schedule_of(params).target_epsilon
+  plan = ot.structural_plan(
+    artifacts["student_z"][name][:size],
+    artifacts["z_teacher"][:size],
+    anchors=params.anchors,
+    k=min(params.k, size - 1),
+    epsilon=epsilon,
+  )
   paths["transport_plan"] = plots.transport_plan(
-    np.asarray(ot.transport_plan(cost, out))[0],
+    np.asarray(plan),
     out_dir / "transport_plan.png",
-    title=f"{name}: transport plan, student rows -> teacher rows (eps={schedule.epsilon:g})",
+    title=f"{name}: transport plan, student rows -> teacher rows (eps={epsilon:g})",
   )
   return paths
 

@@ -69,7 +69,7 @@ def _child(config, path: str, data_dir: str, workdir: str, in_memory: bool, batc
   # Imported here: the measured process starts bare (spawn), and so does its memory.
   from mtpkd_jax.comparison import runner  # noqa: PLC0415
   from mtpkd_jax.data import pipeline  # noqa: PLC0415
-  from mtpkd_jax.methods import stages  # noqa: PLC0415
+  from mtpkd_jax.methods import unimodal  # noqa: PLC0415
   from mtpkd_jax.train import parallel  # noqa: PLC0415
 
   config = _config(config, Path(path), Path(data_dir), in_memory, batch_size)
@@ -85,7 +85,7 @@ def _child(config, path: str, data_dir: str, workdir: str, in_memory: bool, batc
     pass
   read = time.perf_counter() - start
   start = time.perf_counter()
-  stages.train_unimodal(ctx, "seq")
+  unimodal.train_unimodal(ctx, "seq")
   trained = time.perf_counter() - start
   queue.put(
     {

@@ -18,7 +18,7 @@ import numpy as np
 
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.methods import registry, stages
+from mtpkd_jax.methods import context, registry, students, unimodal
 from mtpkd_jax.train import parallel
 
 
@@ -30,7 +30,7 @@ def _run_dir(workdir: Path, run: int) -> tuple[Path, int]:
   return found[0], int(found[0].name.rsplit("_seed", 1)[1])
 
 
-def load_context(workdir: str | Path, run: int = 0) -> stages.Context:
+def load_context(workdir: str | Path, run: int = 0) -> context.Context:
   """The context of run ``run`` of a finished workdir, without its dataset.
 
   Raises:
@@ -48,7 +48,7 @@ def load_context(workdir: str | Path, run: int = 0) -> stages.Context:
   config.privileged = tuple(config.privileged)
   schema = schema_lib.Schema.from_json(json.loads((workdir / "schema.json").read_text()))
   run_dir, seed = _run_dir(workdir, run)
-  return stages.Context(
+  return context.Context(
     config=config,
     schema=schema,
     dataset=None,
@@ -88,7 +88,7 @@ def read_visual(path: str | Path, schema: schema_lib.Schema, visual: str) -> tab
   return table_lib.ArrayTable(columns)
 
 
-def predictor(ctx: stages.Context, method: str):
+def predictor(ctx: context.Context, method: str):
   """``fn(table) -> outputs [N, C]``: the visual-only test-time path of ``method``.
 
   Raises:
@@ -106,8 +106,8 @@ def predictor(ctx: stages.Context, method: str):
   if kind.kind == "unimodal":
     if kind.modality != ctx.config.visual:
       raise ValueError(f"{method!r} reads {kind.modality!r}, not the visual modality.")
-    return stages.unimodal_predictor(ctx, kind.modality)
-  student = stages.student_predictor(ctx, method)
+    return unimodal.unimodal_predictor(ctx, kind.modality)
+  student = students.student_predictor(ctx, method)
   return lambda table: student(table)[0]
 
 

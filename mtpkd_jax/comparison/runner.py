@@ -23,38 +23,32 @@ from mtpkd_jax import ot
 from mtpkd_jax.comparison import plots, report
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
-from mtpkd_jax.methods import evaluation, registry, stages
-from mtpkd_jax.ot import divergence, similarity
+from mtpkd_jax.methods import context, evaluation, registry, stages, students, unimodal
+from mtpkd_jax.ot import similarity
 from mtpkd_jax.train import distributed, parallel
 
 
-def _train_and_evaluate(ctx: stages.Context, methods) -> tuple[dict, dict]:
+def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
   """Trains what ``methods`` need; returns test metrics per method and plot inputs.
 
-  The test outputs of every method are also saved to ``<run>/test_outputs.npz`` (one array
+  The stages share one :class:`~mtpkd_jax.methods.context.Memo`, for this run alone. The
+  test outputs of every method are also saved to ``<run>/test_outputs.npz`` (one array
   per method, and the test ``indices``).
   """
+  memo = context.Memo()
   visual, table, test = ctx.config.visual, ctx.dataset.table, ctx.split["test"]
-  needed = stages.plan(methods, ctx.modalities)
-  for modality in needed.unimodal:
-    stages.train_unimodal(ctx, modality)
-  if needed.joint:
-    stages.train_joint(ctx)
-  if needed.alignment:
-    stages.train_alignment(ctx)
-  for name in methods:
-    if registry.get_method(name, visual).kind == "student":
-      stages.train_student(ctx, name)
+  stages.train(ctx, memo, methods)
 
   results, student_z, test_outputs = {}, {}, {"indices": test}
   for name in methods:
     method = registry.get_method(name, visual)
     if method.kind == "unimodal":
-      outputs = stages.unimodal_predictor(ctx, method.modality)(table, test)
+      outputs = unimodal.unimodal_predictor(ctx, method.modality)(table, test)
     elif method.kind == "teacher":
-      outputs = stages.teacher_targets(ctx, "joint", "evaluation")["teacher_out"][test, 0]
+      teacher = students.teacher_targets(ctx, memo, "joint", "evaluation")
+      outputs = teacher["teacher_out"][test, 0]
     else:
-      outputs, student_z[name] = stages.student_predictor(ctx, name)(table, test)
+      outputs, student_z[name] = students.student_predictor(ctx, name)(table, test)
     test_outputs[name] = outputs
     metrics = evaluation.scores(outputs, ctx.dataset.y[test], ctx.schema.task)
     results[name] = {k: metrics[k] for k in evaluation.metric_names(ctx.schema.task)}
@@ -62,7 +56,7 @@ def _train_and_evaluate(ctx: stages.Context, methods) -> tuple[dict, dict]:
     np.savez(ctx.workdir / "test_outputs.npz", **test_outputs)
   artifacts = {}
   if student_z:
-    z_teacher = stages.teacher_targets(ctx, "joint", "evaluation")["teacher_z"][test, 0]
+    z_teacher = students.teacher_targets(ctx, memo, "joint", "evaluation")["teacher_z"][test, 0]
     artifacts = {"z_teacher": z_teacher, "student_z": student_z}
   return results, artifacts
 
@@ -93,18 +87,19 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
   params = registry.method_params(config, name)
   if "anchors" not in params:  # A student without structural OT: MT-PKDOT's anchors.
     params = config.method_params.mt_pkdot
-  k = min(params.k, size - 1)
-  t_pts, s_pts = similarity.select_anchors(
-    similarity.shift_nonnegative(s_t), similarity.shift_nonnegative(s_s), params.anchors, k
-  )
-  cost = divergence.half_sq_euclidean(s_pts[None], t_pts[None])
   # The plan at the method's target epsilon, solved to convergence.
-  schedule = ot.Tolerance(epsilon=registry.schedule_of(params).target_epsilon)
-  out = ot.solve(cost, schedule=schedule)
+  epsilon = registry.schedule_of(params).target_epsilon
+  plan = ot.structural_plan(
+    artifacts["student_z"][name][:size],
+    artifacts["z_teacher"][:size],
+    anchors=params.anchors,
+    k=min(params.k, size - 1),
+    epsilon=epsilon,
+  )
   paths["transport_plan"] = plots.transport_plan(
-    np.asarray(ot.transport_plan(cost, out))[0],
+    np.asarray(plan),
     out_dir / "transport_plan.png",
-    title=f"{name}: transport plan, student rows -> teacher rows (eps={schedule.epsilon:g})",
+    title=f"{name}: transport plan, student rows -> teacher rows (eps={epsilon:g})",
   )
   return paths
 
@@ -167,10 +162,10 @@ def make_context(
   run_index: int,
   workdir: Path,
   mesh: jax.sharding.Mesh,
-) -> stages.Context:
+) -> context.Context:
   """Run ``run_index``: fold ``run_index mod num_folds``, seed ``config.seed + run_index``."""
   fold, seed = _fold_and_seed(config, run_index)
-  return stages.Context(
+  return context.Context(
     config=config,
     schema=dataset.schema,
     dataset=dataset,

@@ -16,7 +16,9 @@ A student's **variant** is named ``<method>:<key>=<value>[,<key>=<value>...]``, 
 entries, ``pkdot:schedule.params.blur=0.05``). Variants train as their own student stages,
 beside the method itself, so that one run compares them on the same folds and seeds.
 
-A student's distillation term gets the per-sample teacher targets of its batch:
+A student's loss is named terms (``task``, then ``kd``, or ``ot`` and ``centroid``) weighed by
+the method's ``alpha``, ``beta`` and ``gamma`` (:mod:`mtpkd_jax.methods.objective`). Its
+distillation gets the per-sample teacher targets of its batch:
 ``teacher_z [B, T, d]`` and ``teacher_out [B, T, C]`` for ``T`` candidate teachers (one
 for the joint teacher; every adapted modality plus the joint for ``mt_pkdot``).
 """
@@ -24,7 +26,7 @@ for the joint teacher; every adapted modality plus the joint for ``mt_pkdot``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +38,11 @@ from mtpkd_jax.losses import task as task_lib
 
 ROUTINGS = ("min_loss", "joint", "mean", "softmin")
 
-DistillFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+DistillFn = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
+
+# The config entries weighing a student's loss terms (:func:`objective.total`).
+_KD_WEIGHTS = {"task": "alpha", "kd": "beta"}
+_OT_WEIGHTS = {"task": "alpha", "ot": "beta", "centroid": "gamma"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +55,10 @@ class Method:
     modality: the single modality of a ``unimodal`` method.
     teacher: where a student's teachers come from: ``joint`` (stage 1's ``z_J``) or
       ``aligned`` (stage 2's adapted embeddings and ``z_J``).
-    distill: ``distill(cfg, task_value, z_s, outputs_s, batch, task) -> (loss, metrics)``.
+    distill: ``distill(cfg, z_s, outputs_s, batch, task) -> (terms, metrics)``: the
+      distillation's loss terms by name (:data:`objective.TERMS`) and what else it logs.
+    weights: the config entry of ``method_params`` weighing each loss term, ``task``
+      included (:func:`objective.total`).
   """
 
   name: str
@@ -57,6 +66,7 @@ class Method:
   modality: str | None = None
   teacher: str | None = None
   distill: DistillFn | None = None
+  weights: Mapping[str, str] | None = None
 
 
 def schedule_of(cfg: ml_collections.ConfigDict) -> ot.Schedule:
@@ -76,11 +86,7 @@ def _structural(cfg: ml_collections.ConfigDict, z_s, teachers, weights):
     backend=cfg.backend,
   )
   centroid = jnp.sum(weights * aux["centroid"])
-  return (
-    value,
-    centroid,
-    {"ot": value, "centroid": centroid, "sinkhorn_iterations": aux["iterations"]},
-  )
+  return {"ot": value, "centroid": centroid}, {"sinkhorn_iterations": aux["iterations"]}
 
 
 def route(routing: str, candidate_losses: jax.Array, tau: float) -> jax.Array:
@@ -105,53 +111,51 @@ def route(routing: str, candidate_losses: jax.Array, tau: float) -> jax.Array:
 def _joint_feature_kd(feature_loss):
   """A point-to-point or relational KD term against the joint teacher's ``z_J``."""
 
-  def fn(cfg, task_value, z_s, outputs_s, batch, task):
-    del outputs_s, task
-    kd = feature_loss(z_s, batch["teacher_z"][:, -1])
-    return cfg.alpha * task_value + cfg.beta * kd, {"kd": kd}
+  def fn(cfg, z_s, outputs_s, batch, task):
+    del cfg, outputs_s, task
+    return {"kd": feature_loss(z_s, batch["teacher_z"][:, -1])}, {}
 
   return fn
 
 
-def _logit_kd(cfg, task_value, z_s, outputs_s, batch, task):
+def _logit_kd(cfg, z_s, outputs_s, batch, task):
   del z_s
   teacher_out = batch["teacher_out"][:, -1]
   if task == "classification":
     kd = distill.logit_kd(outputs_s, teacher_out, cfg.temperature)
   else:
     kd = jnp.mean((outputs_s - jax.lax.stop_gradient(teacher_out)) ** 2)
-  return cfg.alpha * task_value + cfg.beta * kd, {"kd": kd}
+  return {"kd": kd}, {}
 
 
-def _pkdot(cfg, task_value, z_s, outputs_s, batch, task):
+def _pkdot(cfg, z_s, outputs_s, batch, task):
   del outputs_s, task
   teachers = jnp.swapaxes(batch["teacher_z"][:, -1:], 0, 1)
-  value, centroid, metrics = _structural(cfg, z_s, teachers, jnp.ones((1,)))
-  return cfg.alpha * task_value + cfg.beta * value + cfg.gamma * centroid, metrics
+  return _structural(cfg, z_s, teachers, jnp.ones((1,)))
 
 
-def _mt_pkdot(cfg, task_value, z_s, outputs_s, batch, task):
+def _mt_pkdot(cfg, z_s, outputs_s, batch, task):
   del outputs_s
   teacher_out = jnp.swapaxes(batch["teacher_out"], 0, 1)
   candidate_losses = jax.vmap(lambda out: task_lib.task_loss(out, batch, task))(teacher_out)
   weights = route(cfg.routing, candidate_losses, cfg.tau)
   teachers = jnp.swapaxes(batch["teacher_z"], 0, 1)
-  value, centroid, metrics = _structural(cfg, z_s, teachers, weights)
-  metrics["routed_teacher"] = jnp.argmax(weights)
-  return cfg.alpha * task_value + cfg.beta * value + cfg.gamma * centroid, metrics
+  terms, metrics = _structural(cfg, z_s, teachers, weights)
+  return terms, {**metrics, "routed_teacher": jnp.argmax(weights)}
 
 
 def _registry() -> dict[str, Method]:
+  def student(name, teacher, distill_fn, weights=_KD_WEIGHTS):
+    return Method(name, "student", teacher=teacher, distill=distill_fn, weights=weights)
+
   methods = [
     Method("joint_teacher", "teacher"),
-    Method("pkd", "student", teacher="joint", distill=_joint_feature_kd(distill.cosine_distance)),
-    Method("logit_kd", "student", teacher="joint", distill=_logit_kd),
-    Method(
-      "spkd", "student", teacher="joint", distill=_joint_feature_kd(distill.similarity_preserving)
-    ),
-    Method("rkd", "student", teacher="joint", distill=_joint_feature_kd(distill.relational)),
-    Method("pkdot", "student", teacher="joint", distill=_pkdot),
-    Method("mt_pkdot", "student", teacher="aligned", distill=_mt_pkdot),
+    student("pkd", "joint", _joint_feature_kd(distill.cosine_distance)),
+    student("logit_kd", "joint", _logit_kd),
+    student("spkd", "joint", _joint_feature_kd(distill.similarity_preserving)),
+    student("rkd", "joint", _joint_feature_kd(distill.relational)),
+    student("pkdot", "joint", _pkdot, _OT_WEIGHTS),
+    student("mt_pkdot", "aligned", _mt_pkdot, _OT_WEIGHTS),
   ]
   return {m.name: m for m in methods}
 

@@ -1,4 +1,8 @@
-"""MT-PKDOT's structural distillation loss, all teachers in one batched Sinkhorn solve."""
+"""MT-PKDOT's structural distillation loss, all teachers in one batched Sinkhorn solve.
+
+:func:`structural_plan` is the same pipeline for one teacher, down to its transport plan
+(what the comparison plots).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from mtpkd_jax.ot import divergence, similarity
+from mtpkd_jax.ot import divergence, similarity, sinkhorn
 from mtpkd_jax.ot import schedules as schedules_lib
 
 
@@ -36,6 +40,13 @@ def _check_inputs(student, teachers, anchors, k, teacher_weights) -> None:
 def _raise_if_not_finite(finite) -> None:
   if not bool(finite):
     raise FloatingPointError("structural_ot_loss: non-finite values in the embeddings.")
+
+
+def _anchored_points(s_teacher, s_student, anchors, k):
+  """Both similarity matrices shifted to non-negative, then anchored on the teacher's."""
+  return similarity.select_anchors(
+    similarity.shift_nonnegative(s_teacher), similarity.shift_nonnegative(s_student), anchors, k
+  )
 
 
 def structural_ot_loss(
@@ -94,12 +105,7 @@ def structural_ot_loss(
 
   s_student = similarity.cosine_similarity(student)
   s_teachers = jax.lax.stop_gradient(similarity.cosine_similarity(teachers))
-  teacher_points, student_points = similarity.select_anchors(
-    similarity.shift_nonnegative(s_teachers),
-    similarity.shift_nonnegative(s_student),
-    anchors,
-    k,
-  )
+  teacher_points, student_points = _anchored_points(s_teachers, s_student, anchors, k)
   out = divergence.sinkhorn_divergence(
     student_points, teacher_points, schedule=schedule, backend=backend, gradient=gradient
   )
@@ -118,3 +124,36 @@ def structural_ot_loss(
     "finite": finite,
   }
   return jnp.where(finite, loss, jnp.nan), aux
+
+
+def structural_plan(
+  student: jnp.ndarray, teacher: jnp.ndarray, *, anchors: str, k: int, epsilon: float
+) -> jnp.ndarray:
+  """The transport plan between a student's and a teacher's batch structures.
+
+  As in :func:`structural_ot_loss`: ``S_S = cos(student)`` and ``S_T = cos(teacher)``, both
+  shifted to non-negative, ``k`` anchor columns per row chosen on ``S_T``; then the entropic
+  plan between the student's anchored rows and the teacher's (cost ``½‖x - y‖²``, uniform
+  weights) at ``epsilon``, solved to convergence (:class:`~mtpkd_jax.ot.schedules.Tolerance`).
+
+  Args:
+    student: Array of shape ``[B, d_s]``.
+    teacher: Array of shape ``[B, d_t]``.
+    anchors: ``least | most | all``.
+    k: anchors per row, ``1 <= k < B``; ignored for ``all``.
+    epsilon: the absolute entropic regularisation.
+
+  Returns:
+    Array of shape ``[B, B]``: row ``i`` is student sample ``i``, column ``j`` teacher
+    sample ``j``; it sums to 1.
+
+  Raises:
+    ValueError: for bad shapes or arguments.
+  """
+  _check_inputs(student, teacher[None], anchors, k, None)
+  s_teacher = similarity.cosine_similarity(teacher)
+  s_student = similarity.cosine_similarity(student)
+  teacher_points, student_points = _anchored_points(s_teacher, s_student, anchors, k)
+  cost = divergence.half_sq_euclidean(student_points[None], teacher_points[None])
+  out = sinkhorn.solve(cost, schedule=schedules_lib.Tolerance(epsilon=epsilon))
+  return sinkhorn.transport_plan(cost, out)[0]

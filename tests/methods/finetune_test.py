@@ -4,7 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from mtpkd_jax.methods import networks, stages
+from mtpkd_jax.methods import backbones, context, networks, students, unimodal
+from mtpkd_jax.methods import joint as joint_stage
+from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint
 from tests.methods.conftest import make_context, smoke_config
 
@@ -37,7 +39,7 @@ def _all(table):
 
 
 def _fresh_encoder(ctx, modality):
-  return stages._encoder(ctx, modality).init(
+  return ctx.encoder(modality).init(
     jax.random.PRNGKey(7), ctx.first(ctx.inputs(modality), modality)
   )
 
@@ -51,10 +53,10 @@ def _assert_trained_from(trained, start, fresh):
 def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_path):
   ctx = _context(tmp_path, joint=True)
   with pytest.raises(FileNotFoundError, match=r"Stage 'joint' needs .*'unimodal_video'"):
-    stages.train_joint(ctx)
+    joint_stage.train_joint(ctx, Memo())
   for modality in ctx.modalities:
-    stages.train_unimodal(ctx, modality)
-  stages.train_joint(ctx)
+    unimodal.train_unimodal(ctx, modality)
+  joint_stage.train_joint(ctx, Memo())
   joint = _load(ctx, "joint")
   for i, modality in enumerate(ctx.modalities):
     start = _load(ctx, f"unimodal_{modality}")["params"]["encoder"]
@@ -62,9 +64,9 @@ def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_pat
     _assert_trained_from(joint["params"][f"encoders_{i}"], start, fresh)
   # The later stages encode with the joint stage's backbones, not stage 0's.
   video = _video(ctx, np.arange(len(ctx.dataset)))
-  encoder = stages._encoder(ctx, "video")
+  encoder = ctx.encoder("video")
   expected = encoder.apply({"params": joint["params"]["encoders_0"]}, video)
-  np.testing.assert_allclose(stages.encode(ctx, "video", "test"), expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(backbones.encode(ctx, "video", "test"), expected, rtol=1e-4, atol=1e-5)
   stage0 = encoder.apply({"params": _load(ctx, "unimodal_video")["params"]["encoder"]}, video)
   assert not np.allclose(expected, stage0, atol=1e-4)
 
@@ -72,18 +74,18 @@ def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_pat
 def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeypatch):
   ctx = _context(tmp_path, student=True)
   for modality in ctx.modalities:
-    stages.train_unimodal(ctx, modality)
-  stages.train_joint(ctx)
+    unimodal.train_unimodal(ctx, modality)
+  joint_stage.train_joint(ctx, Memo())
 
   captured = {}
-  fit = stages._fit
+  fit = context.Context.fit
 
   def capture(ctx, stage, model, variables, loss_fn, table, *args, **kwargs):
     captured.update(_all(table))
     return fit(ctx, stage, model, variables, loss_fn, table, *args, **kwargs)
 
-  monkeypatch.setattr(stages, "_fit", capture)
-  stages.train_student(ctx, "pkdot")
+  monkeypatch.setattr(context.Context, "fit", capture)
+  students.train_student(ctx, Memo(), "pkdot")
   # The student's batches carry the raw video (its backbone trains) and no privileged input.
   assert set(captured) == {"video", "teacher_z", "teacher_out", "y"}
   np.testing.assert_array_equal(captured["video"], _video(ctx, np.arange(len(ctx.dataset))))
@@ -95,22 +97,12 @@ def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeyp
   # The test-time path uses the student's own backbone: assembled here from the networks.
   test = ctx.split["test"][:8]
   video = _video(ctx, test)
-  outputs, _ = stages.student_predictor(ctx, "pkdot")(ctx.dataset.table, test)
-  tokens = stages._encoder(ctx, "video").apply({"params": student["params"]["encoder"]}, video)
-  hallucinated = stages.joint_model(ctx).apply(
+  outputs, _ = students.student_predictor(ctx, "pkdot")(ctx.dataset.table, test)
+  tokens = ctx.encoder("video").apply({"params": student["params"]["encoder"]}, video)
+  hallucinated = joint_stage.joint_model(ctx).apply(
     {"params": joint["params"]}, tokens, method=networks.JointTeacher.hallucinate
   )
   expected = networks.Student(ctx.num_outputs).apply(
     {"params": {"fusion": student["params"]["fusion"]}}, tokens, lambda _: hallucinated
   )[0]
   np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
-
-
-def test_backbones_get_their_own_learning_rate():
-  params = {"encoder": {"w": np.ones(3)}, "fusion": {"w": np.ones(3)}}
-  tx = stages._adam(params, 1.0, encoder=1e-3)
-  grads = jax.tree.map(np.ones_like, params)
-  updates, _ = tx.update(grads, tx.init(params), params)
-  # Adam's first step has magnitude = learning rate.
-  np.testing.assert_allclose(updates["encoder"]["w"], -1e-3, rtol=1e-4)
-  np.testing.assert_allclose(updates["fusion"]["w"], -1.0, rtol=1e-4)

@@ -8,7 +8,7 @@ import pytest
 from experiments.configs import synthetic_mtpkdot
 from mtpkd_jax import ot
 from mtpkd_jax.losses import distill
-from mtpkd_jax.methods import registry
+from mtpkd_jax.methods import objective, registry
 
 
 def test_unimodal_and_named_methods_resolve():
@@ -88,6 +88,14 @@ def _ot_cfg(**kw):
   )
 
 
+def _loss(name, cfg, task_value, z_s, outputs_s, batch):
+  """A student's loss for a given task loss, as the step sums it, and its logged terms."""
+  method = registry.METHODS[name]
+  terms, metrics = method.distill(cfg, z_s, outputs_s, batch, "classification")
+  terms = {"task": task_value, **terms}
+  return objective.total(terms, method.weights, cfg), {**terms, **metrics}
+
+
 def test_mt_pkdot_routes_to_the_candidate_with_the_lowest_task_loss():
   rng = np.random.default_rng(0)
   z_s = jnp.asarray(rng.normal(size=(8, 5)), jnp.float32)
@@ -98,7 +106,7 @@ def test_mt_pkdot_routes_to_the_candidate_with_the_lowest_task_loss():
   teacher_out = jnp.asarray(np.stack([-right, right, -right], axis=1), jnp.float32)
   batch = {"teacher_z": teacher_z, "teacher_out": teacher_out, "y": labels}
   cfg = _ot_cfg()
-  loss, metrics = registry.METHODS["mt_pkdot"].distill(cfg, 0.5, z_s, None, batch, "classification")
+  loss, metrics = _loss("mt_pkdot", cfg, 0.5, z_s, None, batch)
   ot_value, aux = ot.structural_ot_loss(z_s, jnp.swapaxes(teacher_z, 0, 1)[1:2], k=3)
   assert int(metrics["routed_teacher"]) == 1
   np.testing.assert_allclose(metrics["ot"], ot_value, rtol=1e-5)
@@ -111,7 +119,7 @@ def test_pkdot_distills_the_joint_teacher_only():
   z_j = jnp.asarray(rng.normal(size=(8, 1, 5)), jnp.float32)
   batch = {"teacher_z": z_j, "teacher_out": jnp.zeros((8, 1, 2)), "y": jnp.zeros(8, int)}
   cfg = _ot_cfg(alpha=1.0, beta=0.6, gamma=0.0)
-  loss, metrics = registry.METHODS["pkdot"].distill(cfg, 0.25, z_s, None, batch, "classification")
+  loss, metrics = _loss("pkdot", cfg, 0.25, z_s, None, batch)
   want, _ = ot.structural_ot_loss(z_s, jnp.swapaxes(z_j, 0, 1), k=3)
   np.testing.assert_allclose(loss, 0.25 + 0.6 * want, rtol=1e-5)
 
@@ -136,7 +144,7 @@ def test_point_to_point_baselines_distill_the_joint_teacher(name, reference):
     "y": jnp.zeros(6, int),
   }
   cfg = ml_collections.ConfigDict({"alpha": 0.8, "beta": 0.2, "temperature": 4.0})
-  loss, metrics = registry.METHODS[name].distill(cfg, 0.3, z_s, out_s, batch, "classification")
+  loss, metrics = _loss(name, cfg, 0.3, z_s, out_s, batch)
   want = reference(z_s, z_t, out_s, out_t)
   np.testing.assert_allclose(metrics["kd"], want, rtol=1e-5)
   np.testing.assert_allclose(loss, 0.8 * 0.3 + 0.2 * want, rtol=1e-5)

@@ -4,7 +4,6 @@ import dataclasses
 import functools
 import json
 import shutil
-import types
 
 import chex
 import jax
@@ -14,7 +13,10 @@ import pytest
 
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.methods import networks, stages
+from mtpkd_jax.methods import backbones, context, networks, objective, students, unimodal
+from mtpkd_jax.methods import joint as joint_stage
+from mtpkd_jax.methods.alignment import train_alignment
+from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint, parallel
 from mtpkd_jax.train import state as state_lib
 from mtpkd_jax.train import step as step_lib
@@ -24,24 +26,24 @@ from tests.methods.conftest import make_context, smoke_config
 def test_a_stage_whose_predecessor_is_missing_stops_with_a_clear_error(tmp_path):
   ctx = make_context(smoke_config(tmp_path / "tfds"), tmp_path / "run")
   with pytest.raises(FileNotFoundError, match=r"Stage 'joint' needs .*'unimodal_video'"):
-    stages.train_joint(ctx)
+    joint_stage.train_joint(ctx, Memo())
   with pytest.raises(FileNotFoundError, match=r"Stage 'alignment' needs .*'joint'"):
-    stages.train_alignment(ctx)
+    train_alignment(ctx, Memo())
   with pytest.raises(FileNotFoundError, match=r"Stage 'student_pkdot' needs .*'joint'"):
-    stages.train_student(ctx, "pkdot")
+    students.train_student(ctx, Memo(), "pkdot")
   with pytest.raises(FileNotFoundError, match=r"'unimodal_video'"):
-    stages.student_predictor(ctx, "mt_pkdot")
+    students.student_predictor(ctx, "mt_pkdot")
   # Nothing was trained or created by the failed stages.
   assert not (ctx.workdir / "joint").exists()
 
 
 def _compose(ctx, backbone, joint_params, student, video):
   """The student's test-time path, assembled here from the public networks."""
-  tokens = stages.unimodal_model(ctx, "video").apply(backbone, video)[1]
-  hallucinated = stages.joint_model(ctx).apply(
+  tokens = unimodal.unimodal_model(ctx, "video").apply(backbone, video)[1]
+  hallucinated = joint_stage.joint_model(ctx).apply(
     {"params": joint_params}, tokens, method=networks.JointTeacher.hallucinate
   )
-  return stages.student_model(ctx).apply(student, tokens, lambda _: hallucinated)[0]
+  return students.student_model(ctx).apply(student, tokens, lambda _: hallucinated)[0]
 
 
 def test_the_student_path_runs_on_every_saved_stage(trained):
@@ -49,7 +51,7 @@ def test_the_student_path_runs_on_every_saved_stage(trained):
   ctx = make_context(config, workdir)
   test = ctx.split["test"][:8]
   video = ctx.dataset.table.take(test, ["video"])["video"]
-  outputs, _ = stages.student_predictor(ctx, "mt_pkdot")(ctx.dataset.table, test)
+  outputs, _ = students.student_predictor(ctx, "mt_pkdot")(ctx.dataset.table, test)
   load = lambda stage: checkpoint.load_stage_output(ctx.workdir, stage)[0]  # noqa: E731
   backbone, joint, student = load("unimodal_video"), load("joint"), load("student_mt_pkdot")
   np.testing.assert_allclose(
@@ -58,11 +60,11 @@ def test_the_student_path_runs_on_every_saved_stage(trained):
   # A backbone, T-Net or student started from scratch would give other predictions.
   tokens = np.zeros((1, 2, config.embed_dim), np.float32)
   fresh = {
-    "backbone": stages.unimodal_model(ctx, "video").init(jax.random.PRNGKey(9), video[:1]),
-    "joint": stages.joint_model(ctx).init(jax.random.PRNGKey(9), [tokens] * 2)["params"],
+    "backbone": unimodal.unimodal_model(ctx, "video").init(jax.random.PRNGKey(9), video[:1]),
+    "joint": joint_stage.joint_model(ctx).init(jax.random.PRNGKey(9), [tokens] * 2)["params"],
   }
-  hallucinate = functools.partial(stages._hallucinate, ctx, joint["params"])
-  fresh["student"] = stages.student_model(ctx).init(jax.random.PRNGKey(9), tokens, hallucinate)
+  hallucinate = functools.partial(joint_stage.hallucinate, ctx, joint["params"])
+  fresh["student"] = students.student_model(ctx).init(jax.random.PRNGKey(9), tokens, hallucinate)
   for name, args in (
     ("backbone", (fresh["backbone"], joint["params"], student)),
     ("joint", (backbone, fresh["joint"], student)),
@@ -80,11 +82,12 @@ def test_student_training_sees_no_privileged_input(trained, monkeypatch):
     captured.update(table.take(np.arange(len(table))))
     raise StopIteration
 
-  monkeypatch.setattr(stages, "_fit", capture)
+  monkeypatch.setattr(context.Context, "fit", capture)
   with pytest.raises(StopIteration):
-    stages.train_student(ctx, "mt_pkdot")
+    students.train_student(ctx, Memo(), "mt_pkdot")
   assert set(captured) == {"video", "teacher_z", "teacher_out", "y"}
-  np.testing.assert_array_equal(captured["video"], stages.backbone_tokens(ctx, "test")["video"])
+  tokens = backbones.backbone_tokens(ctx, Memo(), "test")
+  np.testing.assert_array_equal(captured["video"], tokens["video"])
 
 
 def test_students_retrained_on_scrambled_privileged_data_are_the_same_students(trained, tmp_path):
@@ -97,17 +100,17 @@ def test_students_retrained_on_scrambled_privileged_data_are_the_same_students(t
   dataset = dataclasses.replace(ctx.dataset, table=table_lib.ArrayTable(columns))
   rerun = tmp_path / ctx.workdir.name
   shutil.copytree(ctx.workdir, rerun, ignore=shutil.ignore_patterns("student_*"))
-  scrambled = dataclasses.replace(ctx, dataset=dataset, workdir=rerun, cache={})
-  test = ctx.split["test"]
-  teacher = stages.teacher_targets(ctx, "joint", "test")["teacher_out"][test]
-  teacher_scrambled = stages.teacher_targets(scrambled, "joint", "test")["teacher_out"][test]
-  assert not np.allclose(teacher, teacher_scrambled)
-  for source in ("joint", "aligned"):
-    scrambled.cache["targets", source] = stages.teacher_targets(ctx, source, "test")
+  scrambled = dataclasses.replace(ctx, dataset=dataset, workdir=rerun)
+  test, memo = ctx.split["test"], Memo()
+  teacher = students.teacher_targets(ctx, memo, "joint", "test")["teacher_out"][test]
+  teacher_scrambled = students.teacher_targets(scrambled, Memo(), "joint", "test")
+  assert not np.allclose(teacher, teacher_scrambled["teacher_out"][test])
+  sources = ("joint", "aligned")
+  fixed = Memo({("targets", s): students.teacher_targets(ctx, memo, s, "test") for s in sources})
   for name in ("pkdot", "mt_pkdot"):
-    stages.train_student(scrambled, name)
-    student = stages.student_predictor(ctx, name)(ctx.dataset.table, test)[0]
-    again = stages.student_predictor(scrambled, name)(scrambled.dataset.table, test)[0]
+    students.train_student(scrambled, fixed, name)
+    student = students.student_predictor(ctx, name)(ctx.dataset.table, test)[0]
+    again = students.student_predictor(scrambled, name)(scrambled.dataset.table, test)[0]
     np.testing.assert_allclose(again, student, rtol=1e-5, atol=1e-6)
 
 
@@ -123,7 +126,7 @@ def _student_setup(tmp_path, task="classification", method="mt_pkdot", **mt_pkdo
     ),
     schema_lib.Task(task, names),
   )
-  ctx = stages.Context(
+  ctx = context.Context(
     config=config,
     schema=schema,
     dataset=None,
@@ -147,14 +150,14 @@ def _student_setup(tmp_path, task="classification", method="mt_pkdot", **mt_pkdo
     }
     for _ in range(3)
   ]
-  model = stages.student_model(ctx)
-  joint = stages.joint_model(ctx).init(jax.random.PRNGKey(1), [batches[0]["video"]] * 2)
-  hallucinate = functools.partial(stages._hallucinate, ctx, joint["params"])
+  model = students.student_model(ctx)
+  joint = joint_stage.joint_model(ctx).init(jax.random.PRNGKey(1), [batches[0]["video"]] * 2)
+  hallucinate = functools.partial(joint_stage.hallucinate, ctx, joint["params"])
   variables = model.init(jax.random.PRNGKey(2), batches[0]["video"], hallucinate)
   # SGD: attention key biases have an exactly-zero gradient, which Adam would turn from
   # float noise into full-size steps that differ between device layouts.
   train_state = state_lib.create_train_state(model.apply, variables, optax.sgd(0.5))
-  step = step_lib.make_train_step(stages.student_loss(ctx, method, model))
+  step = step_lib.make_train_step(students.student_loss(ctx, method, model))
   return train_state, step, batches, joint["params"]
 
 
@@ -217,8 +220,7 @@ def test_a_method_variant_trains_with_its_overridden_parameters(tmp_path):
 
 
 def test_stage_task_loss_is_the_global_batch_ccc_with_its_global_gradient():
-  """The unimodal, joint and alignment stages' task loss (``stages._task_loss``)."""
-  ctx = types.SimpleNamespace(task="regression")
+  """The unimodal, joint and alignment stages' task loss (``objective.task_loss``)."""
   rng = np.random.default_rng(1)
   outputs = rng.normal(size=(16, 2)).astype(np.float32)
   targets = rng.normal(size=(16, 2)).astype(np.float32)
@@ -245,7 +247,7 @@ def test_stage_task_loss_is_the_global_batch_ccc_with_its_global_gradient():
 
   def per_device(scale, x, b):
     # As in the step: each device's gradient of its copy of the loss, then their mean.
-    value, grad = jax.value_and_grad(lambda w: stages._task_loss(ctx, x * w, b))(scale)
+    value, grad = jax.value_and_grad(lambda w: objective.task_loss(x * w, b, "regression"))(scale)
     return value, jax.lax.pmean(grad, parallel.DATA_AXIS)
 
   value, grad = jax.jit(
@@ -271,9 +273,9 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
     captured.update(model=model, variables=variables, loss_fn=loss_fn, table=table)
     raise StopIteration
 
-  monkeypatch.setattr(stages, "_fit", capture)
+  monkeypatch.setattr(context.Context, "fit", capture)
   with pytest.raises(StopIteration):
-    stages.train_alignment(ctx)
+    train_alignment(ctx, Memo())
   joint = checkpoint.load_stage_output(ctx.workdir, "joint")[0]
   params = captured["variables"]["params"]
   chex.assert_trees_all_equal(params["fusion"], joint["params"]["fusion"])
@@ -328,8 +330,8 @@ def test_the_tnets_are_selected_on_their_own_validation_loss(trained):
 
   # The handed-on T-Nets' loss on the validation split, recomputed here in NumPy.
   val = ctx.split["val"]
-  tokens = stages.backbone_tokens(ctx, required_by="test")
-  hallucinated = stages.joint_model(ctx).apply(
+  tokens = backbones.backbone_tokens(ctx, Memo(), required_by="test")
+  hallucinated = joint_stage.joint_model(ctx).apply(
     {"params": joint["params"]}, tokens["video"][val], method=networks.JointTeacher.hallucinate
   )
   real = [tokens[m][val].mean(1) for m in config.privileged]

@@ -335,3 +335,38 @@ def test_teacher_embeddings_get_no_gradient():
     )[0]
   )(jnp.asarray(teachers, jnp.float32))
   np.testing.assert_array_equal(grad, 0.0)
+
+
+@pytest.mark.parametrize("anchors", ["least", "most"])
+def test_structural_plan_is_the_numpy_pipeline_solved_by_pot(anchors):
+  """Cosine, shift, anchors on S_T, cost ``½‖x - y‖²`` and POT's converged entropic plan."""
+  pot = pytest.importorskip("ot")
+  student, teachers = _embeddings(4)
+  teacher, b, k, eps = teachers[0], len(student), 4, 0.05
+  s_s, s_t, *_ = _np_anchored(student, teacher, k)
+  order = np.argsort(s_t, axis=1)
+  idx = order[:, :k] if anchors == "least" else order[:, ::-1][:, :k]
+  t_pts = np.take_along_axis(s_t - s_t.min(), idx, 1)
+  u_pts = np.take_along_axis(s_s - s_s.min(), idx, 1)
+  uniform = np.full(b, 1 / b)
+  want = pot.sinkhorn(
+    uniform,
+    uniform,
+    references.half_sq_dist(u_pts, t_pts),
+    eps,
+    method="sinkhorn_log",
+    stopThr=1e-12,
+    numItermax=100_000,
+  )
+  plan = loss_lib.structural_plan(
+    jnp.asarray(student, jnp.float32),
+    jnp.asarray(teacher, jnp.float32),
+    anchors=anchors,
+    k=k,
+    epsilon=eps,
+  )
+  assert plan.shape == (b, b)
+  # Solved to an L1 marginal error of 1e-3 (Tolerance's default).
+  np.testing.assert_allclose(plan, want, atol=1e-3 / b)
+  np.testing.assert_allclose(plan.sum(), 1.0, rtol=1e-5)
+  assert np.abs(np.asarray(plan) - want).max() < 0.05 * want.max()

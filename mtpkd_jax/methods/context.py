@@ -1,0 +1,230 @@
+"""The run context every stage of every method shares, and the run's memo.
+
+A :class:`Context` is one run (one fold, one seed): the config, the dataset and its schema,
+the split, the run's directory, the seed and the device mesh, with what the stages derive
+from them: a modality's inputs and encoder, a stage's key, its provenance record, its
+validation, and :meth:`Context.fit`, which trains a stage with
+:func:`mtpkd_jax.train.stage.fit`.
+
+The context is immutable. Values computed from the run's saved stage outputs and reused by
+its later stages (the backbones' tokens, the teachers' targets) live in a :class:`Memo`, one
+per run, that the stages which read them take as an argument beside the context: what is
+cached, and when, is explicit in their ``memo.get(key, compute)`` calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from mtpkd_jax import models
+from mtpkd_jax.data import pipeline
+from mtpkd_jax.data import schema as schema_lib
+from mtpkd_jax.data import table as table_lib
+from mtpkd_jax.methods import evaluation, plan, registry
+from mtpkd_jax.train import loop, parallel, provenance
+from mtpkd_jax.train import stage as stage_lib
+from mtpkd_jax.train import variables as variables_lib
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class Memo:
+  """Values computed once per run, by key: ``get(key, compute)`` calls ``compute()`` once.
+
+  Args:
+    values: values known beforehand, by key (e.g. teacher targets computed elsewhere).
+  """
+
+  def __init__(self, values: Mapping[Hashable, Any] | None = None):
+    self._values: dict[Hashable, Any] = dict(values or {})
+
+  def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    """The value of ``key``, computed by ``compute()`` the first time it is asked for."""
+    if key not in self._values:
+      self._values[key] = compute()
+    return self._values[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What every stage of one run (one fold, one seed) shares.
+
+  Attributes:
+    config: the experiment config (see ``experiments/configs``).
+    schema: the dataset's schema: modalities by name, the task.
+    dataset: the opened dataset (``None`` when a finished run only predicts).
+    split: example indices of ``train``, ``val`` and ``test``.
+    workdir: the run's directory; stage ``s`` lives in ``workdir / s``.
+    seed: the run's seed.
+    mesh: the 1-D ``("data",)`` device mesh.
+  """
+
+  config: ml_collections.ConfigDict
+  schema: schema_lib.Schema
+  dataset: pipeline.Dataset | None
+  split: Mapping[str, np.ndarray]
+  workdir: Path
+  seed: int
+  mesh: jax.sharding.Mesh
+
+  @property
+  def modalities(self) -> tuple[str, ...]:
+    """The visual modality first, then the privileged ones."""
+    return (self.config.visual, *self.config.privileged)
+
+  @property
+  def task(self) -> str:
+    """``classification | regression``."""
+    return self.schema.task.kind
+
+  @property
+  def num_outputs(self) -> int:
+    """Classes, or regression targets."""
+    return self.schema.task.num_outputs
+
+  def targets(self) -> table_lib.ArrayTable:
+    """The targets ``y`` of every example, as a table."""
+    return table_lib.ArrayTable({"y": self.dataset.y})
+
+  def inputs(self, modality: str) -> table_lib.Table:
+    """The raw inputs of ``modality`` (with its mask) of every example."""
+    return self.dataset.table.select(self.schema.input_keys(modality))
+
+  def model_input(self, batch: Mapping[str, Any], modality: str):
+    """What a model of ``modality`` takes from ``batch``: the array, or ``{x, mask}``."""
+    if self.schema.modality(modality).masked:
+      return {"x": batch[modality], "mask": batch[schema_lib.mask_key(modality)]}
+    return batch[modality]
+
+  def first(self, table: table_lib.Table, modality: str):
+    """``model_input`` of the first example: what ``init`` traces shapes with."""
+    return self.model_input(table.take([0]), modality)
+
+  def encoder_spec(self, modality: str) -> ml_collections.ConfigDict:
+    """``config.encoders[modality]``, else the default of the modality's kind.
+
+    Raises:
+      ValueError: naming both config fields, if neither gives an encoder.
+    """
+    if modality in self.config.encoders:
+      return self.config.encoders[modality]
+    kind = self.schema.modality(modality).kind
+    by_kind = self.config.get("encoders_by_kind") or {}
+    if kind not in by_kind:
+      raise ValueError(
+        f"No encoder for modality {modality!r} of kind {kind!r}: set "
+        f"`config.encoders.{modality}` or `config.encoders_by_kind.{kind}`."
+      )
+    return by_kind[kind]
+
+  def encoder(self, modality: str):
+    """A new encoder of ``modality`` (:meth:`encoder_spec`), at the config's width and dtype."""
+    spec = self.encoder_spec(modality)
+    kwargs = {
+      "features": self.config.embed_dim,
+      "dtype": _DTYPES[self.config.compute_dtype],
+      **spec.kwargs.to_dict(),
+    }
+    encoder = models.get_encoder(spec.name, **kwargs)
+    if "bn_axis_name" in {f.name for f in dataclasses.fields(encoder)}:
+      # Batch statistics are averaged over the data-parallel devices in training.
+      encoder = encoder.clone(bn_axis_name=parallel.DATA_AXIS)
+    return encoder
+
+  def stage_rng(self, stage: str) -> jax.Array:
+    """The base key of ``stage``: a function of the run's seed and the stage's name."""
+    return jax.random.fold_in(jax.random.PRNGKey(self.seed), zlib.crc32(stage.encode()))
+
+  def provenance(self, stage: str) -> dict:
+    """What ``stage`` is built from (see :mod:`mtpkd_jax.train.provenance`)."""
+    config = self.config
+    kind, _, name = stage.partition("_")
+    section = {
+      "stage": config.stages[kind].to_dict(),
+      "model": {
+        "embed_dim": config.embed_dim,
+        "compute_dtype": config.compute_dtype,
+        "dropout_rate": config.dropout_rate,
+      },
+    }
+    if kind == "unimodal":
+      section["encoder"] = self.encoder_spec(name).to_dict()
+    else:
+      section["model"] |= {"visual": config.visual, "privileged": list(config.privileged)}
+      section["encoders"] = {m: self.encoder_spec(m).to_dict() for m in self.modalities}
+    if kind == "student":
+      section["method"] = registry.method_params(config, name).to_dict()
+    return {
+      "config": section,
+      "predecessors": {
+        p: provenance.output_fingerprint(self.workdir, p, required_by=stage)
+        for p in plan.predecessors(stage, self.modalities)
+      },
+      "dataset": self.dataset.fingerprint,
+      "split": provenance.split_digest(self.split),
+      "seed": self.seed,
+    }
+
+  def selection_fn(self, predict_fn, table: table_lib.Table, batch_size: int):
+    """``eval_fn(params, batch_stats)`` scoring ``predict_fn`` on the validation split."""
+    val = self.split["val"]
+    targets = self.dataset.y[val]
+
+    def eval_fn(params, batch_stats):
+      values = variables_lib.variables(params, batch_stats)
+      outputs = evaluation.predict(predict_fn, values, table, batch_size, val)
+      return evaluation.scores(outputs, targets, self.schema.task)
+
+    return eval_fn
+
+  def fit(
+    self,
+    stage: str,
+    model,
+    variables,
+    loss_fn,
+    table: table_lib.Table,
+    cfg: ml_collections.ConfigDict,
+    eval_fn,
+    *,
+    frozen=None,
+    tx: optax.GradientTransformation | None = None,
+    parts: Mapping[str, loop.PartSelection] | None = None,
+  ) -> dict:
+    """Trains ``stage`` on ``table`` (indexed by the train split); returns its output.
+
+    :func:`mtpkd_jax.train.stage.fit` with this run's directory, mesh, seed, the stage's
+    key and provenance record, and the schedule of the stage's config section ``cfg``;
+    ``tx`` defaults to Adam at ``cfg.learning_rate``.
+    """
+    return stage_lib.fit(
+      stage,
+      model,
+      variables,
+      loss_fn,
+      table,
+      self.split["train"],
+      workdir=self.workdir,
+      mesh=self.mesh,
+      record=self.provenance(stage),
+      seed=self.seed,
+      rng=self.stage_rng(stage),
+      batch_size=cfg.batch_size,
+      epochs=cfg.epochs,
+      tx=tx or optax.adam(cfg.learning_rate),
+      eval_fn=eval_fn,
+      frozen=frozen,
+      parts=parts,
+      checkpoint_every=self.config.checkpoint_every,
+      keep_checkpoints=self.config.keep_checkpoints,
+    )

@@ -1,0 +1,62 @@
+"""Stage 0, ``unimodal_<modality>``: one encoder + head per modality, trained on the task.
+
+Its encoder is the backbone the later stages start from (:mod:`mtpkd_jax.methods.backbones`);
+its model is also the ``<modality>_only`` method (``visual_only`` for the visual one).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from mtpkd_jax.data import table as table_lib
+from mtpkd_jax.methods import evaluation, networks, objective
+from mtpkd_jax.methods.context import Context
+from mtpkd_jax.train import checkpoint
+from mtpkd_jax.train import variables as variables_lib
+
+
+def unimodal_model(ctx: Context, modality: str) -> networks.Unimodal:
+  """Encoder + linear head of ``modality``."""
+  return networks.Unimodal(ctx.encoder(modality), ctx.num_outputs)
+
+
+def unimodal_loss(ctx: Context, modality: str, model: networks.Unimodal):
+  """The per-device loss of stage 0: the task loss on the global batch."""
+
+  def loss_fn(params, batch_stats, batch, rng, frozen):
+    del frozen
+    x = ctx.model_input(batch, modality)
+    (outputs, _), batch_stats = variables_lib.apply_train(model, params, batch_stats, rng, x)
+    return objective.task_loss(outputs, batch, ctx.task), ({}, batch_stats)
+
+  return loss_fn
+
+
+def train_unimodal(ctx: Context, modality: str) -> dict:
+  """Stage 0: encoder + head of ``modality`` trained on the task alone."""
+  stage = f"unimodal_{modality}"
+  cfg = ctx.config.stages.unimodal
+  model = unimodal_model(ctx, modality)
+  inputs = ctx.inputs(modality)
+  variables = model.init(ctx.stage_rng(stage), ctx.first(inputs, modality))
+  predict_fn = jax.jit(lambda v, b: model.apply(v, ctx.model_input(b, modality))[0])
+  eval_fn = ctx.selection_fn(predict_fn, inputs, cfg.batch_size)
+  table = table_lib.join(inputs, ctx.targets())
+  loss_fn = unimodal_loss(ctx, modality, model)
+  return ctx.fit(stage, model, variables, loss_fn, table, cfg, eval_fn)
+
+
+def unimodal_predictor(ctx: Context, modality: str):
+  """``fn(table, indices=None) -> outputs [n, C]`` of the saved stage-0 model of ``modality``."""
+  variables, _ = checkpoint.load_stage_output(ctx.workdir, f"unimodal_{modality}")
+  model = unimodal_model(ctx, modality)
+  fn = jax.jit(lambda v, b: model.apply(v, ctx.model_input(b, modality))[0])
+  keys = ctx.schema.input_keys(modality)
+
+  def predictor(table: table_lib.Table, indices: np.ndarray | None = None):
+    return evaluation.predict(
+      fn, variables, table.select(keys), ctx.config.eval_batch_size, indices
+    )
+
+  return predictor

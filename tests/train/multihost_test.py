@@ -128,7 +128,10 @@ def test_a_killed_process_stops_its_peer_and_one_process_resumes_their_checkpoin
     assert survivor.wait(timeout=FAIL_WITHIN_S) != 0
     assert time.monotonic() - killed_at < FAIL_WITHIN_S
     text = log_path.read_text()
-    assert "heartbeat timeout" in text or "Connection reset by peer" in text, text
+    # Which of JAX's errors comes first depends on timing: the lost connection, the
+    # coordination service's crash report, or the heartbeat.
+    reasons = ("heartbeat timeout", "Connection reset by peer", "tasks have crashed")
+    assert any(reason in text for reason in reasons), text
     assert not (tmp_path / "result.json").exists()
     assert max(_finished_steps(checkpoints)) < 16
     assert _finished_steps(workdir / "toy" / "output") == []

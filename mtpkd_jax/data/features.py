@@ -272,7 +272,7 @@ class FeaturesNpzConfig(tfds.core.BuilderConfig):
   task: str | None = None
 
 
-class FeaturesNpz:
+class FeaturesNpz(records.Written):
   """A features ``.npz`` file as canonical examples in a TFDS ``array_record`` dataset.
 
   It acts as a TFDS builder for :mod:`mtpkd_jax.data.pipeline` (``download_and_prepare``,
@@ -323,17 +323,6 @@ class FeaturesNpz:
     description = f"Features file {self.builder_config.path}"
     examples = self._generate_examples()
     records.write(self.data_dir, self.name, features, examples, description=description)
-
-  @property
-  def _built(self) -> tfds.core.DatasetBuilder:
-    return records.read_only(self.data_dir)
-
-  @property
-  def info(self) -> tfds.core.DatasetInfo:
-    return self._built.info
-
-  def as_data_source(self, split: str):
-    return self._built.as_data_source(split=split)
 
   def _generate_examples(self) -> Iterator[dict[str, np.ndarray]]:
     path, info = Path(self.builder_config.path), self.inspection

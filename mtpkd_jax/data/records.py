@@ -106,3 +106,23 @@ def is_written(directory: str | Path) -> bool:
 def read_only(directory: str | Path) -> tfds.core.DatasetBuilder:
   """The written dataset, as TFDS reads it (``as_data_source``, ``info``)."""
   return tfds.builder_from_directory(str(directory))
+
+
+class Written:
+  """The reading half of a builder whose ``data_dir`` holds a dataset written by :func:`write`.
+
+  Gives the ``info`` and ``as_data_source`` that :mod:`mtpkd_jax.data.pipeline` reads.
+  """
+
+  data_dir: str | Path
+
+  @property
+  def _written(self) -> tfds.core.DatasetBuilder:
+    return read_only(self.data_dir)
+
+  @property
+  def info(self) -> tfds.core.DatasetInfo:
+    return self._written.info
+
+  def as_data_source(self, split: str):
+    return self._written.as_data_source(split=split)

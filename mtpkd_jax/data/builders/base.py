@@ -79,7 +79,7 @@ def tensor(shape: tuple[int, ...], dtype) -> tfds.features.Tensor:
   return tfds.features.Tensor(shape=shape, dtype=np.dtype(dtype), encoding=encoding)
 
 
-class ManualBuilder:
+class ManualBuilder(records.Written):
   """Base class of the builders of manually downloaded datasets (see the module docstring)."""
 
   name: str = ""
@@ -208,17 +208,6 @@ class ManualBuilder:
         yield example | {"index": np.int64(report.examples)}
         report.examples += 1
     report.check()
-
-  @property
-  def _built(self) -> tfds.core.DatasetBuilder:
-    return records.read_only(self.data_dir)
-
-  @property
-  def info(self) -> tfds.core.DatasetInfo:
-    return self._built.info
-
-  def as_data_source(self, split: str):
-    return self._built.as_data_source(split=split)
 
 
 def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:

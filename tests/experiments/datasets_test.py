@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.configs import biovid, mosi, recola
+from experiments.configs import affwild2, biovid, mosi, recola
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("biovid.py:part_b_5class,smoke", "subject-independent folds"),
     ("recola.py:valence,smoke", "official split"),
     ("mosi.py:binary,smoke", "official split"),
+    ("affwild2.py:va,smoke", "official split"),
   ],
 )
 def test_smoke_config_trains_through_the_command_on_dummy_files(tmp_path, config, protocol):
@@ -45,7 +46,8 @@ def test_smoke_config_trains_through_the_command_on_dummy_files(tmp_path, config
 
 
 @pytest.mark.parametrize(
-  "module,arg", [(biovid, "part_b_5class,loso"), (recola, "valence"), (mosi, "sentiment")]
+  "module,arg",
+  [(biovid, "part_b_5class,loso"), (recola, "valence"), (mosi, "sentiment"), (affwild2, "va")],
 )
 def test_configs_name_their_dataset_and_roles(module, arg):
   config = module.get_config(arg)

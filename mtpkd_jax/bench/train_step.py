@@ -249,6 +249,8 @@ def plot(result: dict, path: Path) -> None:
   ax_e.set(xlabel="devices", ylabel="weak-scaling efficiency t(1)/t(N)", xscale="log")
   ax_e.axhline(1.0, color="grey", lw=0.5)
   for ax in (ax_t, ax_e):
+    ax.set_xticks(devices, [str(n) for n in devices], minor=False)
+    ax.minorticks_off()
     ax.legend()
   fig.suptitle(f"Fixed per-device batch {result['rows'][0]['per_device_batch']}")
   fig.tight_layout()

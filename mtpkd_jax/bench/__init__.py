@@ -8,4 +8,5 @@
 * :mod:`~mtpkd_jax.bench.ot_solver_runners`: the solver alone, and compiled memory.
 * :mod:`~mtpkd_jax.bench.ot_report`: the run, table, plot, figures and targets.
 * :mod:`~mtpkd_jax.bench.streaming`: streamed vs in-memory training data.
+* :mod:`~mtpkd_jax.bench.train_step`: weak scaling of the student and backbone train steps.
 """

@@ -58,7 +58,9 @@ def _student_arg(ctx: Context, batch):
   return batch[ctx.config.visual]
 
 
-def student_loss(ctx: Context, method_name: str, model: networks.Student):
+def student_loss(
+  ctx: Context, method_name: str, model: networks.Student, method: registry.Method | None = None
+):
   """The per-device student loss ``(params, batch_stats, batch, rng, frozen_joint_params)``.
 
   The distillation terms compare samples with each other (similarity matrices, transport,
@@ -68,8 +70,10 @@ def student_loss(ctx: Context, method_name: str, model: networks.Student):
   device then computes the same global-batch loss, and averaging the gradients over
   devices gives exactly the single-device gradient. The loss is the method's terms, ``task``
   and its distillation's, weighed by :func:`objective.total`; every term is logged.
+  ``method`` replaces the registry's recipe of ``method_name`` (its parameters stay
+  ``method_name``'s): the training benchmark times a student with a term taken out.
   """
-  method = registry.get_method(method_name)
+  method = method or registry.get_method(method_name)
   method_cfg = registry.method_params(ctx.config, method_name)
   input_keys = _student_keys(ctx)
 

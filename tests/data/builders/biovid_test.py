@@ -8,19 +8,13 @@ import pytest
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.builders import biovid, files, report
 from mtpkd_jax.data.builders.dummy import biovid as dummy
+from tests.data.builders import building
 
 SMALL = {"image_size": 16}
 
 
 def _build(root, tmp_path, name="biovid/part_a_binary", **options):
-  options = {**SMALL, **options}
-  builder = pipeline.builder(name, str(tmp_path / "tfds"), options, str(root))
-  built = builder.download_and_prepare()
-  dataset = pipeline.open_dataset(name, str(tmp_path / "tfds"), options)
-  stored = sorted(
-    builder.as_data_source("train").__getitems__(range(len(dataset))), key=lambda r: r["index"]
-  )
-  return dataset, built, stored
+  return building.build_and_read(root, tmp_path, name, {**SMALL, **options})
 
 
 def _csv(path):

@@ -6,21 +6,14 @@ import h5py
 import numpy as np
 import pytest
 
-from mtpkd_jax.data import pipeline
 from mtpkd_jax.data.builders import files, report
 from mtpkd_jax.data.builders.dummy import mosi as dummy
 from mtpkd_jax.data.schema import SPLITS
+from tests.data.builders import building
 
 
 def _build(root, tmp_path, name="mosi/sentiment", **options):
-  options = {"max_words": 6, **options}
-  builder = pipeline.builder(name, str(tmp_path / "tfds"), options, str(root))
-  built = builder.download_and_prepare()
-  dataset = pipeline.open_dataset(name, str(tmp_path / "tfds"), options)
-  stored = sorted(
-    builder.as_data_source("train").__getitems__(range(len(dataset))), key=lambda r: r["index"]
-  )
-  return dataset, built, stored
+  return building.build_and_read(root, tmp_path, name, {"max_words": 6, **options})
 
 
 def _sequence(path, video):

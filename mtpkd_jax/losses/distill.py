@@ -1,4 +1,4 @@
-"""Point-to-point and relational distillation losses, and the T-Net / CMKT alignment losses.
+"""Point-to-point and relational distillation losses, and the T-Net's hallucination loss.
 
 Every loss takes the student (or prediction) first and the teacher (or target) second, and
 stops the gradient through the teacher, so a frozen teacher can be passed as it is (only
@@ -221,32 +221,3 @@ def hallucination_loss(pred: jax.Array, target: jax.Array, kind: str = "mse") ->
     return mmd(pred, target)
   raise ValueError(f"`kind` must be 'mse' or 'mmd', got {kind!r}.")
 
-
-def correlation_alignment(x: jax.Array, y: jax.Array, eps: float = 1e-8) -> jax.Array:
-  """DCCA-style correlation loss for CMKT: negative mean per-dimension Pearson correlation.
-
-  Each feature is centred over the batch; the loss is
-  `-mean_d cov(x_d, y_d) / sqrt(var(x_d) var(y_d) + eps)` (population moments), in `[-1, 1]`
-  with `-1` for perfectly correlated features. This is the simple, stable per-dimension
-  variant (no whitening, no canonical directions); a constant feature contributes 0.
-
-  Args:
-    x: student (weak-modality) embeddings, Array of shape `[batch, dim]`.
-    y: teacher (strong-modality) embeddings, Array of shape `[batch, dim]`; gradient stopped.
-    eps: added under the square root; keep it small next to `var(x_d) var(y_d)`, or it pulls
-      the correlations towards 0.
-
-  Returns:
-    Scalar loss in `[-1, 1]`.
-
-  Raises:
-    ValueError: if `x` is not rank 2 or the shapes differ.
-  """
-  _checks.check_matrices("x", x, "y", y)
-  y = jax.lax.stop_gradient(y)
-  x_c = x - jnp.mean(x, axis=0)
-  y_c = y - jnp.mean(y, axis=0)
-  cov = jnp.mean(x_c * y_c, axis=0)
-  var_x = jnp.mean(jnp.square(x_c), axis=0)
-  var_y = jnp.mean(jnp.square(y_c), axis=0)
-  return -jnp.mean(cov * jax.lax.rsqrt(var_x * var_y + eps))

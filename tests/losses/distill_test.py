@@ -87,11 +87,6 @@ def _np_mmd(x, y, num_kernels=5, multiplier=2.0, bandwidth=None):
   return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
 
 
-def _np_correlation_alignment(x, y):
-  x, y = _f64(x, y)
-  return -np.mean([np.corrcoef(x[:, d], y[:, d])[0, 1] for d in range(x.shape[1])])
-
-
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
@@ -112,7 +107,6 @@ LOSSES = {
   "mmd": distill.mmd,
   "hallucination_mse": lambda s, t: distill.hallucination_loss(s, t, kind="mse"),
   "hallucination_mmd": lambda s, t: distill.hallucination_loss(s, t, kind="mmd"),
-  "correlation_alignment": distill.correlation_alignment,
 }
 
 
@@ -194,16 +188,6 @@ def test_hallucination_loss(rng):
   )
 
 
-def test_correlation_alignment_matches_numpy(rng):
-  x, y = _pair(rng, batch=10)
-  y = y + 0.8 * x
-  np.testing.assert_allclose(
-    distill.correlation_alignment(x, y), _np_correlation_alignment(x, y), rtol=1e-4
-  )
-  # Perfect (affine, positive) correlation per dimension reaches the minimum.
-  np.testing.assert_allclose(distill.correlation_alignment(2.0 * y - 1.0, y), -1.0, rtol=1e-5)
-
-
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_jitted_gradients_finite_and_teacher_frozen(name, rng):
   """One compilation per loss serves every input pair: same shapes, no retracing."""
@@ -245,7 +229,6 @@ def test_cosine_distance_can_train_both_sides(rng):
     (lambda: distill.mmd(jnp.zeros((4, 3)), jnp.zeros((4, 2))), "`x` and `y`.*width"),
     (lambda: distill.hallucination_loss(jnp.zeros((4, 3)), jnp.zeros((4, 2))), "`pred`"),
     (lambda: distill.hallucination_loss(jnp.zeros((4, 3)), jnp.zeros((4, 3)), "l1"), "`kind`"),
-    (lambda: distill.correlation_alignment(jnp.zeros((4, 3)), jnp.zeros((3, 3))), "`x`"),
   ],
 )
 def test_errors_name_the_argument(call, message):

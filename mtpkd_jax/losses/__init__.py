@@ -1,2 +1,1 @@
-"""Loss functions: supervised task losses (`task`), distillation losses (`distill`), and CMKT's
-latent `alignment` (deep CCA, cosine, MSE) and sequence `translation` losses."""
+"""Loss functions: task losses, distillation losses, CMKT's alignment and translation losses."""

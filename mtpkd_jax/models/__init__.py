@@ -7,6 +7,7 @@ from mtpkd_jax.models.mlp import MLPEncoder
 from mtpkd_jax.models.physio import Conv1DEncoder, SpecResNet18, SpectrogramResNet, spectrogram
 from mtpkd_jax.models.registry import get_encoder, register_encoder
 from mtpkd_jax.models.sequence import BiGRUEncoder, GRUTransformerEncoder, TransformerEncoder
+from mtpkd_jax.models.translation import SequenceDecoder
 from mtpkd_jax.models.video import R3D18, CNN3DSmall, R2Plus1D18, VideoResNet
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
   "MLPEncoder",
   "R2Plus1D18",
   "R3D18",
+  "SequenceDecoder",
   "SpecResNet18",
   "SpectrogramResNet",
   "TNet",

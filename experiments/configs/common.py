@@ -8,15 +8,21 @@ import ml_collections
 from ml_collections import config_dict
 
 
+def _structural_ot(k: int) -> dict:
+  return {
+    "anchors": "least",
+    "k": k,
+    "backend": "fused",
+    "schedule": {"name": "anneal", "params": {"blur": 0.1, "scaling": 0.5}},
+  }
+
+
 def _ot_params(alpha: float, beta: float, gamma: float, k: int) -> dict:
   return {
     "alpha": alpha,
     "beta": beta,
     "gamma": gamma,
-    "anchors": "least",
-    "k": k,
-    "backend": "fused",
-    "schedule": {"name": "anneal", "params": {"blur": 0.1, "scaling": 0.5}},
+    **_structural_ot(k),
     "routing": "min_loss",
     "tau": 1.0,
   }
@@ -36,6 +42,9 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   c.in_memory = config_dict.placeholder(bool)
   c.methods = ("joint_teacher", "visual_only", "pkd", "pkdot", "mt_pkdot")
   c.baseline = "visual_only"
+  # CMKT's strong modality, one of `privileged`; None: the first privileged one. Its weak
+  # modality is the test-time one, `visual`.
+  c.strong = config_dict.placeholder(str)
 
   # Runs: run r uses fold r mod num_folds (subject-independent) and seed `seed + r`.
   c.num_runs = 1 if smoke else 5
@@ -44,6 +53,9 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   c.seed = 0
   c.split_seed = 0
   c.num_devices = config_dict.placeholder(int)  # None: every local device.
+  # The reported metrics: "default" (accuracy and macro-F1, or CCC per target) or "sentiment"
+  # (CMU-MOSI's Acc-2, F1, MAE, correlation and Acc-7 of one regressed score in [-3, 3]).
+  c.metrics = "default"
 
   c.embed_dim = 16 if smoke else 64
   c.compute_dtype = "float32"  # or "bfloat16" (encoders; parameters stay float32)
@@ -85,6 +97,14 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
       "finetune_visual": False,
       "backbone_learning_rate": 1e-4,
     },
+    # CMKT's stage 2 (its stage 1 is the strong modality's `unimodal` stage).
+    "cmkt": {
+      "epochs": epochs(12),
+      "batch_size": batch,
+      "learning_rate": 1e-3,
+      # The strong model's head `C`, when `method_params.cmkt.head` is "finetune".
+      "head_learning_rate": 1e-4,
+    },
   }
   k = 4 if smoke else 30
   c.method_params = {
@@ -94,6 +114,21 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
     "rkd": {"alpha": 0.8, "beta": 0.2},
     "pkdot": _ot_params(alpha=1.0, beta=0.6, gamma=0.0, k=k),
     "mt_pkdot": _ot_params(alpha=0.8, beta=0.2, gamma=0.2, k=k),
+    # Every CMKT method (`cmkt_translation`, `cmkt_alignment`, `cmkt`, `cmkt_ot`) reads these;
+    # each weighs the terms it names (mtpkd_jax/methods/registry.py).
+    "cmkt": {
+      "task_weight": 1.0,
+      "lambda_tr": 1.0,
+      "lambda_al": 0.1,
+      "lambda_ot": 0.5,
+      "translation_loss": "l1",  # or "mse"
+      "alignment": "dcca",  # or "cosine", "mse"
+      "ridge": 1e-3,  # deep CCA's ridge on each covariance
+      "head": "frozen",  # the strong model's head: "frozen", "finetune", or "new"
+      "decoder": {"kind": "mlp", "num_layers": 1},  # models.SequenceDecoder
+      # The structural OT term of `cmkt_ot`, as MT-PKDOT's.
+      **_structural_ot(k),
+    },
   }
 
   c.checkpoint_every = 20 if smoke else 100

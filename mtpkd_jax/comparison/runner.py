@@ -23,7 +23,7 @@ from mtpkd_jax import ot
 from mtpkd_jax.comparison import plots, report
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
-from mtpkd_jax.methods import context, evaluation, registry, stages, students, unimodal
+from mtpkd_jax.methods import cmkt, context, evaluation, registry, stages, students, unimodal
 from mtpkd_jax.ot import similarity
 from mtpkd_jax.train import distributed, parallel
 
@@ -40,18 +40,21 @@ def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
   stages.train(ctx, memo, methods)
 
   results, student_z, test_outputs = {}, {}, {"indices": test}
+  reported = evaluation.metric_names(ctx.schema.task, ctx.config.metrics)
   for name in methods:
     method = registry.get_method(name, visual)
     if method.kind == "unimodal":
       outputs = unimodal.unimodal_predictor(ctx, method.modality)(table, test)
+    elif method.kind == "cmkt":
+      outputs, _ = cmkt.cmkt_predictor(ctx, name)(table, test)
     elif method.kind == "teacher":
       teacher = students.teacher_targets(ctx, memo, "joint", "evaluation")
       outputs = teacher["teacher_out"][test, 0]
     else:
       outputs, student_z[name] = students.student_predictor(ctx, name)(table, test)
     test_outputs[name] = outputs
-    metrics = evaluation.scores(outputs, ctx.dataset.y[test], ctx.schema.task)
-    results[name] = {k: metrics[k] for k in evaluation.metric_names(ctx.schema.task)}
+    metrics = evaluation.scores(outputs, ctx.dataset.y[test], ctx.schema.task, ctx.config.metrics)
+    results[name] = {k: metrics[k] for k in reported}
   if distributed.is_main():
     np.savez(ctx.workdir / "test_outputs.npz", **test_outputs)
   artifacts = {}
@@ -201,6 +204,11 @@ def open_dataset(config: ml_collections.ConfigDict) -> pipeline.Dataset:
       f"`config.privileged` is empty, but `config.methods` {tuple(config.methods)} need a "
       f"privileged modality; {dataset.description} has {list(dataset.schema.names)}."
     )
+  if any(m.kind == "cmkt" for m in methods) and config.strong not in (None, *config.privileged):
+    raise ValueError(
+      f"`config.strong` is {config.strong!r}: CMKT's strong modality must be one of "
+      f"`config.privileged` {tuple(config.privileged)}."
+    )
   for name, method in zip(config.methods, methods, strict=True):
     if method.kind == "unimodal" and method.modality not in dataset.schema.names:
       raise ValueError(
@@ -230,7 +238,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
   workdir = Path(workdir)
   for name in config.methods:  # Fail on a typo before any data is built.
-    if registry.get_method(name, config.visual).kind == "student":
+    if registry.get_method(name, config.visual).kind in registry.DISTILLED:
       registry.method_params(config, name)
   dataset = open_dataset(config)
   mesh = parallel.make_mesh(config.num_devices)
@@ -245,7 +253,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     "dataset": dataset.description,
     "task": task.kind,
     "protocol": protocol(dataset),
-    "metrics": list(evaluation.metric_names(task)),
+    "metrics": list(evaluation.metric_names(task, config.metrics)),
     "baseline": config.baseline,
     "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""),
@@ -285,7 +293,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     results["plots"]["paired_differences"] = str(
       plots.paired_differences(
         report.summarize(results),
-        evaluation.score_metric(task),
+        evaluation.score_metric(task, config.metrics),
         config.baseline,
         workdir / "paired_differences.png",
       )

@@ -121,6 +121,9 @@ _LOSSES = {
 }
 
 
+KINDS = tuple(_LOSSES)
+
+
 def alignment_loss(z_w: jax.Array, z_s: jax.Array, kind: str = "dcca", **params) -> jax.Array:
   """The alignment loss called `kind` between pooled embeddings.
 

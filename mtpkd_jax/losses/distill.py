@@ -220,4 +220,3 @@ def hallucination_loss(pred: jax.Array, target: jax.Array, kind: str = "mse") ->
   if kind == "mmd":
     return mmd(pred, target)
   raise ValueError(f"`kind` must be 'mse' or 'mmd', got {kind!r}.")
-

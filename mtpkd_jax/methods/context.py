@@ -83,6 +83,11 @@ class Context:
     return (self.config.visual, *self.config.privileged)
 
   @property
+  def strong(self) -> str | None:
+    """CMKT's strong modality: ``config.strong``, else the first privileged one."""
+    return self.config.get("strong") or next(iter(self.config.privileged), None)
+
+  @property
   def task(self) -> str:
     """``classification | regression``."""
     return self.schema.task.kind
@@ -159,16 +164,20 @@ class Context:
     }
     if kind == "unimodal":
       section["encoder"] = self.encoder_spec(name).to_dict()
+    elif kind == "cmkt":
+      section["model"] |= {"weak": config.visual, "strong": self.strong}
+      roles = (config.visual, self.strong)
+      section["encoders"] = {m: self.encoder_spec(m).to_dict() for m in roles}
     else:
       section["model"] |= {"visual": config.visual, "privileged": list(config.privileged)}
       section["encoders"] = {m: self.encoder_spec(m).to_dict() for m in self.modalities}
-    if kind == "student":
+    if kind in registry.DISTILLED:
       section["method"] = registry.method_params(config, name).to_dict()
     return {
       "config": section,
       "predecessors": {
         p: provenance.output_fingerprint(self.workdir, p, required_by=stage)
-        for p in plan.predecessors(stage, self.modalities)
+        for p in plan.predecessors(stage, self.modalities, self.strong)
       },
       "dataset": self.dataset.fingerprint,
       "split": provenance.split_digest(self.split),
@@ -183,7 +192,7 @@ class Context:
     def eval_fn(params, batch_stats):
       values = variables_lib.variables(params, batch_stats)
       outputs = evaluation.predict(predict_fn, values, table, batch_size, val)
-      return evaluation.scores(outputs, targets, self.schema.task)
+      return evaluation.scores(outputs, targets, self.schema.task, self.config.metrics)
 
     return eval_fn
 

@@ -14,16 +14,41 @@ from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.train import distributed, parallel
 from mtpkd_jax.train import metrics as metrics_lib
 
+# The metric sets a config can choose (``config.metrics``).
+METRIC_SETS = ("default", "sentiment")
+_SENTIMENT = ("acc_2", "f1_2", "mae", "corr", "acc_7")
 
-def metric_names(task: schema_lib.Task) -> tuple[str, ...]:
-  """The reported metrics: accuracy and macro-F1, or the CCC of each target and their mean."""
+
+def _check(task: schema_lib.Task, metrics: str) -> None:
+  if metrics not in METRIC_SETS:
+    raise ValueError(f"`config.metrics` must be one of {METRIC_SETS}, got {metrics!r}.")
+  if metrics == "sentiment" and (task.kind != "regression" or task.num_outputs != 1):
+    raise ValueError(
+      "`config.metrics='sentiment'` scores one regressed sentiment score, but the task is "
+      f"{task.kind} of {list(task.names)}."
+    )
+
+
+def metric_names(task: schema_lib.Task, metrics: str = "default") -> tuple[str, ...]:
+  """The reported metrics.
+
+  ``default``: accuracy and macro-F1, or the CCC of each target and their mean.
+  ``sentiment`` (one score in ``[-3, 3]``): CMU-MOSI's Acc-2, F1, MAE, Pearson correlation
+  and Acc-7 (:func:`mtpkd_jax.train.metrics.sentiment`).
+  """
+  _check(task, metrics)
+  if metrics == "sentiment":
+    return _SENTIMENT
   if task.kind == "classification":
     return ("accuracy", "macro_f1")
   return (*(f"ccc_{name}" for name in task.names), "ccc_mean")
 
 
-def score_metric(task: schema_lib.Task) -> str:
+def score_metric(task: schema_lib.Task, metrics: str = "default") -> str:
   """The reported metric that ``scores`` also returns as ``score`` (model selection)."""
+  _check(task, metrics)
+  if metrics == "sentiment":
+    return "corr"
   return "accuracy" if task.kind == "classification" else "ccc_mean"
 
 
@@ -69,17 +94,24 @@ def predict(
   return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
-def scores(outputs: np.ndarray, targets: np.ndarray, task: schema_lib.Task) -> dict:
+def scores(
+  outputs: np.ndarray, targets: np.ndarray, task: schema_lib.Task, metrics: str = "default"
+) -> dict:
   """The task's metrics (see :func:`metric_names`), plus ``score`` used for model selection.
 
   Args:
     outputs: Array of shape ``[N, C]``: logits, or the regression predictions.
     targets: ``[N]`` class indices, or ``[N, K]`` targets.
     task: the dataset's task.
+    metrics: the metric set, one of :data:`METRIC_SETS`.
 
   Returns:
-    ``{metric: float}``; ``score`` is the accuracy, or the mean CCC.
+    ``{metric: float}``; ``score`` is :func:`score_metric`'s value.
   """
+  _check(task, metrics)
+  if metrics == "sentiment":
+    values = metrics_lib.sentiment(outputs, targets)
+    return {**values, "score": values[score_metric(task, metrics)]}
   if task.kind == "classification":
     labels = np.asarray(targets)
     accuracy = metrics_lib.accuracy(labels, outputs)

@@ -6,7 +6,8 @@ modality), :class:`Alignment` (``F_J`` with per-modality adapters and heads, MT-
 stage 2) and :class:`Student` (fusion ``F_S`` over the visual tokens and the hallucinated
 privileged embeddings). Frozen backbones run once, outside these networks; a backbone that
 is fine-tuned is given to :class:`JointTeacher` or :class:`Student` as a submodule, which
-then takes raw inputs.
+then takes raw inputs. CMKT's stage 2 trains a :class:`WeakModel` (encoder ``E_w``, decoder
+``D`` and head ``C``) on the weak modality alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from mtpkd_jax import models
+from mtpkd_jax.models import sequence
 
 
 def call_encoder(encoder: nn.Module, inputs, train: bool = False) -> jax.Array:
@@ -28,6 +30,21 @@ def call_encoder(encoder: nn.Module, inputs, train: bool = False) -> jax.Array:
   if isinstance(inputs, Mapping):
     return encoder(inputs["x"], mask=inputs["mask"], train=train)
   return encoder(inputs, train=train)
+
+
+def call_sequence(encoder: nn.Module, inputs, train: bool = False):
+  """``(per-step outputs [B, L, d], valid steps [B, L])`` of ``encoder`` on ``inputs``.
+
+  A sequence encoder's ``sequence`` (zero on padded steps); for any other encoder, its tokens,
+  all valid. Their masked mean is the encoder's pooled embedding either way. Also usable as
+  ``encoder.apply(variables, inputs, method=call_sequence)``.
+  """
+  if not hasattr(encoder, "sequence"):
+    tokens = call_encoder(encoder, inputs, train)
+    return tokens, jnp.ones(tokens.shape[:2], bool)
+  x, mask = (inputs["x"], inputs["mask"]) if isinstance(inputs, Mapping) else (inputs, None)
+  mask = sequence.valid_mask(x, mask)
+  return encoder.sequence(x, mask, train), mask
 
 
 class Unimodal(nn.Module):
@@ -150,3 +167,29 @@ class Student(nn.Module):
     return models.FusionBlock(self.num_outputs, dropout_rate=self.dropout_rate, name="fusion")(
       [tokens, *hallucinate(tokens)], train=train
     )
+
+
+class WeakModel(nn.Module):
+  """CMKT's weak-modality model: ``E_w``, the decoder ``D`` and the head ``C``.
+
+  Attributes:
+    encoder: the weak modality's encoder ``E_w``.
+    decoder: ``D``, from ``E_w``'s sequence to the strong encoder's.
+    num_outputs: classes or regression targets.
+  """
+
+  encoder: nn.Module
+  decoder: nn.Module
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, inputs, train: bool = False):
+    """Returns ``(outputs [B, C], pooled z_w [B, d], D(z_w) [B, L, d_s], valid steps [B, L])``.
+
+    ``outputs`` is ``C(pool(E_w(x_w)))``, the test-time prediction; ``D(z_w)`` is only used
+    by the translation loss in training.
+    """
+    z, mask = call_sequence(self.encoder, inputs, train)
+    pooled = sequence.masked_mean(z, mask)[:, 0]
+    outputs = models.Head(self.num_outputs, name="head")(pooled)
+    return outputs, pooled, self.decoder(z, mask, train=train), mask

@@ -1,7 +1,9 @@
 """The stage graph: which stages a list of methods needs, and what each stage is built from.
 
-``unimodal_<m>`` (stage 0) -> ``joint`` (stage 1) -> ``alignment`` (stage 2, MT-PKDOT
-only) -> ``student_<method>`` (stage 3).
+MT-PKDOT: ``unimodal_<m>`` (stage 0) -> ``joint`` (stage 1) -> ``alignment`` (stage 2,
+MT-PKDOT only) -> ``student_<method>`` (stage 3). CMKT: ``unimodal_<strong>`` (its stage 1,
+the strong modality's encoder and head) -> ``cmkt_<method>`` (its stage 2, the weak
+modality's model).
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ class Plan:
   alignment: bool
 
 
-def plan(method_names: Sequence[str], modalities: Sequence[str]) -> Plan:
-  """Which shared stages ``method_names`` need; ``modalities`` lists visual first."""
+def plan(method_names: Sequence[str], modalities: Sequence[str], strong: str | None) -> Plan:
+  """Which shared stages ``method_names`` need.
+
+  Args:
+    method_names: the methods (and variants) to train.
+    modalities: the run's modalities, visual first.
+    strong: CMKT's strong modality (``None`` when no CMKT method is asked for).
+  """
   methods = [registry.get_method(name, modalities[0]) for name in method_names]
-  joint = any(m.kind != "unimodal" for m in methods)
+  joint = any(m.kind in ("teacher", "student") for m in methods)
   unimodal = [m.modality for m in methods if m.kind == "unimodal"]
   if joint:
     unimodal = [*modalities, *unimodal]
+  if any(m.kind == "cmkt" for m in methods):
+    unimodal.append(strong)
   return Plan(
     unimodal=tuple(dict.fromkeys(unimodal)),
     joint=joint,
@@ -35,10 +45,12 @@ def plan(method_names: Sequence[str], modalities: Sequence[str]) -> Plan:
   )
 
 
-def predecessors(stage: str, modalities: Sequence[str]) -> list[str]:
-  """The stages whose saved outputs ``stage`` is built from; ``modalities`` visual first."""
+def predecessors(stage: str, modalities: Sequence[str], strong: str | None) -> list[str]:
+  """The stages whose saved outputs ``stage`` is built from (arguments as :func:`plan`)."""
   if stage.startswith("unimodal_"):
     return []
+  if stage.startswith("cmkt_"):
+    return [f"unimodal_{strong}"]
   backbones = [f"unimodal_{m}" for m in modalities]
   if stage == "joint":
     return backbones

@@ -9,12 +9,18 @@ One registry, chosen by ``config.methods``. Adding a method is one :class:`Metho
   ``pkd`` (M2PKD-style cosine feature matching), ``logit_kd``, ``spkd``
   (similarity-preserving), ``rkd`` (relational), ``pkdot`` (structural OT with the joint
   teacher) and ``mt_pkdot`` (structural OT with routing over the stage-2 teachers).
+* CMKT (the weak test-time modality learns from a frozen strong one,
+  :mod:`~mtpkd_jax.methods.cmkt`), all weighed by ``config.method_params.cmkt``:
+  ``cmkt_translation`` (task + translation), ``cmkt_alignment`` (task + latent alignment),
+  ``cmkt`` (both) and ``cmkt_ot`` (both, plus MT-PKDOT's structural OT term between the
+  pooled weak and strong embeddings).
 
-A student's **variant** is named ``<method>:<key>=<value>[,<key>=<value>...]``, e.g.
-``mt_pkdot:anchors=most`` or ``mt_pkdot:k=10,gamma=0``: the method with those entries of
-``config.method_params[<method>]`` replaced (:func:`method_params`; dotted keys reach nested
-entries, ``pkdot:schedule.params.blur=0.05``). Variants train as their own student stages,
-beside the method itself, so that one run compares them on the same folds and seeds.
+A student's or a CMKT method's **variant** is named
+``<method>:<key>=<value>[,<key>=<value>...]``, e.g. ``mt_pkdot:anchors=most`` or
+``mt_pkdot:k=10,gamma=0``: the method with those entries of its ``config.method_params``
+replaced (:func:`method_params`; dotted keys reach nested entries,
+``pkdot:schedule.params.blur=0.05``). Variants train as stages of their own, beside the
+method itself, so that one run compares them on the same folds and seeds.
 
 A student's loss is named terms (``task``, then ``kd``, or ``ot`` and ``centroid``) weighed by
 the method's ``alpha``, ``beta`` and ``gamma`` (:mod:`mtpkd_jax.methods.objective`). Its
@@ -33,16 +39,21 @@ import jax.numpy as jnp
 import ml_collections
 
 from mtpkd_jax import ot
-from mtpkd_jax.losses import distill
+from mtpkd_jax.losses import alignment, distill, translation
 from mtpkd_jax.losses import task as task_lib
 
 ROUTINGS = ("min_loss", "joint", "mean", "softmin")
+# CMKT's classifier `C` in stage 2: the strong model's head frozen, fine-tuned, or a new one.
+HEADS = ("frozen", "finetune", "new")
 
 DistillFn = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
 
 # The config entries weighing a student's loss terms (:func:`objective.total`).
 _KD_WEIGHTS = {"task": "alpha", "kd": "beta"}
 _OT_WEIGHTS = {"task": "alpha", "ot": "beta", "centroid": "gamma"}
+_CMKT_WEIGHTS = {"task": "task_weight", "translation": "lambda_tr", "alignment": "lambda_al"}
+# The kinds of method that are trained as one stage each, and so have variants.
+DISTILLED = ("student", "cmkt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +62,7 @@ class Method:
 
   Attributes:
     name: registry key.
-    kind: ``unimodal | teacher | student``.
+    kind: ``unimodal | teacher | student | cmkt``.
     modality: the single modality of a ``unimodal`` method.
     teacher: where a student's teachers come from: ``joint`` (stage 1's ``z_J``) or
       ``aligned`` (stage 2's adapted embeddings and ``z_J``).
@@ -59,6 +70,7 @@ class Method:
       distillation's loss terms by name (:data:`objective.TERMS`) and what else it logs.
     weights: the config entry of ``method_params`` weighing each loss term, ``task``
       included (:func:`objective.total`).
+    params: the entry of ``config.method_params`` holding its parameters; ``None``: ``name``.
   """
 
   name: str
@@ -67,6 +79,7 @@ class Method:
   teacher: str | None = None
   distill: DistillFn | None = None
   weights: Mapping[str, str] | None = None
+  params: str | None = None
 
 
 def schedule_of(cfg: ml_collections.ConfigDict) -> ot.Schedule:
@@ -74,7 +87,8 @@ def schedule_of(cfg: ml_collections.ConfigDict) -> ot.Schedule:
   return ot.make_schedule(cfg.schedule.name, **cfg.schedule.params.to_dict())
 
 
-def _structural(cfg: ml_collections.ConfigDict, z_s, teachers, weights):
+def structural_terms(cfg: ml_collections.ConfigDict, z_s, teachers, weights):
+  """The ``ot`` and ``centroid`` terms of ``z_s [B, d]`` against ``teachers [T, B, d_t]``."""
   schedule = schedule_of(cfg)
   value, aux = ot.structural_ot_loss(
     z_s,
@@ -131,7 +145,7 @@ def _logit_kd(cfg, z_s, outputs_s, batch, task):
 def _pkdot(cfg, z_s, outputs_s, batch, task):
   del outputs_s, task
   teachers = jnp.swapaxes(batch["teacher_z"][:, -1:], 0, 1)
-  return _structural(cfg, z_s, teachers, jnp.ones((1,)))
+  return structural_terms(cfg, z_s, teachers, jnp.ones((1,)))
 
 
 def _mt_pkdot(cfg, z_s, outputs_s, batch, task):
@@ -140,8 +154,12 @@ def _mt_pkdot(cfg, z_s, outputs_s, batch, task):
   candidate_losses = jax.vmap(lambda out: task_lib.task_loss(out, batch, task))(teacher_out)
   weights = route(cfg.routing, candidate_losses, cfg.tau)
   teachers = jnp.swapaxes(batch["teacher_z"], 0, 1)
-  terms, metrics = _structural(cfg, z_s, teachers, weights)
+  terms, metrics = structural_terms(cfg, z_s, teachers, weights)
   return terms, {**metrics, "routed_teacher": jnp.argmax(weights)}
+
+
+def _without(term: str) -> dict[str, str]:
+  return {t: key for t, key in _CMKT_WEIGHTS.items() if t != term}
 
 
 def _registry() -> dict[str, Method]:
@@ -156,6 +174,10 @@ def _registry() -> dict[str, Method]:
     student("rkd", "joint", _joint_feature_kd(distill.relational)),
     student("pkdot", "joint", _pkdot, _OT_WEIGHTS),
     student("mt_pkdot", "aligned", _mt_pkdot, _OT_WEIGHTS),
+    Method("cmkt_translation", "cmkt", weights=_without("alignment"), params="cmkt"),
+    Method("cmkt_alignment", "cmkt", weights=_without("translation"), params="cmkt"),
+    Method("cmkt", "cmkt", weights=_CMKT_WEIGHTS, params="cmkt"),
+    Method("cmkt_ot", "cmkt", weights={**_CMKT_WEIGHTS, "ot": "lambda_ot"}, params="cmkt"),
   ]
   return {m.name: m for m in methods}
 
@@ -195,6 +217,9 @@ _CHOICES = {
   "anchors": ot.similarity.ANCHOR_MODES,
   "routing": ROUTINGS,
   "backend": ot.divergence.BACKENDS,
+  "alignment": alignment.KINDS,
+  "translation_loss": translation.KINDS,
+  "head": HEADS,
 }
 
 
@@ -206,12 +231,13 @@ def method_params(config: ml_collections.ConfigDict, name: str) -> ml_collection
       have or gives a value of the wrong type.
   """
   base, overrides = parse_variant(name)
-  if base not in config.method_params:
+  entry = METHODS[base].params or base if base in METHODS else base
+  if entry not in config.method_params:
     raise ValueError(
-      f"Method {name!r}: config.method_params has no {base!r} entry "
+      f"Method {name!r}: config.method_params has no {entry!r} entry "
       f"(it has {', '.join(config.method_params)})."
     )
-  params = ml_collections.ConfigDict(config.method_params[base].to_dict())
+  params = ml_collections.ConfigDict(config.method_params[entry].to_dict())
   for key, value in overrides.items():
     *path, leaf = key.split(".")
     node = params
@@ -239,8 +265,10 @@ def get_method(name: str, visual_modality: str | None = None) -> Method:
   base, overrides = parse_variant(name)
   if overrides or base != name:
     method = get_method(base, visual_modality)
-    if method.kind != "student":
-      raise ValueError(f"Method variant {name!r}: only students have variants, not {base!r}.")
+    if method.kind not in DISTILLED:
+      raise ValueError(
+        f"Method variant {name!r}: only students and CMKT methods have variants, not {base!r}."
+      )
     return dataclasses.replace(method, name=name)
   if name == "visual_only":
     return Method(name, "unimodal", modality=visual_modality)

@@ -1,4 +1,4 @@
-"""MT-PKDOT's stages, trained in order: what a list of methods needs, once per run.
+"""The stages of every method, trained in order: what a list of methods needs, once per run.
 
 ``unimodal_<m>`` (stage 0, :mod:`~mtpkd_jax.methods.unimodal`) -> ``joint`` (stage 1: fusion
 + T-Nets, :mod:`~mtpkd_jax.methods.joint`) -> ``alignment`` (stage 2, MT-PKDOT only,
@@ -15,6 +15,10 @@ Config switches fine-tune them instead: ``stages.joint.finetune_backbones`` trai
 backbone with the joint teacher, and ``stages.student.finetune_visual`` trains the visual
 backbone with each student, starting from the teachers' visual backbone; each has its own
 ``backbone_learning_rate``.
+
+CMKT's stages (:mod:`~mtpkd_jax.methods.cmkt`) are stage 0's model of the strong modality
+(``unimodal_<strong>``), then one ``cmkt_<method>`` stage per CMKT method: the weak
+(test-time) modality's model.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Sequence
 
 from mtpkd_jax.methods import plan, registry
 from mtpkd_jax.methods.alignment import train_alignment
+from mtpkd_jax.methods.cmkt import train_cmkt
 from mtpkd_jax.methods.context import Context, Memo
 from mtpkd_jax.methods.joint import train_joint
 from mtpkd_jax.methods.students import train_student
@@ -31,7 +36,7 @@ from mtpkd_jax.methods.unimodal import train_unimodal
 
 def train(ctx: Context, memo: Memo, method_names: Sequence[str]) -> None:
   """Trains (or resumes) every stage ``method_names`` need, shared stages first."""
-  needed = plan.plan(method_names, ctx.modalities)
+  needed = plan.plan(method_names, ctx.modalities, ctx.strong)
   for modality in needed.unimodal:
     train_unimodal(ctx, modality)
   if needed.joint:
@@ -39,5 +44,8 @@ def train(ctx: Context, memo: Memo, method_names: Sequence[str]) -> None:
   if needed.alignment:
     train_alignment(ctx, memo)
   for name in method_names:
-    if registry.get_method(name, ctx.config.visual).kind == "student":
+    kind = registry.get_method(name, ctx.config.visual).kind
+    if kind == "student":
       train_student(ctx, memo, name)
+    elif kind == "cmkt":
+      train_cmkt(ctx, memo, name)

@@ -76,6 +76,54 @@ def ccc(x: ArrayLike, y: ArrayLike) -> float:
   return float(2 * covariance / (x.var() + y.var() + (mean_x - mean_y) ** 2))
 
 
+def pearson(x: ArrayLike, y: ArrayLike) -> float:
+  """Pearson correlation of predictions `x [n]` and targets `y [n]`; 0 if either is constant."""
+  x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+  if x.shape != y.shape:
+    raise ValueError(f"x {x.shape} and y {y.shape} differ.")
+  x, y = x - x.mean(), y - y.mean()
+  denominator = np.sqrt(np.sum(x * x) * np.sum(y * y))
+  return float(np.sum(x * y) / denominator) if denominator > 0 else 0.0
+
+
+def weighted_f1(labels: ArrayLike, predictions: ArrayLike) -> float:
+  """Per-class F1 averaged with the classes' shares of `labels` as weights.
+
+  Args:
+    labels: Integer class ids, shape `[n]`.
+    predictions: Predicted class ids `[n]`, or scores/logits `[n, num_classes]`.
+  """
+  labels, predictions = _class_ids(labels, predictions)
+  classes, support = np.unique(labels, return_counts=True)
+  hits, predicted = labels[:, None] == classes, predictions[:, None] == classes
+  f1 = 2 * np.sum(hits & predicted, axis=0) / (support + predicted.sum(axis=0))
+  return float(np.sum(f1 * support) / len(labels))
+
+
+def sentiment(predictions: ArrayLike, scores: ArrayLike) -> dict[str, float]:
+  """CMU-MOSI's metrics of predicted sentiment scores against the annotated ones.
+
+  The scores are in `[-3, 3]`. `mae`, `corr` (Pearson); `acc_2` and `f1_2` (weighted F1) of
+  negative (`< 0`) vs non-negative; `acc_7` of the scores rounded to the 7 integers
+  `-3..3` after clipping to `[-3, 3]`.
+
+  Args:
+    predictions: Predicted scores, shape `[n]` (or `[n, 1]`).
+    scores: Annotated scores, the same shape.
+  """
+  x, y = np.asarray(predictions, np.float64).ravel(), np.asarray(scores, np.float64).ravel()
+  if x.shape != y.shape:
+    raise ValueError(f"predictions {x.shape} and scores {y.shape} differ.")
+  positive_x, positive_y = (x >= 0).astype(int), (y >= 0).astype(int)
+  return {
+    "mae": float(np.mean(np.abs(x - y))),
+    "corr": pearson(x, y),
+    "acc_2": accuracy(positive_y, positive_x),
+    "f1_2": weighted_f1(positive_y, positive_x),
+    "acc_7": accuracy(np.round(np.clip(y, -3, 3)), np.round(np.clip(x, -3, 3))),
+  }
+
+
 def mean_and_stderr(values: ArrayLike) -> tuple[float, float]:
   """Mean and standard error of the mean over runs (folds x seeds).
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import optax
 
 
+def _adam(learning_rate: float) -> optax.GradientTransformation:
+  """Adam; a zero rate leaves the parameters exactly as they are."""
+  return optax.set_to_zero() if learning_rate == 0 else optax.adam(learning_rate)
+
+
 def adam(params, learning_rate: float, **special: float) -> optax.GradientTransformation:
-  """Adam at ``learning_rate``, and at ``special[k]`` for the top-level parameters ``k``."""
+  """Adam at ``learning_rate``, and at ``special[k]`` for the top-level parameters ``k``.
+
+  A rate of ``0`` freezes its parameters: they get no update at all (and no Adam state).
+  """
   if not special:
-    return optax.adam(learning_rate)
+    return _adam(learning_rate)
   return optax.multi_transform(
-    {"default": optax.adam(learning_rate), **{k: optax.adam(lr) for k, lr in special.items()}},
+    {"default": _adam(learning_rate), **{k: _adam(lr) for k, lr in special.items()}},
     {k: k if k in special else "default" for k in params},
   )

@@ -1,0 +1,204 @@
+"""CMKT, reconstructed: the weak test-time modality learns from a strong one.
+
+Rajan, Brutti and Cavallaro's cross-modal knowledge transfer (arXiv 2108.00809) is known here
+from its abstract only; what the abstract does not pin down is a config option
+(``config.method_params.cmkt``), and ``README.md`` says which parts are reconstructed.
+
+* Stage 1 is stage 0's model of the strong modality, ``unimodal_<strong>``: its encoder
+  ``E_s`` and head ``C``, trained on the task. It is frozen from then on.
+* Stage 2, ``cmkt_<method>``: the weak modality's encoder ``E_w`` (the test-time modality,
+  ``config.visual``) gives the sequence ``z_w``; the decoder ``D`` translates it into
+  ``E_s``'s sequence. The loss is the method's named terms
+  (:mod:`~mtpkd_jax.methods.objective`)::
+
+      task_weight * L_task(C(pool(z_w)), y)
+      + lambda_tr * L_tr(D(z_w), E_s(x_s))          (translation, ``l1`` or ``mse``)
+      + lambda_al * L_align(pool(z_w), pool(E_s(x_s)))  (``dcca``, ``cosine`` or ``mse``)
+      + lambda_ot * L_OT(pool(z_w), pool(E_s(x_s)))     (``cmkt_ot`` only: MT-PKDOT's term)
+
+  ``C`` is the strong model's head, frozen (``head="frozen"``, the default) or fine-tuned,
+  or a new head (``"new"``). The translation compares the steps valid in both sequences, so
+  the two modalities must be word-aligned (the same steps).
+* Test time: ``C(pool(E_w(x_w)))``, the weak modality alone (:func:`cmkt_predictor`).
+
+The strong encoder's sequences, masks and pooled embeddings of every example are computed
+once per run from its saved stage output (:func:`strong_targets`); a stage-2 batch holds the
+weak input, these targets and the labels, never the strong input.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mtpkd_jax import models
+from mtpkd_jax.data import table as table_lib
+from mtpkd_jax.losses import alignment, translation
+from mtpkd_jax.losses import task as task_lib
+from mtpkd_jax.methods import backbones, evaluation, networks, objective, registry
+from mtpkd_jax.methods.context import Context, Memo
+from mtpkd_jax.models import sequence
+from mtpkd_jax.train import checkpoint, optimizers, parallel
+from mtpkd_jax.train import variables as variables_lib
+
+# Batch keys of the frozen strong encoder's outputs.
+STRONG_SEQUENCE, STRONG_MASK, STRONG_Z = "strong_sequence", "strong_mask", "strong_z"
+
+
+def strong_targets(ctx: Context, memo: Memo, required_by: str) -> dict[str, np.ndarray]:
+  """The frozen ``E_s``'s outputs on every example: sequence, valid steps, pooled embedding.
+
+  ``strong_sequence [N, L, d]`` (zero on padded steps), ``strong_mask [N, L]`` and
+  ``strong_z [N, d]`` (their masked mean), from the saved ``unimodal_<strong>`` stage in eval
+  mode; computed once per run, kept in ``memo`` under ``("strong", modality)``.
+  """
+  strong = ctx.strong
+
+  def compute():
+    variables = backbones.stage0_backbone(ctx, strong, required_by)
+    encoder = ctx.encoder(strong)
+
+    def fn(values, batch):
+      z, mask = encoder.apply(values, ctx.model_input(batch, strong), method=networks.call_sequence)
+      return z, mask, sequence.masked_mean(z, mask)[:, 0]
+
+    z, mask, pooled = evaluation.predict(
+      jax.jit(fn), variables, ctx.inputs(strong), ctx.config.eval_batch_size
+    )
+    return {STRONG_SEQUENCE: z, STRONG_MASK: mask, STRONG_Z: pooled}
+
+  return memo.get(("strong", strong), compute)
+
+
+def weak_model(ctx: Context, cfg: ml_collections.ConfigDict) -> networks.WeakModel:
+  """``E_w`` (the weak modality's configured encoder), ``D`` to ``E_s``'s width, ``C``."""
+  decoder = models.SequenceDecoder(ctx.config.embed_dim, **cfg.decoder.to_dict())
+  return networks.WeakModel(ctx.encoder(ctx.config.visual), decoder, ctx.num_outputs)
+
+
+def cmkt_terms(
+  cfg: ml_collections.ConfigDict,
+  method: registry.Method,
+  outputs: jax.Array,
+  z_w: jax.Array,
+  decoded: jax.Array,
+  mask: jax.Array,
+  batch,
+  task: str,
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """CMKT's loss terms on a (global) batch, by name, and what else it logs.
+
+  Args:
+    cfg: the method's parameters (``config.method_params.cmkt`` or a variant's).
+    method: the method; ``ot`` is computed only when it weighs it.
+    outputs: ``C(pool(z_w))`` ``[B, C]``.
+    z_w: the pooled weak embeddings ``[B, d]``.
+    decoded: ``D(z_w)`` ``[B, L, d]``.
+    mask: the weak sequence's valid steps ``[B, L]``.
+    batch: the labels ``y`` and the strong targets (:func:`strong_targets`).
+    task: ``classification | regression``.
+
+  Raises:
+    ValueError: if the weak and strong sequences do not have the same steps.
+  """
+  target = batch[STRONG_SEQUENCE]
+  if decoded.shape[:2] != target.shape[:2]:
+    raise ValueError(
+      f"CMKT's translation compares the weak and strong sequences step by step: they must be "
+      f"word-aligned, but E_w gives {decoded.shape[1]} steps and E_s {target.shape[1]}."
+    )
+  params = {"ridge": cfg.ridge} if cfg.alignment == "dcca" else {}
+  terms = {
+    "task": task_lib.task_loss(outputs, batch, task),
+    "translation": translation.translation_loss(
+      decoded, target, mask & batch[STRONG_MASK], cfg.translation_loss
+    ),
+    "alignment": alignment.alignment_loss(z_w, batch[STRONG_Z], cfg.alignment, **params),
+  }
+  metrics = {}
+  if "ot" in method.weights:
+    ot_terms, metrics = registry.structural_terms(cfg, z_w, batch[STRONG_Z][None], jnp.ones(1))
+    terms["ot"] = ot_terms["ot"]
+  return terms, metrics
+
+
+def cmkt_loss(ctx: Context, method_name: str, model: networks.WeakModel):
+  """The per-device loss of stage 2 ``(params, batch_stats, batch, rng, frozen)``.
+
+  Deep CCA, the structural OT and ``1 - CCC`` are statistics of the batch, so every term sees
+  the global batch (all-gathered over the ``data`` axis), as a student's loss does.
+  """
+  method = registry.get_method(method_name)
+  cfg = registry.method_params(ctx.config, method_name)
+  weak = ctx.config.visual
+  input_keys = ctx.schema.input_keys(weak)
+
+  def loss_fn(params, batch_stats, batch, rng, frozen):
+    del frozen
+    (outputs, z_w, decoded, mask), batch_stats = variables_lib.apply_train(
+      model, params, batch_stats, rng, ctx.model_input(batch, weak)
+    )
+    targets = {k: v for k, v in batch.items() if k not in input_keys}
+    gathered = parallel.all_gather_batch((outputs, z_w, decoded, mask, targets))
+    terms, metrics = cmkt_terms(cfg, method, *gathered, ctx.task)
+    loss = objective.total(terms, method.weights, cfg)
+    return loss, ({**terms, **metrics}, batch_stats)
+
+  return loss_fn
+
+
+def train_cmkt(ctx: Context, memo: Memo, method_name: str) -> dict:
+  """Stage 2 of CMKT method ``method_name``: the weak modality's model.
+
+  ``C`` starts from the strong model's head (``head="frozen"``: never updated;
+  ``"finetune"``: at ``stages.cmkt.head_learning_rate``), or is new (``"new"``: at the
+  stage's learning rate).
+  """
+  stage = f"cmkt_{method_name}"
+  cfg = ctx.config.stages.cmkt
+  method_cfg = registry.method_params(ctx.config, method_name)
+  weak = ctx.config.visual
+  targets = strong_targets(ctx, memo, required_by=stage)
+  inputs = ctx.inputs(weak)
+  model = weak_model(ctx, method_cfg)
+  variables = model.init(ctx.stage_rng(stage), ctx.first(inputs, weak))
+  if method_cfg.head != "new":
+    strong, _ = checkpoint.load_stage_output(
+      ctx.workdir, f"unimodal_{ctx.strong}", required_by=stage
+    )
+    variables = variables_lib.graft(variables, "head", variables_lib.sub_variables(strong, "head"))
+  head_rate = {"frozen": 0.0, "finetune": cfg.head_learning_rate, "new": cfg.learning_rate}
+  tx = optimizers.adam(variables["params"], cfg.learning_rate, head=head_rate[method_cfg.head])
+  predict_fn = jax.jit(lambda v, b: model.apply(v, ctx.model_input(b, weak))[0])
+  eval_fn = ctx.selection_fn(predict_fn, inputs, ctx.config.eval_batch_size)
+  table = table_lib.join(inputs, table_lib.ArrayTable(targets), ctx.targets())
+  loss_fn = cmkt_loss(ctx, method_name, model)
+  return ctx.fit(stage, model, variables, loss_fn, table, cfg, eval_fn, tx=tx)
+
+
+def cmkt_predictor(ctx: Context, method_name: str):
+  """The test-time path ``C(pool(E_w(x_w)))`` of a trained CMKT method.
+
+  Returns ``fn(table, indices=None) -> (outputs [n, C], z_w [n, d])``, which reads the weak
+  modality's columns of ``table`` alone (``schema.input_keys(visual)``): no strong input can
+  reach the prediction.
+  """
+  stage = f"cmkt_{method_name}"
+  weak = ctx.config.visual
+  variables, _ = checkpoint.load_stage_output(ctx.workdir, stage)
+  model = weak_model(ctx, registry.method_params(ctx.config, method_name))
+
+  @jax.jit
+  def fn(values, batch):
+    outputs, z_w, _, _ = model.apply(values, ctx.model_input(batch, weak))
+    return outputs, z_w
+
+  keys = ctx.schema.input_keys(weak)
+
+  def predictor(table: table_lib.Table, indices: np.ndarray | None = None):
+    inputs = table.select(keys)
+    return evaluation.predict(fn, variables, inputs, ctx.config.eval_batch_size, indices)
+
+  return predictor

@@ -124,6 +124,9 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
       "translation_loss": "l1",  # or "mse"
       "alignment": "dcca",  # or "cosine", "mse"
       "ridge": 1e-3,  # deep CCA's ridge on each covariance
+      # Deep CCA's width: pool(z_w) through a learned linear map, the strong embeddings on
+      # their top principal directions (a batch correlates by chance with B - 1 directions).
+      "align_dim": 4 if smoke else 8,
       "head": "frozen",  # the strong model's head: "frozen", "finetune", or "new"
       "decoder": {"kind": "mlp", "num_layers": 1},  # models.SequenceDecoder
       # The structural OT term of `cmkt_ot`, as MT-PKDOT's.

@@ -16,7 +16,10 @@ from its abstract only; what the abstract does not pin down is a config option
       + lambda_al * L_align(pool(z_w), pool(E_s(x_s)))  (``dcca``, ``cosine`` or ``mse``)
       + lambda_ot * L_OT(pool(z_w), pool(E_s(x_s)))     (``cmkt_ot`` only: MT-PKDOT's term)
 
-  ``C`` is the strong model's head, frozen (``head="frozen"``, the default) or fine-tuned,
+  Deep CCA compares ``align_dim`` directions of each side: a learned linear map of
+  ``pool(z_w)`` and the strong embeddings' top principal directions on the training examples
+  (:func:`principal_projection`). ``C`` is the strong model's head, frozen
+  (``head="frozen"``, the default) or fine-tuned,
   or a new head (``"new"``). The translation compares the steps valid in both sequences, so
   the two modalities must be word-aligned (the same steps).
 * Test time: ``C(pool(E_w(x_w)))``, the weak modality alone (:func:`cmkt_predictor`).
@@ -43,8 +46,9 @@ from mtpkd_jax.models import sequence
 from mtpkd_jax.train import checkpoint, optimizers, parallel
 from mtpkd_jax.train import variables as variables_lib
 
-# Batch keys of the frozen strong encoder's outputs.
+# Batch keys of the frozen strong encoder's outputs, and of what deep CCA aligns with.
 STRONG_SEQUENCE, STRONG_MASK, STRONG_Z = "strong_sequence", "strong_mask", "strong_z"
+STRONG_ALIGNED = "strong_aligned"
 
 
 def strong_targets(ctx: Context, memo: Memo, required_by: str) -> dict[str, np.ndarray]:
@@ -72,10 +76,34 @@ def strong_targets(ctx: Context, memo: Memo, required_by: str) -> dict[str, np.n
   return memo.get(("strong", strong), compute)
 
 
+def align_dim(cfg: ml_collections.ConfigDict) -> int:
+  """Deep CCA's width (``cfg.align_dim``); 0, the pooled embeddings, for other alignments."""
+  return cfg.align_dim if cfg.alignment == "dcca" else 0
+
+
+def principal_projection(z: np.ndarray, train: np.ndarray, dim: int) -> np.ndarray:
+  """``z [N, d]`` centred and projected on its top ``dim`` principal directions on ``train``.
+
+  Deep CCA's strong side: a batch of ``B`` examples can be correlated by chance with any
+  ``B - 1`` directions, so the frozen strong embeddings are compared through a few fixed
+  directions (and the weak ones through a learned map to as many).
+
+  Raises:
+    ValueError: if ``dim`` exceeds the embedding width.
+  """
+  if not 0 < dim <= z.shape[1]:
+    raise ValueError(f"`align_dim` must be in [1, {z.shape[1]}] (the strong width), got {dim}.")
+  mean = z[train].mean(axis=0)
+  directions = np.linalg.svd(z[train] - mean, full_matrices=False)[2][:dim]
+  return ((z - mean) @ directions.T).astype(np.float32)
+
+
 def weak_model(ctx: Context, cfg: ml_collections.ConfigDict) -> networks.WeakModel:
   """``E_w`` (the weak modality's configured encoder), ``D`` to ``E_s``'s width, ``C``."""
   decoder = models.SequenceDecoder(ctx.config.embed_dim, **cfg.decoder.to_dict())
-  return networks.WeakModel(ctx.encoder(ctx.config.visual), decoder, ctx.num_outputs)
+  return networks.WeakModel(
+    ctx.encoder(ctx.config.visual), decoder, ctx.num_outputs, align_features=align_dim(cfg)
+  )
 
 
 def cmkt_terms(
@@ -83,6 +111,7 @@ def cmkt_terms(
   method: registry.Method,
   outputs: jax.Array,
   z_w: jax.Array,
+  aligned: jax.Array,
   decoded: jax.Array,
   mask: jax.Array,
   batch,
@@ -95,9 +124,11 @@ def cmkt_terms(
     method: the method; ``ot`` is computed only when it weighs it.
     outputs: ``C(pool(z_w))`` ``[B, C]``.
     z_w: the pooled weak embeddings ``[B, d]``.
+    aligned: what the alignment compares: ``z_w``, or its projection for deep CCA.
     decoded: ``D(z_w)`` ``[B, L, d]``.
     mask: the weak sequence's valid steps ``[B, L]``.
-    batch: the labels ``y`` and the strong targets (:func:`strong_targets`).
+    batch: the labels ``y`` and the strong targets (:func:`strong_targets`, and
+      ``strong_aligned`` when the weak side is projected).
     task: ``classification | regression``.
 
   Raises:
@@ -110,12 +141,13 @@ def cmkt_terms(
       f"word-aligned, but E_w gives {decoded.shape[1]} steps and E_s {target.shape[1]}."
     )
   params = {"ridge": cfg.ridge} if cfg.alignment == "dcca" else {}
+  strong_aligned = batch[STRONG_ALIGNED] if align_dim(cfg) else batch[STRONG_Z]
   terms = {
     "task": task_lib.task_loss(outputs, batch, task),
     "translation": translation.translation_loss(
       decoded, target, mask & batch[STRONG_MASK], cfg.translation_loss
     ),
-    "alignment": alignment.alignment_loss(z_w, batch[STRONG_Z], cfg.alignment, **params),
+    "alignment": alignment.alignment_loss(aligned, strong_aligned, cfg.alignment, **params),
   }
   metrics = {}
   if "ot" in method.weights:
@@ -137,11 +169,11 @@ def cmkt_loss(ctx: Context, method_name: str, model: networks.WeakModel):
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     del frozen
-    (outputs, z_w, decoded, mask), batch_stats = variables_lib.apply_train(
+    parts, batch_stats = variables_lib.apply_train(
       model, params, batch_stats, rng, ctx.model_input(batch, weak)
     )
     targets = {k: v for k, v in batch.items() if k not in input_keys}
-    gathered = parallel.all_gather_batch((outputs, z_w, decoded, mask, targets))
+    gathered = parallel.all_gather_batch((*parts, targets))
     terms, metrics = cmkt_terms(cfg, method, *gathered, ctx.task)
     loss = objective.total(terms, method.weights, cfg)
     return loss, ({**terms, **metrics}, batch_stats)
@@ -161,6 +193,10 @@ def train_cmkt(ctx: Context, memo: Memo, method_name: str) -> dict:
   method_cfg = registry.method_params(ctx.config, method_name)
   weak = ctx.config.visual
   targets = strong_targets(ctx, memo, required_by=stage)
+  if align_dim(method_cfg):
+    train = ctx.split["train"]
+    aligned = principal_projection(targets[STRONG_Z], train, align_dim(method_cfg))
+    targets = {**targets, STRONG_ALIGNED: aligned}
   inputs = ctx.inputs(weak)
   model = weak_model(ctx, method_cfg)
   variables = model.init(ctx.stage_rng(stage), ctx.first(inputs, weak))
@@ -192,7 +228,7 @@ def cmkt_predictor(ctx: Context, method_name: str):
 
   @jax.jit
   def fn(values, batch):
-    outputs, z_w, _, _ = model.apply(values, ctx.model_input(batch, weak))
+    outputs, z_w, *_ = model.apply(values, ctx.model_input(batch, weak))
     return outputs, z_w
 
   keys = ctx.schema.input_keys(weak)

@@ -176,20 +176,27 @@ class WeakModel(nn.Module):
     encoder: the weak modality's encoder ``E_w``.
     decoder: ``D``, from ``E_w``'s sequence to the strong encoder's.
     num_outputs: classes or regression targets.
+    align_features: width of a linear projection of ``pool(z_w)`` that the alignment loss
+      compares (deep CCA's small output width); ``0``: ``pool(z_w)`` itself.
   """
 
   encoder: nn.Module
   decoder: nn.Module
   num_outputs: int
+  align_features: int = 0
 
   @nn.compact
   def __call__(self, inputs, train: bool = False):
-    """Returns ``(outputs [B, C], pooled z_w [B, d], D(z_w) [B, L, d_s], valid steps [B, L])``.
+    """Returns ``(outputs [B, C], pool(z_w) [B, d], aligned [B, k], D(z_w) [B, L, d_s], mask)``.
 
-    ``outputs`` is ``C(pool(E_w(x_w)))``, the test-time prediction; ``D(z_w)`` is only used
-    by the translation loss in training.
+    ``outputs`` is ``C(pool(E_w(x_w)))``, the test-time prediction; ``aligned`` is
+    ``pool(z_w)`` or its projection; ``D(z_w)`` is used by the translation loss alone;
+    ``mask [B, L]`` marks the valid steps.
     """
     z, mask = call_sequence(self.encoder, inputs, train)
     pooled = sequence.masked_mean(z, mask)[:, 0]
     outputs = models.Head(self.num_outputs, name="head")(pooled)
-    return outputs, pooled, self.decoder(z, mask, train=train), mask
+    aligned = pooled
+    if self.align_features:
+      aligned = nn.Dense(self.align_features, param_dtype=jnp.float32, name="align")(pooled)
+    return outputs, pooled, aligned, self.decoder(z, mask, train=train), mask

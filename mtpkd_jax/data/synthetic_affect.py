@@ -1,7 +1,8 @@
-"""`synthetic_affect`: a small, procedurally generated stand-in for BioVid.
+"""`synthetic_affect`: a small, procedurally generated stand-in for BioVid and CMU-MOSI.
 
 The real multimodal affect datasets are licensed, so the default experiments run on this
-builder. It mimics the structure that matters for privileged distillation:
+builder. Its `pain` and `va` configs mimic the structure of BioVid that matters for
+privileged distillation:
 
 * subjects with their own face (shape, skin, resting expression, pose tendencies), their
   own physiological baseline and their own responsiveness ("stoic" subjects exist);
@@ -13,6 +14,11 @@ builder. It mimics the structure that matters for privileged distillation:
 * `physio`: GSR, ECG and EMG channels that carry the latent *strongly* (skin-conductance
   rise, heart-rate increase, corrugator EMG burst) on top of per-subject baselines;
 * `audio`: a speech-feature-like sequence that carries valence/arousal moderately.
+
+Its `sentiment` configs are shaped like CMU-MOSI: utterances of speakers as word-aligned,
+masked `text` (strong), `audio` (weak) and `visual` (weaker) sequences of different
+lengths, with a sentiment score in `[-3, 3]` and its binary and 7-class labels (see
+:mod:`mtpkd_jax.data.synthetic_sentiment`).
 
 Everything is a deterministic function of the config: each example is drawn from a
 generator seeded by `(seed, subject, sample)`, so builds are reproducible and independent of
@@ -31,11 +37,19 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtpkd_jax.data import schema as schema_lib
+from mtpkd_jax.data import synthetic_sentiment
 
 PHYSIO_CHANNELS = ("gsr", "ecg", "emg")
 PAIN_LEVELS = {"BL1": 0.0, "PA1": 0.25, "PA2": 0.5, "PA3": 0.75, "PA4": 1.0}
 VA_QUADRANTS = ("neg_low", "neg_high", "pos_low", "pos_high")
 VA_TARGETS = ("valence", "arousal")
+# The labels of a `sentiment` config and their classes (a config without classes regresses
+# the score, `sentiment`).
+SENTIMENT_CLASSES = {
+  "label2": ("negative", "non_negative"),
+  "label7": tuple(str(k) for k in range(-3, 4)),
+}
+SEQUENCES = ("text", "audio", "visual")
 
 
 @dataclasses.dataclass(eq=False)
@@ -43,27 +57,39 @@ class SyntheticAffectConfig(tfds.core.BuilderConfig):
   """Generator parameters of one `synthetic_affect` config.
 
   Attributes:
-    task: `"pain"` (classes are pain levels, valence/arousal follow from them) or `"va"`
-      (valence/arousal drawn uniformly; `label` is the valence/arousal quadrant).
-    classes: Class names. For `"pain"`, keys of `PAIN_LEVELS`; for `"va"`, `VA_QUADRANTS`.
-    num_subjects: Number of subjects.
-    samples_per_subject: Samples per subject, split as evenly as possible over the classes
-      (pain) and shuffled.
+    task: `"pain"` (classes are pain levels, valence/arousal follow from them), `"va"`
+      (valence/arousal drawn uniformly; `label` is the valence/arousal quadrant) or
+      `"sentiment"` (MOSI-like utterances with a score, `label2` and `label7`).
+    classes: Class names. For `"pain"`, keys of `PAIN_LEVELS`; for `"va"`, `VA_QUADRANTS`;
+      for `"sentiment"`, `()` (regresses the score) or a value of `SENTIMENT_CLASSES`
+      (classifies `label2` or `label7`).
+    num_subjects: Number of subjects (speakers).
+    samples_per_subject: Samples (utterances) per subject; for `"pain"` split as evenly as
+      possible over the classes and shuffled.
     num_frames: Video frames per clip.
     image_size: Height and width of the square video frames, in pixels.
     physio_rate: Physiological sampling rate, in Hz.
     physio_seconds: Length of the physiological window, in seconds.
     audio_steps: Time steps of the audio feature sequence.
-    audio_features: Features per audio step.
+    audio_features: Features per audio step (or word).
     video_strength: Gain of the latent on the facial actions (brow lowering, eye
       squeeze, mouth opening, smile; each in [0, 1] at full affect). Unrelated facial
       movement adds a per-clip offset with standard deviation 0.25 to every action.
     physio_strength: Gain of the latent on the physiological responses (at 1, a full
       response is several times the measurement noise).
-    audio_strength: Gain of the latent on the audio features (their noise has unit
-      variance).
+    audio_strength: Gain of the latent (sentiment: of polarity and emphasis) on the audio
+      features (their noise has unit variance).
     response_noise: Standard deviation of a sample's felt intensity around its stimulus
       level (pain) and of the valence/arousal noise; shared by all modalities.
+    max_words: Words per utterance at most (sentiment; the sequences' length).
+    min_words: Words per utterance at least (sentiment).
+    text_features: Features per word of `text` (sentiment).
+    visual_features: Features per word of `visual` (sentiment).
+    text_strength: Gain of a word's polarity on `text`, next to its unit-variance
+      embedding (sentiment).
+    visual_strength: Gain of polarity and emphasis on `visual`, under unit-variance noise
+      (sentiment; `audio_strength` is the audio's).
+    label_noise: Standard deviation of the annotators' noise on the score (sentiment).
     seed: Seed of the whole dataset.
   """
 
@@ -81,6 +107,13 @@ class SyntheticAffectConfig(tfds.core.BuilderConfig):
   physio_strength: float = 1.0
   audio_strength: float = 0.6
   response_noise: float = 0.1
+  max_words: int = 20
+  min_words: int = 5
+  text_features: int = 32
+  visual_features: int = 16
+  text_strength: float = 2.5
+  visual_strength: float = 0.5
+  label_noise: float = 0.3
   seed: int = 0
 
   @property
@@ -95,7 +128,11 @@ class SyntheticAffectConfig(tfds.core.BuilderConfig):
 
   @property
   def shapes(self) -> dict[str, tuple[int, ...]]:
-    """Per-example shapes of the modalities `video`, `physio` and `audio`."""
+    """Per-example shapes of the modalities: `video`, `physio` and `audio`, or for
+    `"sentiment"` `text`, `audio` and `visual`."""
+    if self.task == "sentiment":
+      sizes = (self.text_features, self.audio_features, self.visual_features)
+      return {name: (self.max_words, size) for name, size in zip(SEQUENCES, sizes, strict=True)}
     return {
       "video": (self.num_frames, self.image_size, self.image_size, 3),
       "physio": (round(self.physio_seconds * self.physio_rate), len(PHYSIO_CHANNELS)),
@@ -104,28 +141,58 @@ class SyntheticAffectConfig(tfds.core.BuilderConfig):
 
   @property
   def schema(self) -> schema_lib.Schema:
-    """The dataset's schema: `pain` classifies `label`, `va` regresses valence and arousal."""
-    kinds = {
-      "video": ("video", "uint8"),
-      "physio": ("signal", "float32"),
-      "audio": ("sequence", "float32"),
-    }
-    modalities = tuple(
-      schema_lib.Modality(name, kinds[name][0], shape, kinds[name][1])
-      for name, shape in self.shapes.items()
-    )
-    if self.task == "va":
-      task = schema_lib.Task("regression", VA_TARGETS)
+    """The dataset's schema: `pain` classifies `label`, `va` regresses valence and arousal,
+    `sentiment` regresses the score or classifies `label2` or `label7` (masked sequences)."""
+    if self.task == "sentiment":
+      modalities = tuple(
+        schema_lib.Modality(name, "sequence", shape, masked=True)
+        for name, shape in self.shapes.items()
+      )
+    else:
+      kinds = {
+        "video": ("video", "uint8"),
+        "physio": ("signal", "float32"),
+        "audio": ("sequence", "float32"),
+      }
+      modalities = tuple(
+        schema_lib.Modality(name, kinds[name][0], shape, kinds[name][1])
+        for name, shape in self.shapes.items()
+      )
+    if self.task == "va" or self.target_keys == ("sentiment",):
+      task = schema_lib.Task("regression", self.target_keys)
     else:
       task = schema_lib.Task("classification", self.classes)
     return schema_lib.Schema(modalities, task, has_subject=True)
 
   @property
   def target_keys(self) -> tuple[str, ...]:
-    """The stored features that make up the canonical `y`."""
+    """The stored features that make up the canonical `y`.
+
+    Raises:
+      ValueError: for `"sentiment"` classes that are neither `()` nor a value of
+        `SENTIMENT_CLASSES`.
+    """
+    if self.task == "sentiment":
+      labels = {(): "sentiment"} | {c: k for k, c in SENTIMENT_CLASSES.items()}
+      if self.classes not in labels:
+        raise ValueError(
+          f"A sentiment config's `classes` must be one of {list(labels)}, got {self.classes}."
+        )
+      return (labels[self.classes],)
     return VA_TARGETS if self.task == "va" else ("label",)
 
+  @property
+  def scalars(self) -> dict[str, type]:
+    """The stored scalar features and their dtypes."""
+    if self.task == "sentiment":
+      labels = {"sentiment": np.float32, "label2": np.int64, "label7": np.int64}
+    else:
+      labels = {"label": np.int64, "valence": np.float32, "arousal": np.float32}
+    return labels | {"subject": np.int64, "index": np.int64}
 
+
+# What the sentiment configs share: MOSI-like speakers, audio stronger than for pain.
+SENTIMENT = {"task": "sentiment", "num_subjects": 30, "audio_strength": 0.8}
 CONFIGS = (
   SyntheticAffectConfig(
     name="pain_binary",
@@ -153,6 +220,36 @@ CONFIGS = (
     audio_features=8,
     description="BL1 vs PA4 with 6 subjects x 8 small samples, for tests.",
   ),
+  SyntheticAffectConfig(
+    name="sentiment",
+    classes=(),
+    **SENTIMENT,
+    description="MOSI-like sentiment score in [-3, 3], 30 speakers x 40 utterances.",
+  ),
+  SyntheticAffectConfig(
+    name="sentiment_binary",
+    classes=SENTIMENT_CLASSES["label2"],
+    **SENTIMENT,
+    description="MOSI-like negative (score < 0) vs non-negative, 30 x 40 utterances.",
+  ),
+  SyntheticAffectConfig(
+    name="sentiment_7class",
+    classes=SENTIMENT_CLASSES["label7"],
+    **SENTIMENT,
+    description="MOSI-like rounded score, classes -3..3, 30 x 40 utterances.",
+  ),
+  SyntheticAffectConfig(
+    name="sentiment_tiny",
+    classes=(),
+    **(SENTIMENT | {"num_subjects": 6}),
+    samples_per_subject=8,
+    max_words=8,
+    min_words=3,
+    text_features=8,
+    audio_features=8,
+    visual_features=8,
+    description="MOSI-like sentiment score, 6 speakers x 8 short utterances, for tests.",
+  ),
 )
 
 
@@ -173,20 +270,18 @@ class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
-    scalar = {
-      "label": np.int64,
-      "valence": np.float32,
-      "arousal": np.float32,
-      "subject": np.int64,
-      "index": np.int64,
-    }
-    dtypes = {"video": np.uint8, "physio": np.float32, "audio": np.float32}
     # Raw bytes: much faster to write than `tf.train.Example` value lists.
-    features = {
-      k: tfds.features.Tensor(shape=s, dtype=dtypes[k], encoding=tfds.features.Encoding.BYTES)
-      for k, s in config.shapes.items()
+    arrays = {m.name: (m.shape, np.dtype(m.dtype)) for m in config.schema.modalities}
+    arrays |= {
+      schema_lib.mask_key(m.name): (m.shape[:1], np.dtype(bool))
+      for m in config.schema.modalities
+      if m.masked
     }
-    features |= {k: tfds.features.Tensor(shape=(), dtype=d) for k, d in scalar.items()}
+    features = {
+      k: tfds.features.Tensor(shape=s, dtype=d, encoding=tfds.features.Encoding.BYTES)
+      for k, (s, d) in arrays.items()
+    }
+    features |= {k: tfds.features.Tensor(shape=(), dtype=d) for k, d in config.scalars.items()}
     # DatasetInfo directly: `dataset_info_from_configs` wants a package folder with metadata.
     return tfds.core.DatasetInfo(
       builder=self,
@@ -215,8 +310,15 @@ def subject_examples(config: SyntheticAffectConfig, subject: int) -> list[dict[s
   Returns:
     `config.samples_per_subject` examples, each a dict with `video` (uint8
     `[frames, size, size, 3]`), `physio` (float32 `[time, 3]`), `audio` (float32
-    `[steps, features]`) and scalars `label`, `valence`, `arousal`, `subject`, `index`.
+    `[steps, features]`) and scalars `label`, `valence`, `arousal`, `subject`, `index`;
+    for `"sentiment"`, the utterances of `synthetic_sentiment.utterance` with `subject` and
+    `index`.
+
+  Raises:
+    ValueError: on an unknown `config.task`, or word counts out of order.
   """
+  if config.task == "sentiment":
+    return _sentiment_examples(config, subject)
   rng = np.random.default_rng(_entropy(config.seed, subject, stream=1))
   traits = _subject_traits(rng, config)
   n = config.samples_per_subject
@@ -242,6 +344,33 @@ def subject_examples(config: SyntheticAffectConfig, subject: int) -> list[dict[s
       }
     )
   return examples
+
+
+def _sentiment_examples(config: SyntheticAffectConfig, speaker: int) -> list[dict[str, np.ndarray]]:
+  """Generates all utterances of one speaker (see `subject_examples`)."""
+  if not 1 <= config.min_words <= config.max_words:
+    raise ValueError(
+      f"A sentiment config needs 1 <= `min_words` <= `max_words`, got {config.min_words} "
+      f"and {config.max_words}."
+    )
+  # Shared by all speakers: the vocabulary and how the modalities load on sentiment.
+  lexicon = synthetic_sentiment.lexicon(
+    np.random.default_rng(_entropy(config.seed, stream=4)), config
+  )
+  traits = synthetic_sentiment.speaker(
+    np.random.default_rng(_entropy(config.seed, speaker, stream=5)), config
+  )
+  n = config.samples_per_subject
+  return [
+    synthetic_sentiment.utterance(
+      np.random.default_rng(_entropy(config.seed, speaker, sample, stream=6)),
+      config,
+      lexicon,
+      traits,
+    )
+    | {"subject": np.int64(speaker), "index": np.int64(speaker * n + sample)}
+    for sample in range(n)
+  ]
 
 
 def _entropy(*ids: int, stream: int) -> list[int]:
@@ -311,7 +440,7 @@ def _affect(
     valence, arousal = rng.uniform(-1.0, 1.0, size=2) + traits["va_bias"] + noise[1:]
     label = 2 * int(valence >= 0) + int(arousal >= 0)
   else:
-    raise ValueError(f"Unknown task {config.task!r}; expected 'pain' or 'va'.")
+    raise ValueError(f"Unknown task {config.task!r}; expected 'pain', 'va' or 'sentiment'.")
   return label, float(np.clip(valence, -1, 1)), float(np.clip(arousal, -1, 1))
 
 

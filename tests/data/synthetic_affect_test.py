@@ -132,6 +132,6 @@ def test_physiology_is_much_more_informative_than_video():
 
 
 def test_unknown_task_raises():
-  config = dataclasses.replace(CONFIGS["tiny"], name="bad", task="sentiment", num_subjects=1)
+  config = dataclasses.replace(CONFIGS["tiny"], name="bad", task="laughter", num_subjects=1)
   with pytest.raises(ValueError, match="task"):
     synthetic_affect.subject_examples(config, 0)

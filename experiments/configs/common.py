@@ -120,7 +120,7 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
       "task_weight": 1.0,
       "lambda_tr": 1.0,
       "lambda_al": 0.1,
-      "lambda_ot": 0.5,
+      "lambda_ot": 0.1,
       "translation_loss": "l1",  # or "mse"
       "alignment": "dcca",  # or "cosine", "mse"
       "ridge": 1e-3,  # deep CCA's ridge on each covariance
@@ -156,6 +156,35 @@ def encoders_by_kind(smoke: bool) -> dict:
         "num_heads": 2,
         "dropout_rate": 0.1,
       },
+    },
+  }
+
+
+def use_cmkt(c: ml_collections.ConfigDict, weak: str, strong: str) -> None:
+  """Makes ``c`` compare CMKT and its ablations with ``weak`` learning from ``strong``.
+
+  The methods, on the same folds and seeds: the weak modality alone (the baseline), the
+  strong one alone (an upper reference: it needs the strong modality at test time),
+  translation only, alignment only, CMKT, and CMKT + MT-PKDOT's structural OT term. Every
+  sequence modality gets CMKT's encoder, a bidirectional GRU then a transformer encoder.
+  """
+  # The test-time (weak) modality is `visual` in the config's terms; the strong one is
+  # privileged.
+  c.visual, c.privileged, c.strong = weak, (strong,), strong
+  c.methods = (
+    f"{weak}_only",
+    f"{strong}_only",
+    "cmkt_translation",
+    "cmkt_alignment",
+    "cmkt",
+    "cmkt_ot",
+  )
+  c.baseline = f"{weak}_only"
+  c.encoders_by_kind = {
+    **c.encoders_by_kind,
+    "sequence": {
+      "name": "gru_transformer",
+      "kwargs": {"num_layers": 1, "num_heads": 2, "dropout_rate": 0.1},
     },
   }
 

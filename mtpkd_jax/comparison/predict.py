@@ -18,7 +18,7 @@ import numpy as np
 
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.methods import context, registry, students, unimodal
+from mtpkd_jax.methods import cmkt, context, registry, students, unimodal
 from mtpkd_jax.train import parallel
 
 
@@ -101,12 +101,15 @@ def predictor(ctx: context.Context, method: str):
   if kind.kind == "teacher":
     raise ValueError(
       f"{method!r} needs the privileged modalities at test time; predict serves the "
-      "visual-only methods (students and visual_only)."
+      "visual-only methods (students, CMKT methods and visual_only)."
     )
   if kind.kind == "unimodal":
     if kind.modality != ctx.config.visual:
       raise ValueError(f"{method!r} reads {kind.modality!r}, not the visual modality.")
     return unimodal.unimodal_predictor(ctx, kind.modality)
+  if kind.kind == "cmkt":
+    weak = cmkt.cmkt_predictor(ctx, method)
+    return lambda table: weak(table)[0]
   student = students.student_predictor(ctx, method)
   return lambda table: student(table)[0]
 

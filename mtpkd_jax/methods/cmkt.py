@@ -98,6 +98,22 @@ def principal_projection(z: np.ndarray, train: np.ndarray, dim: int) -> np.ndarr
   return ((z - mean) @ directions.T).astype(np.float32)
 
 
+def stage_targets(
+  ctx: Context, memo: Memo, cfg: ml_collections.ConfigDict, required_by: str
+) -> dict[str, np.ndarray]:
+  """What a stage-2 batch holds besides the weak input and ``y``, for every example.
+
+  :func:`strong_targets`, and with deep CCA through ``align_dim`` directions the strong
+  embeddings' projection on them (``strong_aligned``, :func:`principal_projection` on the
+  training examples).
+  """
+  targets = strong_targets(ctx, memo, required_by)
+  if not align_dim(cfg):
+    return targets
+  aligned = principal_projection(targets[STRONG_Z], ctx.split["train"], align_dim(cfg))
+  return {**targets, STRONG_ALIGNED: aligned}
+
+
 def weak_model(ctx: Context, cfg: ml_collections.ConfigDict) -> networks.WeakModel:
   """``E_w`` (the weak modality's configured encoder), ``D`` to ``E_s``'s width, ``C``."""
   decoder = models.SequenceDecoder(ctx.config.embed_dim, **cfg.decoder.to_dict())
@@ -192,11 +208,7 @@ def train_cmkt(ctx: Context, memo: Memo, method_name: str) -> dict:
   cfg = ctx.config.stages.cmkt
   method_cfg = registry.method_params(ctx.config, method_name)
   weak = ctx.config.visual
-  targets = strong_targets(ctx, memo, required_by=stage)
-  if align_dim(method_cfg):
-    train = ctx.split["train"]
-    aligned = principal_projection(targets[STRONG_Z], train, align_dim(method_cfg))
-    targets = {**targets, STRONG_ALIGNED: aligned}
+  targets = stage_targets(ctx, memo, method_cfg, required_by=stage)
   inputs = ctx.inputs(weak)
   model = weak_model(ctx, method_cfg)
   variables = model.init(ctx.stage_rng(stage), ctx.first(inputs, weak))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments.configs import affwild2, biovid, mosi, recola
@@ -43,6 +44,36 @@ def test_smoke_config_trains_through_the_command_on_dummy_files(tmp_path, config
   assert "| visual_only |" in done.stdout
   split = json.loads(next((tmp_path / "work").glob("run0*/split.json")).read_text())
   assert split["train"] and split["val"] and split["test"]
+
+
+@pytest.mark.parametrize(
+  "config, weak, strong, metric",
+  [
+    ("mosi.py:sentiment,cmkt,smoke", "audio", "text", "acc_2"),
+    ("recola.py:arousal,cmkt,smoke", "video_appearance", "audio", "ccc_arousal"),
+  ],
+)
+def test_cmkt_smoke_config_trains_through_the_command_on_dummy_files(
+  tmp_path, config, weak, strong, metric
+):
+  command = [
+    sys.executable,
+    "-m",
+    "experiments.train",
+    f"--config=experiments/configs/{config}",
+    f"--config.data_dir={tmp_path / 'tfds'}",
+    f"--config.methods=('{weak}_only', 'cmkt')",
+    "--config.stages.unimodal.epochs=1",
+    "--config.stages.cmkt.epochs=1",
+    f"--workdir={tmp_path / 'work'}",
+  ]
+  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  results = json.loads((tmp_path / "work" / "results.json").read_text())
+  methods = results["runs"][0]["methods"]
+  assert set(methods) == {f"{weak}_only", "cmkt"} and np.isfinite(methods["cmkt"][metric])
+  stages = {p.name for p in next((tmp_path / "work").glob("run0*")).iterdir() if p.is_dir()}
+  assert stages == {f"unimodal_{weak}", f"unimodal_{strong}", "cmkt_cmkt"}
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,46 @@ def test_macro_f1_against_per_class_counts():
   assert metrics.macro_f1([0, 1, 1], [0, 1, 1], num_classes=3) == pytest.approx(2 / 3)
 
 
+def test_pearson_against_the_textbook_formula():
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=100)
+  y = 0.3 * x + rng.normal(size=100)
+  n = len(x)
+  reference = (n * np.sum(x * y) - x.sum() * y.sum()) / np.sqrt(
+    (n * np.sum(x**2) - x.sum() ** 2) * (n * np.sum(y**2) - y.sum() ** 2)
+  )
+  assert metrics.pearson(x, y) == pytest.approx(reference)
+  assert metrics.pearson(x, 2 * x + 1) == pytest.approx(1.0)
+  assert metrics.pearson(x, np.ones(100)) == 0.0
+
+
+def test_weighted_f1_against_per_class_counts():
+  # Class 0: 3 true, predicted [0, 0, 1] -> TP 2, FP 1 (the last), FN 1: F1 = 4 / 6.
+  # Class 1: 2 true, predicted [1, 0] -> TP 1, FP 1, FN 1: F1 = 2 / 4. Weights 3/5 and 2/5.
+  labels = np.array([0, 0, 0, 1, 1])
+  predictions = np.array([0, 0, 1, 1, 0])
+  expected = 3 / 5 * (4 / 6) + 2 / 5 * (2 / 4)
+  assert metrics.weighted_f1(labels, predictions) == pytest.approx(expected)
+  assert metrics.weighted_f1([1, 1, 0, 0], [1, 1, 0, 0]) == pytest.approx(1.0)
+
+
+def test_sentiment_metrics_on_a_hand_computed_example():
+  scores = np.array([-2.6, -0.4, 0.0, 1.2, 3.0, -1.5])
+  predictions = np.array([-3.4, 0.3, -0.2, 1.6, 2.4, -1.5])
+  values = metrics.sentiment(predictions, scores)
+  assert values["mae"] == pytest.approx(np.mean([0.8, 0.7, 0.2, 0.4, 0.6, 0.0]))
+  assert values["corr"] == pytest.approx(np.corrcoef(predictions, scores)[0, 1])
+  # Negative vs non-negative: truth [-, -, +, +, +, -], predicted [-, +, -, +, +, -].
+  assert values["acc_2"] == pytest.approx(4 / 6)
+  # Both classes have 3 examples, 2 hits and 1 miss each way: F1 = 2/3 for both.
+  assert values["f1_2"] == pytest.approx(2 / 3)
+  # Rounded after clipping: truth [-3, 0, 0, 1, 3, -2] (-1.5 rounds to even), predicted
+  # [-3, 0, 0, 2, 2, -2].
+  assert values["acc_7"] == pytest.approx(4 / 6)
+  with pytest.raises(ValueError, match="differ"):
+    metrics.sentiment(predictions[:3], scores)
+
+
 def test_mean_and_stderr():
   values = np.array([0.6, 0.7, 0.8, 0.65])
   mean, stderr = metrics.mean_and_stderr(values)

@@ -211,9 +211,8 @@ def open_dataset(
   order = np.argsort(small["index"], kind="stable")
   small = {k: v[order] for k, v in small.items()}
   table = table_lib.RecordTable(source, order, canonical_keys(schema), convert)
-  example_bytes = sum(int(np.prod(m.shape)) * np.dtype(m.dtype).itemsize for m in schema.modalities)
   if in_memory is None:
-    in_memory = example_bytes * len(order) <= IN_MEMORY_BYTES
+    in_memory = schema.example_bytes * len(order) <= IN_MEMORY_BYTES
   if in_memory:
     chunks = [table.take(c) for c in _ranges(len(order), chunk_size)]
     table = table_lib.ArrayTable({k: np.concatenate([c[k] for c in chunks]) for k in table.keys})

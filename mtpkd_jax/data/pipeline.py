@@ -150,6 +150,8 @@ class Dataset:
     y: ``[N]`` class indices or ``[N, K]`` targets.
     subject: ``[N]`` subject ids, or ``None``.
     split: ``[N]`` official split codes into ``schema.SPLITS``, or ``None``.
+    extra: the stored array features beyond the canonical ones (e.g. Aff-Wild2's
+      ``frame_targets``), read from disk on demand, in ``index`` order.
     fingerprint: identifies the dataset's content (builder, config, version, schema).
     in_memory: whether ``table`` is held in memory.
   """
@@ -161,6 +163,7 @@ class Dataset:
   y: np.ndarray
   subject: np.ndarray | None
   split: np.ndarray | None
+  extra: table_lib.Table
   fingerprint: str
   in_memory: bool
 
@@ -211,6 +214,9 @@ def open_dataset(
   order = np.argsort(small["index"], kind="stable")
   small = {k: v[order] for k, v in small.items()}
   table = table_lib.RecordTable(source, order, canonical_keys(schema), convert)
+  numeric = [k for k, d in dtypes.items() if np.dtype(d).kind != "O"]  # Not text.
+  extra_keys = tuple(k for k in numeric if k not in table.keys)
+  extra = table_lib.RecordTable(source, order, extra_keys, convert)
   if in_memory is None:
     in_memory = schema.example_bytes * len(order) <= IN_MEMORY_BYTES
   if in_memory:
@@ -226,6 +232,7 @@ def open_dataset(
     y=small["y"],
     subject=small.get("subject"),
     split=small.get("split"),
+    extra=extra,
     fingerprint=hashlib.sha1(f"{identity}:{schema.fingerprint()}".encode()).hexdigest()[:16],
     in_memory=in_memory,
   )

@@ -1,7 +1,7 @@
 """Peak memory of building a licensed dataset from dummy files at two sizes (flat: it streams).
 
   python -m experiments.bench_build                     # BioVid Part A, 16 and 64 subjects
-  python -m experiments.bench_build --dataset=affwild2  # 100 and 400 frames per video
+  python -m experiments.bench_build --dataset=affwild2  # 200 and 800 frames per video
   python -m experiments.bench_build --dataset=recola --sizes=2,8
 
 Datasets: ``biovid``, ``affwild2``, ``recola``, ``mosi`` (what each size sets:

@@ -49,7 +49,7 @@ class Case:
 
 CASES = {
   "biovid": Case("biovid/part_a_binary", "subjects", (16, 64), fixed={"samples_per_class": 4}),
-  "affwild2": Case("affwild2/va", "frames", (100, 400)),
+  "affwild2": Case("affwild2/va", "frames", (200, 800)),
   "recola": Case("recola/arousal", "recordings", (2, 8), {"window": 20, "stride": 10}),
   "mosi": Case("mosi/sentiment", "videos_per_fold", (2, 8)),
 }

@@ -7,9 +7,11 @@ privileged, CCC.
 ``arg`` is ``va[,smoke]``. Clips of ``clip_length`` frames (``--config.dataset_options``,
 the same as the build's ``--options``) with the mean of their annotated frames as targets
 (frames annotated ``-5`` never count); the official validation set is the test split and
-validation videos are carved from the training ones. ``1 - CCC`` loss, CCC per dimension over
-the test clips (the challenge scores every annotated frame: a clip-level figure, not the
-challenge's). ``smoke`` trains on generated dummy files in the release layout.
+validation videos are carved from the training ones. ``1 - CCC`` loss; the test CCC per
+dimension is the challenge's, over every annotated frame pooled (``scoring = "frame"``: each
+clip's prediction given to its frames, frames of overlapping clips averaged, ``-5`` frames
+never scored); model selection uses the validation clips' CCC. ``smoke`` trains on generated
+dummy files in the release layout.
 """
 
 from experiments.configs import common
@@ -26,5 +28,6 @@ def get_config(arg: str | None = None):
   )
   c.visual, c.privileged = "video", ("audio",)
   c.encoders_by_kind = common.encoders_by_kind(smoke)
+  c.scoring = "frame"
   c.num_runs = 1 if smoke else 3  # The official split: runs differ by seed only.
   return c

@@ -137,6 +137,9 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   c.checkpoint_every = 20 if smoke else 100
   c.keep_checkpoints = 2
   c.eval_batch_size = 16 if smoke else 128
+  # Test metrics over the examples ("clip"), or, for clips of annotated frames, over every
+  # annotated frame once ("frame": Aff-Wild2's convention; `evaluation.frame_scores`).
+  c.scoring = "clip"
   c.plot_batch_size = 16 if smoke else 64
   return c
 

@@ -7,6 +7,8 @@
   implementation, and the gradient's agreement with GeomLoss.
 * :mod:`~mtpkd_jax.bench.ot_solver_runners`: the solver alone, and compiled memory.
 * :mod:`~mtpkd_jax.bench.ot_report`: the run, table, plot, figures and targets.
+* :mod:`~mtpkd_jax.bench.processes`: a call in a fresh process, and its peak memory.
 * :mod:`~mtpkd_jax.bench.streaming`: streamed vs in-memory training data.
+* :mod:`~mtpkd_jax.bench.build_memory`: a dataset builder's peak memory at two sizes.
 * :mod:`~mtpkd_jax.bench.train_step`: weak scaling of the student and backbone train steps.
 """

@@ -11,11 +11,12 @@ every example.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
+
+from mtpkd_jax.bench import processes
 
 
 def write_file(path: Path, num: int, length: int, dim: int, seed: int = 0) -> None:
@@ -39,15 +40,6 @@ def write_file(path: Path, num: int, length: int, dim: int, seed: int = 0) -> No
   np.savez(path, **arrays)
   del seq
   scratch.unlink()
-
-
-def _peak_mib() -> float:
-  """This process's peak resident memory (Linux ``VmHWM``: reset by exec, unlike ``ru_maxrss``,
-  which a spawned child inherits from its parent's size at fork)."""
-  for line in Path("/proc/self/status").read_text().splitlines():
-    if line.startswith("VmHWM:"):
-      return int(line.split()[1]) / 1024  # KiB.
-  raise RuntimeError("No VmHWM in /proc/self/status (peak memory is measured on Linux).")
 
 
 def _config(config, path: Path, data_dir: Path, in_memory: bool, batch_size: int):
@@ -93,7 +85,7 @@ def _child(config, path: str, data_dir: str, workdir: str, in_memory: bool, batc
       "read_examples_per_s": len(train) / read,
       "train_s": trained,
       "train_examples_per_s": len(train) / trained,
-      "peak_rss_mib": _peak_mib(),
+      "peak_rss_mib": processes.peak_mib(),
     }
   )
 
@@ -103,19 +95,7 @@ def _build(path: str, data_dir: str, queue):
 
   start = time.perf_counter()
   pipeline.builder("features_npz", data_dir, {"path": path}).download_and_prepare()
-  queue.put({"build_s": time.perf_counter() - start, "build_peak_rss_mib": _peak_mib()})
-
-
-def _in_fresh_process(target, *args) -> dict:
-  context = multiprocessing.get_context("spawn")
-  queue = context.Queue()
-  process = context.Process(target=target, args=(*args, queue))
-  process.start()
-  result = queue.get()
-  process.join()
-  if process.exitcode:
-    raise RuntimeError(f"{target.__name__} failed with exit code {process.exitcode}.")
-  return result
+  queue.put({"build_s": time.perf_counter() - start, "build_peak_rss_mib": processes.peak_mib()})
 
 
 def run(
@@ -137,10 +117,10 @@ def run(
     path = out_dir / f"features_{num}.npz"
     write_file(path, num, length, dim)
     data_dir = out_dir / "tfds"
-    build = _in_fresh_process(_build, str(path), str(data_dir))
+    build = processes.in_fresh_process(_build, str(path), str(data_dir))
     for in_memory in (False, True):
       workdir = out_dir / f"work_{num}_{'memory' if in_memory else 'stream'}"
-      row = _in_fresh_process(
+      row = processes.in_fresh_process(
         _child, config, str(path), str(data_dir), str(workdir), in_memory, batch_size
       )
       rows.append(

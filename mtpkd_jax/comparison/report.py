@@ -1,7 +1,8 @@
 """Summary of a comparison run: mean and standard error over runs, paired deltas, files.
 
 A comparison's `results` dict (JSON-serialisable) holds `dataset`, `task`, `metrics` (names,
-in display order), `baseline` (the method deltas are taken against) and `runs`: one entry per
+in display order), optionally `protocol` and `scoring` (how the test metrics were taken),
+`baseline` (the method deltas are taken against) and `runs`: one entry per
 run (one subject-independent fold and one seed) with `run`, `fold`, `seed` and `methods`,
 a mapping `method -> {metric: score}`. A method may be missing from some runs.
 """
@@ -123,6 +124,7 @@ def markdown_table(results: Mapping[str, Any]) -> str:
   header_line = (
     f"**{results['dataset']}** ({results['task']}"
     + (f", {results['protocol']}" if "protocol" in results else "")
+    + (f", scored per {results['scoring']}" if "scoring" in results else "")
     + f"): mean ± standard error over {len(runs)} runs ({folds} folds × {seeds} seeds); "
     f"Δ is the mean paired per-run difference to `{baseline}` (same fold and seed), with the "
     "runs won out of the paired runs in brackets; n/a where a single run gives no standard "

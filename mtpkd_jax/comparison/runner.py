@@ -38,6 +38,7 @@ def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
   memo = context.Memo()
   visual, table, test = ctx.config.visual, ctx.dataset.table, ctx.split["test"]
   stages.train(ctx, memo, methods)
+  score = _test_scorer(ctx.config, ctx.dataset, test)
 
   results, student_z, test_outputs = {}, {}, {"indices": test}
   reported = evaluation.metric_names(ctx.schema.task, ctx.config.metrics)
@@ -53,7 +54,7 @@ def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
     else:
       outputs, student_z[name] = students.student_predictor(ctx, name)(table, test)
     test_outputs[name] = outputs
-    metrics = evaluation.scores(outputs, ctx.dataset.y[test], ctx.schema.task, ctx.config.metrics)
+    metrics = score(outputs)
     results[name] = {k: metrics[k] for k in reported}
   if distributed.is_main():
     np.savez(ctx.workdir / "test_outputs.npz", **test_outputs)
@@ -62,6 +63,38 @@ def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
     z_teacher = students.teacher_targets(ctx, memo, "joint", "evaluation")["teacher_z"][test, 0]
     artifacts = {"z_teacher": z_teacher, "student_z": student_z}
   return results, artifacts
+
+
+def _test_scorer(config: ml_collections.ConfigDict, dataset: pipeline.Dataset, test: np.ndarray):
+  """``score(outputs)``: the metrics of the ``test`` examples' outputs, by ``config.scoring``."""
+  task = dataset.schema.task
+  if config.scoring == "clip":
+    return lambda outputs: evaluation.scores(outputs, dataset.y[test], task, config.metrics)
+  frames = dataset.extra.take(test, evaluation.FRAME_KEYS)
+  return lambda outputs: evaluation.frame_scores(outputs, frames, dataset.subject[test], task)
+
+
+def _check_scoring(config: ml_collections.ConfigDict, dataset: pipeline.Dataset) -> None:
+  if config.scoring not in evaluation.SCORINGS:
+    raise ValueError(
+      f"{dataset.description}: `config.scoring` must be one of {list(evaluation.SCORINGS)}, "
+      f"got {config.scoring!r}."
+    )
+  if config.scoring == "frame" and config.metrics != "default":
+    raise ValueError(
+      f"{dataset.description}: `config.scoring`='frame' gives the CCC per target; "
+      f"`config.metrics` must be 'default', not {config.metrics!r}."
+    )
+  if config.scoring == "frame":
+    missing = [k for k in evaluation.FRAME_KEYS if k not in dataset.extra.keys]
+    missing += ["subject"] if dataset.subject is None else []
+    if missing or dataset.schema.task.kind != "regression":
+      raise ValueError(
+        f"{dataset.description}: `config.scoring`='frame' scores a regression per frame from "
+        f"the stored {[*evaluation.FRAME_KEYS, 'subject']} (subjects are the sequences); "
+        f"this {dataset.schema.task.kind} dataset has no {missing or 'regression task'}. "
+        "Use 'clip'."
+      )
 
 
 def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict, out_dir: Path):
@@ -198,6 +231,7 @@ def open_dataset(config: ml_collections.ConfigDict) -> pipeline.Dataset:
     dataset.schema.check_roles(config.visual, config.privileged)
   except ValueError as error:
     raise ValueError(f"{dataset.description}: {error}") from None
+  _check_scoring(config, dataset)
   methods = [registry.get_method(name, config.visual) for name in config.methods]
   if not config.privileged and any(m.kind != "unimodal" for m in methods):
     raise ValueError(
@@ -254,6 +288,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     "task": task.kind,
     "protocol": protocol(dataset),
     "metrics": list(evaluation.metric_names(task, config.metrics)),
+    "scoring": evaluation.SCORINGS[config.scoring],
     "baseline": config.baseline,
     "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""),

@@ -150,6 +150,8 @@ class Dataset:
     y: ``[N]`` class indices or ``[N, K]`` targets.
     subject: ``[N]`` subject ids, or ``None``.
     split: ``[N]`` official split codes into ``schema.SPLITS``, or ``None``.
+    extra: the stored array features beyond the canonical ones (e.g. Aff-Wild2's
+      ``frame_targets``), read from disk on demand, in ``index`` order.
     fingerprint: identifies the dataset's content (builder, config, version, schema).
     in_memory: whether ``table`` is held in memory.
   """
@@ -161,6 +163,7 @@ class Dataset:
   y: np.ndarray
   subject: np.ndarray | None
   split: np.ndarray | None
+  extra: table_lib.Table
   fingerprint: str
   in_memory: bool
 
@@ -211,9 +214,11 @@ def open_dataset(
   order = np.argsort(small["index"], kind="stable")
   small = {k: v[order] for k, v in small.items()}
   table = table_lib.RecordTable(source, order, canonical_keys(schema), convert)
-  example_bytes = sum(int(np.prod(m.shape)) * np.dtype(m.dtype).itemsize for m in schema.modalities)
+  numeric = [k for k, d in dtypes.items() if np.dtype(d).kind != "O"]  # Not text.
+  extra_keys = tuple(k for k in numeric if k not in table.keys)
+  extra = table_lib.RecordTable(source, order, extra_keys, convert)
   if in_memory is None:
-    in_memory = example_bytes * len(order) <= IN_MEMORY_BYTES
+    in_memory = schema.example_bytes * len(order) <= IN_MEMORY_BYTES
   if in_memory:
     chunks = [table.take(c) for c in _ranges(len(order), chunk_size)]
     table = table_lib.ArrayTable({k: np.concatenate([c[k] for c in chunks]) for k in table.keys})
@@ -227,6 +232,7 @@ def open_dataset(
     y=small["y"],
     subject=small.get("subject"),
     split=small.get("split"),
+    extra=extra,
     fingerprint=hashlib.sha1(f"{identity}:{schema.fingerprint()}".encode()).hexdigest()[:16],
     in_memory=in_memory,
   )

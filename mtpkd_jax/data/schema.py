@@ -23,8 +23,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 KINDS = ("video", "signal", "sequence", "vector")
 TASKS = ("classification", "regression")
@@ -117,6 +120,11 @@ class Schema:
   @property
   def names(self) -> tuple[str, ...]:
     return tuple(m.name for m in self.modalities)
+
+  @property
+  def example_bytes(self) -> int:
+    """Bytes of one example's modalities in memory."""
+    return sum(math.prod(m.shape) * np.dtype(m.dtype).itemsize for m in self.modalities)
 
   def modality(self, name: str) -> Modality:
     """The modality called ``name``; a ``ValueError`` lists the known ones otherwise."""

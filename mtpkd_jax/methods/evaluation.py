@@ -18,6 +18,17 @@ from mtpkd_jax.train import metrics as metrics_lib
 METRIC_SETS = ("default", "sentiment")
 _SENTIMENT = ("acc_2", "f1_2", "mae", "corr", "acc_7")
 
+# How test outputs are scored (``config.scoring``), as the results say it.
+SCORINGS = {
+  "clip": "clip: over the test examples",
+  "frame": (
+    "frame: CCC over every annotated test frame, each once (a clip's prediction given to its "
+    "frames, overlapping clips averaged)"
+  ),
+}
+# The stored per-frame features that ``frame`` scoring reads (see :func:`frame_scores`).
+FRAME_KEYS = ("frame_targets", "frame_mask", "frame_numbers")
+
 
 def _check(task: schema_lib.Task, metrics: str) -> None:
   if metrics not in METRIC_SETS:
@@ -128,3 +139,42 @@ def scores(
   values["ccc_mean"] = float(np.mean(list(values.values())))
   values["score"] = values["ccc_mean"]
   return values
+
+
+def frame_scores(
+  outputs: np.ndarray, frames: dict[str, np.ndarray], sequences: np.ndarray, task: schema_lib.Task
+) -> dict:
+  """The CCC metrics of :func:`scores` over frames: Aff-Wild2's convention.
+
+  Each example is a clip of frames of one sequence (an annotated trial). Its prediction is
+  given to each of its annotated frames; a frame that several overlapping clips cover gets
+  the mean of their predictions, so every annotated frame counts once; frames whose mask is
+  False (``-5`` in Aff-Wild2) are never scored. CCC per target is then taken over all the
+  frames pooled.
+
+  Args:
+    outputs: Array of shape ``[N, K]``: the regression predictions of ``N`` clips.
+    frames: ``frame_targets`` ``[N, L, K]`` (or ``[N, L]`` for one target), ``frame_mask``
+      ``[N, L]`` bool and ``frame_numbers`` ``[N, L]`` int, per clip of ``L`` frames.
+    sequences: ``[N]`` int, each clip's sequence: frames of one sequence and number are one.
+    task: the dataset's task (regression).
+
+  Returns:
+    As :func:`scores`, over frames.
+  """
+  mask = np.asarray(frames["frame_mask"], bool)
+  num, length = mask.shape
+  keep = mask.ravel()
+  numbers = np.asarray(frames["frame_numbers"], np.int64)
+  keys = np.asarray(sequences, np.int64)[:, None] * (int(numbers.max()) + 1) + numbers
+  _, frame = np.unique(keys.ravel()[keep], return_inverse=True)
+  counts = np.bincount(frame)[:, None]
+
+  def per_frame(values):  # [N * L, K] -> [frames, K], the mean over each frame's clips.
+    values = np.asarray(values, np.float64)[keep]
+    sums = np.stack([np.bincount(frame, v, len(counts)) for v in values.T], axis=1)
+    return sums / counts
+
+  predictions = per_frame(np.repeat(outputs, length, axis=0))
+  targets = per_frame(np.asarray(frames["frame_targets"]).reshape(num * length, -1))
+  return scores(predictions, targets, task)

@@ -118,8 +118,10 @@ def test_missing_baseline_raises():
 
 def test_markdown_table_cells():
   results, scores = _results()
+  results["scoring"] = "frame: CCC over every annotated test frame"
   table = report.markdown_table(results)
   assert "synthetic_affect/pain_binary" in table
+  assert "scored per frame: CCC over every annotated test frame" in table
   assert "6 runs (3 folds × 2 seeds)" in table
   assert "standard error" in table
   header = "| method | accuracy | macro_f1 | Δ accuracy vs visual_only | "

@@ -39,6 +39,9 @@ def test_smoke_config_trains_through_the_command_on_dummy_files(tmp_path, config
   assert done.returncode == 0, done.stderr[-3000:]
   results = json.loads((tmp_path / "work" / "results.json").read_text())
   assert results["protocol"].startswith(protocol)
+  # Aff-Wild2 is scored over its annotated frames, the others over their examples.
+  assert results["scoring"].startswith("frame" if "affwild2" in config else "clip")
+  assert f"scored per {results['scoring']}" in done.stdout
   (metrics,) = results["runs"][0]["methods"].values()
   assert metrics and all(-1 <= v <= 1 for v in metrics.values())
   assert "| visual_only |" in done.stdout

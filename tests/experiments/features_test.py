@@ -132,6 +132,8 @@ def test_regression_with_one_and_three_targets(tmp_path, num_targets):
     (dict(privileged=()), r"`config.privileged` is empty"),
     (dict(val_subjects=0.9), r"cannot split the dataset.*`val_subjects`=0.9"),
     (dict(num_folds=7), r"cannot split the dataset.*`num_folds`=7"),
+    (dict(scoring="frames"), r"`config.scoring` must be one of \['clip', 'frame'\]"),
+    (dict(scoring="frame"), r"`config.scoring`='frame'.*has no \['frame_targets'"),
   ],
 )
 def test_bad_roles_and_folds_stop_before_training_and_lose_nothing(tmp_path, overrides, message):

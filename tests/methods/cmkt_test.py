@@ -1,6 +1,5 @@
 """CMKT: its stages, its loss terms, its test-time path, and data parallelism."""
 
-
 import chex
 import jax
 import ml_collections

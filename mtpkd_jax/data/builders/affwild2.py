@@ -20,7 +20,9 @@ written: they are neither trained on nor scored.
 
 Protocol: the official ``Validation_Set`` is the test split (the challenge's test labels are
 withheld); validation trials are carved from ``Train_Set`` by the runner. The challenge
-scores CCC per dimension over all annotated frames pooled; the runner scores clip means.
+scores CCC per dimension over all annotated frames pooled, and so do the runs of
+``experiments/configs/affwild2.py`` (``scoring = "frame"``:
+:func:`mtpkd_jax.methods.evaluation.frame_scores`, trials as the sequences).
 """
 
 from __future__ import annotations

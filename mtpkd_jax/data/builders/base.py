@@ -198,18 +198,13 @@ class ManualBuilder(records.Written):
       report.units += 1
       try:
         examples = iter(load(report))
-        first = next(examples, None)
+        example = next(examples, None)
       except BadFile as error:
         report.skip(unit, error)
         continue
-      if first is None:
-        continue
-      for example in _chain(first, examples):
+      # One example referenced at a time (none kept for the unit), so memory stays flat.
+      while example is not None:
         yield example | {"index": np.int64(report.examples)}
         report.examples += 1
+        example = next(examples, None)
     report.check()
-
-
-def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
-  yield first
-  yield from rest

@@ -17,6 +17,8 @@ from PIL import Image
 
 from mtpkd_jax.data.builders.report import BadFile
 
+_WINDOWS = 256  # Log-mel windows transformed at once.
+
 
 def video_frames(path: Path, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
   """Frames ``indices`` (0-based, decoding order) of a video, resized, RGB.
@@ -83,7 +85,7 @@ def audio(path: Path, rate: int) -> np.ndarray:
     raise BadFile(path, f"unreadable audio ({error})") from None
   if not chunks:
     raise BadFile(path, "empty audio stream")
-  return np.concatenate(chunks).astype(np.float32)
+  return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def image(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -141,8 +143,13 @@ def log_mel(
     float32 ``[steps, n_mels]``: ``log(mel energy + 1e-6)``.
   """
   starts = np.round(np.asarray(centres_s) * rate).astype(np.int64) - n_fft // 2
-  positions = starts[:, None] + np.arange(n_fft)
-  inside = (positions >= 0) & (positions < len(waveform))
-  windows = np.where(inside, waveform[np.clip(positions, 0, len(waveform) - 1)], 0.0)
-  spectrum = np.abs(np.fft.rfft(windows * np.hanning(n_fft), axis=-1)) ** 2
-  return np.log(spectrum @ mel_filterbank(rate, n_fft, n_mels) + 1e-6).astype(np.float32)
+  hann, filters = np.hanning(n_fft), mel_filterbank(rate, n_fft, n_mels)
+  out = np.empty((len(starts), n_mels), np.float32)
+  # A chunk of windows at a time: memory does not grow with the video's length.
+  for first in range(0, len(starts), _WINDOWS):
+    positions = starts[first : first + _WINDOWS, None] + np.arange(n_fft)
+    inside = (positions >= 0) & (positions < len(waveform))
+    windows = np.where(inside, waveform[np.clip(positions, 0, len(waveform) - 1)], 0.0)
+    spectrum = np.abs(np.fft.rfft(windows * hann, axis=-1)) ** 2
+    out[first : first + _WINDOWS] = np.log(spectrum @ filters + 1e-6)
+  return out

@@ -45,6 +45,10 @@ def test_clips_masks_ids_and_splits(tmp_path, edition):
       assert not record["video"][list(record["frame_numbers"]).index(5)].any()
     assert np.isfinite(record["audio"]).all()
   assert {r["subject_name"].decode() for r in stored} == set(stems)
+  # The per-frame features, for per-frame scoring, are read with the dataset, in index order.
+  extra = dataset.extra.take(np.arange(len(dataset)), ("frame_mask", "frame_numbers"))
+  np.testing.assert_array_equal(extra["frame_numbers"], [r["frame_numbers"] for r in stored])
+  np.testing.assert_array_equal(extra["frame_mask"], [r["frame_mask"] for r in stored])
 
 
 def test_a_corrupt_video_and_a_short_annotation_are_skipped_and_listed(tmp_path):

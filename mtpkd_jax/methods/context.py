@@ -113,6 +113,10 @@ class Context:
   def encoder_spec(self, modality: str) -> ml_collections.ConfigDict:
     """``config.encoders[modality]``, else the default of the modality's kind.
 
+    A spec holds the registered encoder's ``name`` and its ``kwargs``, and optionally
+    ``pretrained``: an ``.npz`` file of the encoder's variables that stage 0 starts from
+    (:func:`mtpkd_jax.methods.unimodal.initial_variables`); empty for random weights.
+
     Raises:
       ValueError: naming both config fields, if neither gives an encoder.
     """

@@ -14,8 +14,12 @@ import sys
 from pathlib import Path
 
 import jax
-import torch
 from absl import app, flags
+
+try:
+  import torch
+except ImportError as error:
+  raise SystemExit("Converting needs torch: pip install '.[convert]'.") from error
 
 from mtpkd_jax.models import convert_torchvision
 from mtpkd_jax.train import variables as variables_lib

@@ -163,6 +163,9 @@ class Context:
     }
     if kind == "unimodal":
       section["encoder"] = self.encoder_spec(name).to_dict()
+      if pretrained := section["encoder"].get("pretrained"):
+        # The file's content, not only its name: a file converted again retrains stage 0.
+        section["pretrained_digest"] = provenance.file_digest(Path(pretrained).expanduser())
     else:
       section["model"] |= {"visual": config.visual, "privileged": list(config.privileged)}
       section["encoders"] = {m: self.encoder_spec(m).to_dict() for m in self.modalities}

@@ -76,3 +76,15 @@ def test_a_pretrained_file_that_does_not_fit_is_named(tmp_path):
   ctx = _context(tmp_path, str(tmp_path / "absent.npz"))
   with pytest.raises(FileNotFoundError, match=r"'video'.*absent\.npz"):
     unimodal.initial_variables(ctx, "video", model)
+
+
+def test_stage0_provenance_follows_the_pretrained_files_content(tmp_path):
+  path = tmp_path / "r3d.npz"
+  _write_encoder_file(path)
+  ctx = _context(tmp_path, str(path))
+  record = ctx.provenance("unimodal_video")
+  assert record["config"]["encoder"]["pretrained"] == str(path)
+  variables_lib.save_npz(path, {"params": {"stem": {"kernel": np.zeros(1)}}})
+  again = ctx.provenance("unimodal_video")
+  assert again["config"]["pretrained_digest"] != record["config"]["pretrained_digest"]
+  assert "pretrained_digest" not in _context(tmp_path, "").provenance("unimodal_video")["config"]

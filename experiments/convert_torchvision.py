@@ -6,8 +6,9 @@
 
 The file is a state dict as `torch.save(model.state_dict(), path)` writes it (torchvision's
 published `.pth` files are). Train from the result with `encoders.<modality>.pretrained`
-pointing at it, the encoder `r3d18` (or `r2plus1d18`) at `features=512`, and the pixels
-normalised as the weights expect (`experiments/configs/biovid.py:<variant>,r3d18` sets both).
+pointing at it, the encoder `r3d18` (or `r2plus1d18`) 512-d (`embed_dim = 512`) and the
+pixels normalised as the weights expect (`experiments/configs/biovid.py:<variant>,r3d18`
+sets all three but the file).
 """
 
 import sys

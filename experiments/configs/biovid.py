@@ -13,13 +13,14 @@ training subjects. Accuracy and macro-F1 on the test subjects. ``smoke`` trains 
 dummy files in the release layout, in seconds.
 
 The video encoder is the frame transformer, or with ``r3d18`` / ``r2plus1d18`` the release's
-512-d R3D-18 (or R(2+1)D-18) on pixels normalised as torchvision's Kinetics-400 weights
-expect. ``encoders.video.pretrained`` (empty: random weights) starts stage 0 from an
-``.npz`` that ``experiments/convert_torchvision.py`` wrote:
+R3D-18 (or R(2+1)D-18) on pixels normalised as torchvision's Kinetics-400 weights expect,
+with every modality's tokens 512-d as in the release. ``encoders.video.pretrained`` (empty:
+random weights) starts stage 0 from an ``.npz`` that ``experiments/convert_torchvision.py``
+wrote:
 
-  python -m experiments.convert_torchvision --state_dict=r3d_18-b3b3357e.pth --arch=r3d_18 \
+  python -m experiments.convert_torchvision --state_dict=r3d_18-b3b3357e.pth --arch=r3d_18 \\
       --output=r3d_18_kinetics400.npz
-  python -m experiments.train --config experiments/configs/biovid.py:part_a_binary,r3d18 \
+  python -m experiments.train --config experiments/configs/biovid.py:part_a_binary,r3d18 \\
       --config.encoders.video.pretrained=r3d_18_kinetics400.npz --workdir results/biovid_r3d
 """
 
@@ -31,10 +32,9 @@ SUBJECTS = {"a": 87, "b": 86}  # In the releases (DATASETS.md); LOSO runs one fo
 RESNETS = ("r3d18", "r2plus1d18")
 
 
-def _resnet(name: str, smoke: bool) -> dict:
-  """The video ResNet ``name``: 512-d as released (32-d with ``smoke``), Kinetics inputs."""
+def _resnet(name: str) -> dict:
+  """The video ResNet ``name`` (at the config's width), on pixels as Kinetics weights expect."""
   kwargs = {
-    "features": 32 if smoke else 512,
     "pixel_mean": convert_torchvision.KINETICS_MEAN,
     "pixel_std": convert_torchvision.KINETICS_STD,
   }
@@ -53,8 +53,10 @@ def get_config(arg: str | None = None):
   resnets = sorted(options & set(RESNETS))
   if len(resnets) > 1:
     raise ValueError(f"Choose one video ResNet of {RESNETS}; got {arg!r}.")
-  video = _resnet(resnets[0], smoke) if resnets else c.encoders_by_kind.video.to_dict()
+  video = _resnet(resnets[0]) if resnets else c.encoders_by_kind.video.to_dict()
   c.encoders = {"video": {**video, "pretrained": ""}}
+  if resnets and not smoke:
+    c.embed_dim = 512  # The release's width, and the converted weights'.
   if "loso" in options and not smoke:
     c.num_folds = c.num_runs = SUBJECTS[variant.split("_")[1]]
   elif not smoke:

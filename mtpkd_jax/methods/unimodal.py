@@ -53,9 +53,7 @@ def initial_variables(ctx: Context, modality: str, model: networks.Unimodal) -> 
     return variables
   path = Path(path).expanduser()
   if not path.is_file():
-    raise FileNotFoundError(
-      f"The pretrained weights of {modality!r}'s encoder, {path}, do not exist."
-    )
+    raise FileNotFoundError(f"The pretrained file of the {modality!r} encoder, {path}, is missing.")
   pretrained = variables_lib.load_npz(path)
   return variables_lib.graft_checked(variables, "encoder", pretrained, source=str(path))
 

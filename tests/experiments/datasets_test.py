@@ -63,9 +63,10 @@ def test_a_bad_config_argument_names_the_variants():
 
 def test_biovid_video_resnets_take_kinetics_pixels_and_an_empty_pretrained_switch():
   assert biovid.get_config("part_a_binary").encoders.video.pretrained == ""
-  spec = biovid.get_config("part_a_binary,r2plus1d18").encoders.video
+  config = biovid.get_config("part_a_binary,r2plus1d18")
+  spec = config.encoders.video
   assert spec.name == "r2plus1d18" and spec.pretrained == ""
-  assert spec.kwargs.features == 512
+  assert config.embed_dim == 512  # The converted weights' width, which every modality shares.
   assert spec.kwargs.pixel_mean == convert_torchvision.KINETICS_MEAN
   assert spec.kwargs.pixel_std == convert_torchvision.KINETICS_STD
   with pytest.raises(ValueError, match="one video ResNet"):

@@ -141,7 +141,7 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str) -> dict:
     name = names[path]
     if name in missing:
       continue
-    value = np.asarray(state_dict[name], np.float32)
+    value = np.array(state_dict[name], np.float32)  # A copy: never a view of the caller's.
     if value.shape != (shape := _torch_shape(path, leaf.shape)):
       misshaped.append(f"{name} {value.shape} (expected {shape})")
       continue

@@ -110,10 +110,10 @@ def test_the_variables_are_the_encoders_and_drop_fc_and_counters(r3d_state_dict)
   shapes = jax.eval_shape(convert_torchvision.encoder("r3d_18").init, jax.random.key(0), clip)
   assert jax.tree.map(np.shape, variables) == jax.tree.map(lambda s: s.shape, shapes)
   assert any(k.endswith("num_batches_tracked") for k in r3d_state_dict)
-  np.testing.assert_array_equal(
-    variables["batch_stats"]["stages"]["stage4_block2"]["bn2"]["var"],
-    r3d_state_dict["layer4.1.conv2.1.running_var"],
-  )
+  var = variables["batch_stats"]["stages"]["stage4_block2"]["bn2"]["var"]
+  np.testing.assert_array_equal(var, r3d_state_dict["layer4.1.conv2.1.running_var"])
+  # Copies: torch updates its buffers in place (in train mode), the variables stay as read.
+  assert not np.shares_memory(var, r3d_state_dict["layer4.1.conv2.1.running_var"])
 
 
 def test_a_broken_state_dict_is_named_entry_by_entry(r3d_state_dict):

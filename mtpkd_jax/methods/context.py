@@ -118,6 +118,10 @@ class Context:
   def encoder_spec(self, modality: str) -> ml_collections.ConfigDict:
     """``config.encoders[modality]``, else the default of the modality's kind.
 
+    A spec holds the registered encoder's ``name`` and its ``kwargs``, and optionally
+    ``pretrained``: an ``.npz`` file of the encoder's variables that stage 0 starts from
+    (:func:`mtpkd_jax.methods.unimodal.initial_variables`); empty for random weights.
+
     Raises:
       ValueError: naming both config fields, if neither gives an encoder.
     """
@@ -164,6 +168,9 @@ class Context:
     }
     if kind == "unimodal":
       section["encoder"] = self.encoder_spec(name).to_dict()
+      if pretrained := section["encoder"].get("pretrained"):
+        # The file's content, not only its name: a file converted again retrains stage 0.
+        section["pretrained_digest"] = provenance.file_digest(Path(pretrained).expanduser())
     elif kind == "cmkt":
       section["model"] |= {"weak": config.visual, "strong": self.strong}
       roles = (config.visual, self.strong)

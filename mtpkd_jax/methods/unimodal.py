@@ -1,10 +1,15 @@
 """Stage 0, ``unimodal_<modality>``: one encoder + head per modality, trained on the task.
 
 Its encoder is the backbone the later stages start from (:mod:`mtpkd_jax.methods.backbones`);
-its model is also the ``<modality>_only`` method (``visual_only`` for the visual one).
+its model is also the ``<modality>_only`` method (``visual_only`` for the visual one). The
+encoder starts from random weights, or from the ``.npz`` file its config entry names as
+``pretrained`` (e.g. torchvision's Kinetics-400 R3D-18, converted by
+``experiments/convert_torchvision.py``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -33,13 +38,33 @@ def unimodal_loss(ctx: Context, modality: str, model: networks.Unimodal):
   return loss_fn
 
 
+def initial_variables(ctx: Context, modality: str, model: networks.Unimodal) -> dict:
+  """Stage 0's variables before training: random, with the encoder's ``pretrained`` file.
+
+  Raises:
+    FileNotFoundError: if the encoder's config entry names a file that does not exist.
+    ValueError: naming the parameters, if the file's do not fit the encoder.
+  """
+  variables = model.init(
+    ctx.stage_rng(f"unimodal_{modality}"), ctx.first(ctx.inputs(modality), modality)
+  )
+  path = ctx.encoder_spec(modality).get("pretrained")
+  if not path:
+    return variables
+  path = Path(path).expanduser()
+  if not path.is_file():
+    raise FileNotFoundError(f"The pretrained file of the {modality!r} encoder, {path}, is missing.")
+  pretrained = variables_lib.load_npz(path)
+  return variables_lib.graft_checked(variables, "encoder", pretrained, source=str(path))
+
+
 def train_unimodal(ctx: Context, modality: str) -> dict:
   """Stage 0: encoder + head of ``modality`` trained on the task alone."""
   stage = f"unimodal_{modality}"
   cfg = ctx.config.stages.unimodal
   model = unimodal_model(ctx, modality)
   inputs = ctx.inputs(modality)
-  variables = model.init(ctx.stage_rng(stage), ctx.first(inputs, modality))
+  variables = initial_variables(ctx, modality, model)
   predict_fn = jax.jit(lambda v, b: model.apply(v, ctx.model_input(b, modality))[0])
   eval_fn = ctx.selection_fn(predict_fn, inputs, cfg.batch_size)
   table = table_lib.join(inputs, ctx.targets())

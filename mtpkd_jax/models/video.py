@@ -3,7 +3,8 @@
 The 3-D CNNs' tokens are their last feature map averaged over space and kept over
 (downsampled) time; `FrameTransformer` gives one token per frame. The pooled clip embedding
 is `tokens.mean(axis=1)`. uint8 clips are scaled to [0, 1] here, float
-clips are used as given.
+clips are used as given; `VideoResNet` can then normalise them per channel (as torchvision's
+pretrained weights expect, see `convert_torchvision`).
 """
 
 import functools
@@ -41,6 +42,10 @@ class VideoResNet(nn.Module):
       values shrink every stage proportionally (for tests and CPU runs).
     dtype: Compute dtype; parameters are float32.
     bn_axis_name: Mesh axis over which BatchNorm averages batch statistics, or None.
+    pixel_mean: Per-channel (RGB) mean subtracted from the [0, 1] pixels, or None for no
+      normalisation; torchvision's Kinetics-400 weights expect
+      `convert_torchvision.KINETICS_MEAN`.
+    pixel_std: Per-channel standard deviation the pixels are divided by (with `pixel_mean`).
   """
 
   stage_sizes: Sequence[int]
@@ -48,6 +53,8 @@ class VideoResNet(nn.Module):
   features: int = 512
   dtype: jnp.dtype = jnp.float32
   bn_axis_name: str | None = None
+  pixel_mean: Sequence[float] | None = None
+  pixel_std: Sequence[float] | None = None
 
   @nn.compact
   def __call__(self, video: jax.Array, train: bool = False) -> jax.Array:
@@ -68,6 +75,11 @@ class VideoResNet(nn.Module):
     norm = functools.partial(resnet.batch_norm, train, self.dtype, self.bn_axis_name)
 
     x = _as_float(video, self.dtype)
+    if (self.pixel_mean is None) != (self.pixel_std is None):
+      raise ValueError("Set both pixel_mean and pixel_std, or neither.")
+    if self.pixel_mean is not None:
+      mean = jnp.asarray(self.pixel_mean, self.dtype)
+      x = (x - mean) / jnp.asarray(self.pixel_std, self.dtype)
     if self.factorized:
       # torchvision hard-codes 45 channels between the two stem convs (for width 64).
       stem_mid = 45 * width // 64

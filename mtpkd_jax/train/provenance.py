@@ -1,12 +1,13 @@
 """What each stage was built from, so that a stale stage is retrained, never reused.
 
 A stage's record (``<workdir>/<stage>/provenance.json``) holds its config section, the
-fingerprints of its predecessors' saved outputs, the dataset's fingerprint and a digest of
-its split. Before a stage trains, :func:`ensure` compares the record it would write with the
-one on disk: equal, the stage resumes or is reused as before; different, the stage's folder
-is moved aside to ``<stage>.stale`` (the previous stale copy is replaced) and the stage is
-retrained from scratch, with a warning that names what changed. A retrained stage's output
-gets a new fingerprint, so every stage that depends on it is retrained in turn.
+fingerprints of its predecessors' saved outputs (and of the pretrained file a stage-0
+encoder starts from), the dataset's fingerprint and a digest of its split. Before a stage
+trains, :func:`ensure` compares the record it would write with the one on disk: equal, the
+stage resumes or is reused as before; different, the stage's folder is moved aside to
+``<stage>.stale`` (the previous stale copy is replaced) and the stage is retrained from
+scratch, with a warning that names what changed. A retrained stage's output gets a new
+fingerprint, so every stage that depends on it is retrained in turn.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def split_digest(split: Mapping[str, np.ndarray]) -> str:
   for name in sorted(split):
     digest.update(name.encode())
     digest.update(np.asarray(split[name], dtype=np.int64).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+  """Digest of a file's bytes (e.g. the pretrained weights a stage starts from)."""
+  digest = hashlib.sha1()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
   return digest.hexdigest()[:16]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import affwild2, biovid, mosi, recola
+from mtpkd_jax.models import convert_torchvision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,3 +93,15 @@ def test_configs_name_their_dataset_and_roles(module, arg):
 def test_a_bad_config_argument_names_the_variants():
   with pytest.raises(ValueError, match="part_a_binary"):
     biovid.get_config("part_c")
+
+
+def test_biovid_video_resnets_take_kinetics_pixels_and_an_empty_pretrained_switch():
+  assert biovid.get_config("part_a_binary").encoders.video.pretrained == ""
+  config = biovid.get_config("part_a_binary,r2plus1d18")
+  spec = config.encoders.video
+  assert spec.name == "r2plus1d18" and spec.pretrained == ""
+  assert config.embed_dim == 512  # The converted weights' width, which every modality shares.
+  assert spec.kwargs.pixel_mean == convert_torchvision.KINETICS_MEAN
+  assert spec.kwargs.pixel_std == convert_torchvision.KINETICS_STD
+  with pytest.raises(ValueError, match="one video ResNet"):
+    biovid.get_config("part_a_binary,r3d18,r2plus1d18")

@@ -131,6 +131,24 @@ def test_bfloat16_compute_with_float32_params(model):
   assert jax.eval_shape(module.apply, variables, clip).dtype == jnp.bfloat16
 
 
+def test_resnet_pixel_normalisation_is_per_channel_on_unit_range(random_variables):
+  rng = np.random.default_rng(4)
+  mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+  module = video.VideoResNet(stage_sizes=(1,), features=8, pixel_mean=mean, pixel_std=std)
+  clips = _clips(rng, 2, shape=(4, 8, 8))
+  variables = random_variables(module, clips)
+  normalised = (clips / 255.0 - np.asarray(mean)) / np.asarray(std)
+  plain = video.VideoResNet(stage_sizes=(1,), features=8)
+  np.testing.assert_allclose(
+    module.apply(variables, clips),
+    plain.apply(variables, normalised.astype(np.float32)),
+    atol=1e-5,
+    rtol=1e-5,
+  )
+  with pytest.raises(ValueError, match="pixel_mean and pixel_std"):
+    video.VideoResNet(stage_sizes=(1,), features=8, pixel_mean=mean).init(jax.random.key(0), clips)
+
+
 def test_rejects_non_video_input():
   with pytest.raises(ValueError, match="batch, time, height, width"):
     video.CNN3DSmall().init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))

@@ -14,6 +14,23 @@ from mtpkd_jax.models import convert_torchvision
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _train(tmp_path, config, *flags):
+  """``experiments.train`` on ``config``, one stage-0 epoch: its output and results."""
+  command = [
+    sys.executable,
+    "-m",
+    "experiments.train",
+    f"--config=experiments/configs/{config}",
+    f"--config.data_dir={tmp_path / 'tfds'}",
+    "--config.stages.unimodal.epochs=1",
+    *flags,
+    f"--workdir={tmp_path / 'work'}",
+  ]
+  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done, json.loads((tmp_path / "work" / "results.json").read_text())
+
+
 @pytest.mark.parametrize(
   "config, protocol",
   [
@@ -26,19 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_smoke_config_trains_through_the_command_on_dummy_files(tmp_path, config, protocol):
   # The visual student only: the stages after it are dataset-agnostic and tested elsewhere;
   # what is tested here is the dataset's way from files to a scored model.
-  command = [
-    sys.executable,
-    "-m",
-    "experiments.train",
-    f"--config=experiments/configs/{config}",
-    f"--config.data_dir={tmp_path / 'tfds'}",
-    "--config.methods=('visual_only',)",
-    "--config.stages.unimodal.epochs=1",
-    f"--workdir={tmp_path / 'work'}",
-  ]
-  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  results = json.loads((tmp_path / "work" / "results.json").read_text())
+  done, results = _train(tmp_path, config, "--config.methods=('visual_only',)")
   assert results["protocol"].startswith(protocol)
   # Aff-Wild2 is scored over its annotated frames, the others over their examples.
   assert results["scoring"].startswith("frame" if "affwild2" in config else "clip")
@@ -50,34 +55,28 @@ def test_smoke_config_trains_through_the_command_on_dummy_files(tmp_path, config
   assert split["train"] and split["val"] and split["test"]
 
 
+def test_the_mosi_cmkt_smoke_config_trains_through_the_command_on_dummy_files(tmp_path):
+  flags = ("--config.methods=('cmkt',)", "--config.baseline=cmkt", "--config.stages.cmkt.epochs=1")
+  _, results = _train(tmp_path, "mosi.py:sentiment,cmkt,smoke", *flags)
+  (metrics,) = results["runs"][0]["methods"].values()
+  assert set(metrics) == {"acc_2", "f1_2", "mae", "corr", "acc_7"}
+  assert all(np.isfinite(v) for v in metrics.values())
+  stages = {p.name for p in next((tmp_path / "work").glob("run0*")).iterdir() if p.is_dir()}
+  assert stages == {"unimodal_text", "cmkt_cmkt"}
+
+
 @pytest.mark.parametrize(
-  "config, weak, strong, metric",
+  "module, arg, weak, strong",
   [
-    ("mosi.py:sentiment,cmkt,smoke", "audio", "text", "acc_2"),
-    ("recola.py:arousal,cmkt,smoke", "video_appearance", "audio", "ccc_arousal"),
+    (mosi, "sentiment,cmkt", "audio", "text"),
+    (recola, "arousal,cmkt", "video_appearance", "audio"),
+    (recola, "valence,cmkt", "audio", "video_appearance"),
   ],
 )
-def test_cmkt_smoke_config_trains_through_the_command_on_dummy_files(
-  tmp_path, config, weak, strong, metric
-):
-  command = [
-    sys.executable,
-    "-m",
-    "experiments.train",
-    f"--config=experiments/configs/{config}",
-    f"--config.data_dir={tmp_path / 'tfds'}",
-    f"--config.methods=('{weak}_only', 'cmkt')",
-    "--config.stages.unimodal.epochs=1",
-    "--config.stages.cmkt.epochs=1",
-    f"--workdir={tmp_path / 'work'}",
-  ]
-  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  results = json.loads((tmp_path / "work" / "results.json").read_text())
-  methods = results["runs"][0]["methods"]
-  assert set(methods) == {f"{weak}_only", "cmkt"} and np.isfinite(methods["cmkt"][metric])
-  stages = {p.name for p in next((tmp_path / "work").glob("run0*")).iterdir() if p.is_dir()}
-  assert stages == {f"unimodal_{weak}", f"unimodal_{strong}", "cmkt_cmkt"}
+def test_cmkt_configs_name_the_weak_and_strong_modalities(module, arg, weak, strong):
+  config = module.get_config(arg)
+  assert (config.visual, config.strong, tuple(config.privileged)) == (weak, strong, (strong,))
+  assert config.baseline == f"{weak}_only" and "cmkt" in config.methods
 
 
 @pytest.mark.parametrize(

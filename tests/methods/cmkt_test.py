@@ -114,7 +114,7 @@ def test_training_reduces_the_translation_and_alignment_losses(trained):
     parts = model.apply(variables, ctx.model_input(batch, "audio"))
     return cmkt.cmkt_terms(cfg, registry.get_method("cmkt"), *parts, batch, ctx.task)[0]
 
-  initial, params, _ = _run(ctx, "cmkt", [batch] * 30, 1, optax.adam(3e-3))
+  initial, params, _ = _run(ctx, "cmkt", [batch] * 20, 1, optax.adam(3e-3))
   before = terms(variables_lib.variables(initial.params, initial.batch_stats))
   after = terms(variables_lib.variables(params, initial.batch_stats))
   for term in ("translation", "alignment", "task"):
@@ -262,9 +262,9 @@ def test_the_cmkt_step_is_the_same_on_one_and_four_devices(tmp_path, method):
   config.encoders_by_kind.sequence.kwargs.dropout_rate = 0.0
   ctx = _context(config, tmp_path / "work")
   rng = np.random.default_rng(0)
-  n, d, k = 16, config.embed_dim, config.method_params.cmkt.align_dim
+  n, d, k = 8, config.embed_dim, config.method_params.cmkt.align_dim
   batches = []
-  for _ in range(3):
+  for _ in range(2):
     mask = np.arange(LENGTH)[None] < rng.integers(1, LENGTH + 1, size=n)[:, None]
     batches.append(
       {

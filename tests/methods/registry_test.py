@@ -48,7 +48,7 @@ def test_bad_method_variants_name_what_is_wrong(name, message):
 
 
 def test_only_students_have_variants():
-  with pytest.raises(ValueError, match="only students have variants"):
+  with pytest.raises(ValueError, match="only students and CMKT methods have variants"):
     registry.get_method("joint_teacher:k=3")
 
 

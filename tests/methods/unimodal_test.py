@@ -36,6 +36,7 @@ def _context(tmp_path, pretrained: str, features: int = 16):
     split=None,
     fingerprint="clips",
     in_memory=True,
+    extra=None,
   )
   return context.Context(config, schema, dataset, {}, tmp_path, 0, parallel.make_mesh(1))
 

@@ -292,3 +292,13 @@ def test_the_cmkt_step_is_the_same_on_one_and_four_devices(tmp_path, method):
     *(["ot"] if method == "cmkt_ot" else []),
   ):
     np.testing.assert_allclose(sharded_metrics[name], metrics[name], rtol=1e-4, atol=1e-6)
+
+
+def test_the_synthetic_configs_pick_their_task_and_weak_modality():
+  binary = synthetic_cmkt.get_config("binary,visual,smoke")
+  assert binary.dataset_options.classes == ("negative", "non_negative")
+  assert (binary.visual, binary.strong, binary.metrics) == ("visual", "text", "default")
+  full = synthetic_cmkt.get_config("7class")
+  assert full.dataset == "synthetic_affect/sentiment_7class" and full.baseline == "audio_only"
+  with pytest.raises(ValueError, match="no smoke run"):
+    synthetic_cmkt.get_config("7class,smoke")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mtpkd_jax.data import pipeline
+from mtpkd_jax.data import pipeline, synthetic_affect
 
 TINY = "synthetic_affect/tiny"
 
@@ -22,12 +22,27 @@ def read_raw(name, data_dir, overrides=None):
   }
 
 
+def generate(config):
+  """All examples of a `synthetic_affect` config, generated without TFDS, stacked into arrays."""
+  examples = [
+    example
+    for subject in range(config.num_subjects)
+    for example in synthetic_affect.subject_examples(config, subject)
+  ]
+  return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+
+
+def build(tmp_path_factory, name):
+  """A new TFDS data directory holding the built dataset ``name``."""
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  pipeline.builder(name, data_dir).download_and_prepare()
+  return data_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
   """A TFDS data directory holding a built `synthetic_affect/tiny`."""
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  pipeline.builder(TINY, data_dir).download_and_prepare()
-  return data_dir
+  return build(tmp_path_factory, TINY)
 
 
 @pytest.fixture(scope="session")

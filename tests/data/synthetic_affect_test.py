@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 
 from mtpkd_jax.data import splits, synthetic_affect
-from tests.data.conftest import read_raw
+from tests.data.conftest import generate, read_raw
 
 CONFIGS = {config.name: config for config in synthetic_affect.CONFIGS}
-
-
-def _stack(config):
-  """All examples of `config`, generated without TFDS, stacked into arrays."""
-  examples = [
-    example
-    for subject in range(config.num_subjects)
-    for example in synthetic_affect.subject_examples(config, subject)
-  ]
-  return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
 def test_tiny_shapes_and_dtypes(tiny):
@@ -68,7 +58,7 @@ def _small(name, **overrides):
 
 
 def test_five_class_config_uses_every_level():
-  data = _stack(_small("pain_5class", num_subjects=2, samples_per_subject=10))
+  data = generate(_small("pain_5class", num_subjects=2, samples_per_subject=10))
   np.testing.assert_array_equal(np.bincount(data["label"]), [4, 4, 4, 4, 4])
   # Higher pain levels feel worse on average.
   mean_arousal = [data["arousal"][data["label"] == c].mean() for c in range(5)]
@@ -76,7 +66,7 @@ def test_five_class_config_uses_every_level():
 
 
 def test_va_label_is_the_quadrant():
-  data = _stack(_small("va_regression", num_subjects=3, samples_per_subject=20))
+  data = generate(_small("va_regression", num_subjects=3, samples_per_subject=20))
   quadrant = 2 * (data["valence"] >= 0) + (data["arousal"] >= 0)
   np.testing.assert_array_equal(data["label"], quadrant)
   assert len(np.unique(data["label"])) == 4
@@ -122,7 +112,7 @@ def test_physiology_is_much_more_informative_than_video():
   config = dataclasses.replace(
     CONFIGS["pain_binary"], name="probe", num_subjects=12, samples_per_subject=24
   )
-  data = _stack(config)
+  data = generate(config)
   video = _ridge_probe_accuracy(_video_features(data["video"]), data["label"], data["subject"])
   physio = _ridge_probe_accuracy(_physio_features(data["physio"]), data["label"], data["subject"])
   # Seen: video 0.65-0.70, physio 0.90-0.98 over seeds 0-4.

@@ -7,47 +7,37 @@ import numpy as np
 import pytest
 
 from mtpkd_jax.data import pipeline, synthetic_affect
-from tests.data.conftest import read_raw
+from tests.data.conftest import build, generate, read_raw
 
 CONFIGS = {config.name: config for config in synthetic_affect.CONFIGS}
 TINY = "synthetic_affect/sentiment_tiny"
 SEQUENCES = ("text", "audio", "visual")
 
 
-def _stack(config):
-  """All examples of `config`, generated without TFDS, stacked into arrays."""
-  examples = [
-    example
-    for speaker in range(config.num_subjects)
-    for example in synthetic_affect.subject_examples(config, speaker)
-  ]
-  return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+@pytest.fixture(scope="module")
+def sentiment_tiny_dir(tmp_path_factory):
+  """A TFDS data directory holding a built `sentiment_tiny`."""
+  return build(tmp_path_factory, TINY)
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  pipeline.builder(TINY, data_dir).download_and_prepare()
-  return data_dir
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_dir):
-  return read_raw(TINY, tiny_dir)
+def sentiment_tiny(sentiment_tiny_dir):
+  """`sentiment_tiny`'s stored features, in memory."""
+  return read_raw(TINY, sentiment_tiny_dir)
 
 
 @pytest.fixture(scope="module")
 def sentiment():
   """The default `sentiment` config's examples (30 speakers x 40 utterances)."""
-  return _stack(CONFIGS["sentiment"])
+  return generate(CONFIGS["sentiment"])
 
 
-def test_tiny_layout_shapes_dtypes_and_masks(tiny):
+def test_tiny_layout_shapes_dtypes_and_masks(sentiment_tiny):
   config = CONFIGS["sentiment_tiny"]
   n, words = config.num_examples, config.max_words
   sizes = {"text": config.text_features, "audio": config.audio_features}
   sizes["visual"] = config.visual_features
-  mask = tiny["mask_text"]
+  mask = sentiment_tiny["mask_text"]
   assert mask.shape == (n, words) and mask.dtype == np.bool_
   lengths = mask.sum(1)
   # Masks are prefixes, shared by the word-aligned modalities.
@@ -55,16 +45,19 @@ def test_tiny_layout_shapes_dtypes_and_masks(tiny):
   assert lengths.min() >= config.min_words and lengths.max() <= config.max_words
   assert len(np.unique(lengths)) > 2, "lengths should vary"
   for name in SEQUENCES:
-    assert tiny[name].shape == (n, words, sizes[name]) and tiny[name].dtype == np.float32, name
-    np.testing.assert_array_equal(tiny[f"mask_{name}"], mask, err_msg=name)
-    assert np.all(tiny[name][~mask] == 0), f"{name} is not zero-padded"
-    assert np.all(np.abs(tiny[name][mask]).sum(-1) > 0), f"{name} has empty words"
-  assert tiny["sentiment"].dtype == np.float32
+    assert (
+      sentiment_tiny[name].shape == (n, words, sizes[name])
+      and sentiment_tiny[name].dtype == np.float32
+    ), name
+    np.testing.assert_array_equal(sentiment_tiny[f"mask_{name}"], mask, err_msg=name)
+    assert np.all(sentiment_tiny[name][~mask] == 0), f"{name} is not zero-padded"
+    assert np.all(np.abs(sentiment_tiny[name][mask]).sum(-1) > 0), f"{name} has empty words"
+  assert sentiment_tiny["sentiment"].dtype == np.float32
   for key in ("label2", "label7", "subject", "index"):
-    assert tiny[key].dtype == np.int64, key
-  np.testing.assert_array_equal(tiny["index"], np.arange(n))
+    assert sentiment_tiny[key].dtype == np.int64, key
+  np.testing.assert_array_equal(sentiment_tiny["index"], np.arange(n))
   np.testing.assert_array_equal(
-    tiny["subject"], np.repeat(np.arange(config.num_subjects), config.samples_per_subject)
+    sentiment_tiny["subject"], np.repeat(np.arange(config.num_subjects), config.samples_per_subject)
   )
 
 
@@ -80,13 +73,13 @@ def test_labels_follow_the_score(sentiment):
   assert 0.4 < np.mean(sentiment["label2"]) < 0.6
 
 
-def test_builds_are_identical_and_match_direct_generation(tiny, tmp_path):
+def test_builds_are_identical_and_match_direct_generation(sentiment_tiny, tmp_path):
   again = read_raw(TINY, str(tmp_path))
-  direct = _stack(CONFIGS["sentiment_tiny"])
-  assert again.keys() == tiny.keys() == direct.keys()
-  for key in tiny:
-    np.testing.assert_array_equal(again[key], tiny[key], err_msg=key)
-    np.testing.assert_array_equal(direct[key], tiny[key], err_msg=key)
+  direct = generate(CONFIGS["sentiment_tiny"])
+  assert again.keys() == sentiment_tiny.keys() == direct.keys()
+  for key in sentiment_tiny:
+    np.testing.assert_array_equal(again[key], sentiment_tiny[key], err_msg=key)
+    np.testing.assert_array_equal(direct[key], sentiment_tiny[key], err_msg=key)
 
 
 def test_a_speakers_utterances_do_not_depend_on_the_others():
@@ -127,16 +120,16 @@ def test_schema(name, kind, target):
   assert schema.task.names == expected[target]
 
 
-def test_opens_through_the_pipeline(tiny_dir, tiny, tmp_path):
-  dataset = pipeline.open_dataset(TINY, tiny_dir)
+def test_opens_through_the_pipeline(sentiment_tiny_dir, sentiment_tiny, tmp_path):
+  dataset = pipeline.open_dataset(TINY, sentiment_tiny_dir)
   assert dataset.table.keys == (
     *("text", "mask_text", "audio", "mask_audio", "visual", "mask_visual"),
     *("index", "y", "subject"),
   )
   columns = dataset.table.take(np.arange(len(dataset)))
-  np.testing.assert_array_equal(dataset.y, tiny["sentiment"][:, None])
+  np.testing.assert_array_equal(dataset.y, sentiment_tiny["sentiment"][:, None])
   for key in ("text", "mask_text", "visual", "mask_visual", "subject"):
-    np.testing.assert_array_equal(columns[key], tiny[key], err_msg=key)
+    np.testing.assert_array_equal(columns[key], sentiment_tiny[key], err_msg=key)
   small = {"num_subjects": 2, "samples_per_subject": 6}
   for name, label in (("sentiment_binary", "label2"), ("sentiment_7class", "label7")):
     dataset = pipeline.open_dataset(f"synthetic_affect/{name}", str(tmp_path), small)

@@ -80,21 +80,22 @@ def _check_scoring(config: ml_collections.ConfigDict, dataset: pipeline.Dataset)
       f"{dataset.description}: `config.scoring` must be one of {list(evaluation.SCORINGS)}, "
       f"got {config.scoring!r}."
     )
-  if config.scoring == "frame" and config.metrics != "default":
+  if config.scoring != "frame":
+    return
+  if config.metrics != "default":
     raise ValueError(
       f"{dataset.description}: `config.scoring`='frame' gives the CCC per target; "
       f"`config.metrics` must be 'default', not {config.metrics!r}."
     )
-  if config.scoring == "frame":
-    missing = [k for k in evaluation.FRAME_KEYS if k not in dataset.extra.keys]
-    missing += ["subject"] if dataset.subject is None else []
-    if missing or dataset.schema.task.kind != "regression":
-      raise ValueError(
-        f"{dataset.description}: `config.scoring`='frame' scores a regression per frame from "
-        f"the stored {[*evaluation.FRAME_KEYS, 'subject']} (subjects are the sequences); "
-        f"this {dataset.schema.task.kind} dataset has no {missing or 'regression task'}. "
-        "Use 'clip'."
-      )
+  missing = [k for k in evaluation.FRAME_KEYS if k not in dataset.extra.keys]
+  missing += ["subject"] if dataset.subject is None else []
+  if missing or dataset.schema.task.kind != "regression":
+    raise ValueError(
+      f"{dataset.description}: `config.scoring`='frame' scores a regression per frame from "
+      f"the stored {[*evaluation.FRAME_KEYS, 'subject']} (subjects are the sequences); "
+      f"this {dataset.schema.task.kind} dataset has no {missing or 'regression task'}. "
+      "Use 'clip'."
+    )
 
 
 def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict, out_dir: Path):

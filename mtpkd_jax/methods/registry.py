@@ -231,7 +231,7 @@ def method_params(config: ml_collections.ConfigDict, name: str) -> ml_collection
       have or gives a value of the wrong type.
   """
   base, overrides = parse_variant(name)
-  entry = METHODS[base].params or base if base in METHODS else base
+  entry = (METHODS[base].params if base in METHODS else None) or base
   if entry not in config.method_params:
     raise ValueError(
       f"Method {name!r}: config.method_params has no {entry!r} entry "

@@ -134,6 +134,7 @@ def test_regression_with_one_and_three_targets(tmp_path, num_targets):
     (dict(num_folds=7), r"cannot split the dataset.*`num_folds`=7"),
     (dict(scoring="frames"), r"`config.scoring` must be one of \['clip', 'frame'\]"),
     (dict(scoring="frame"), r"`config.scoring`='frame'.*has no \['frame_targets'"),
+    (dict(scoring="frame", metrics="sentiment"), r"`config.metrics` must be 'default'"),
   ],
 )
 def test_bad_roles_and_folds_stop_before_training_and_lose_nothing(tmp_path, overrides, message):

@@ -4,30 +4,21 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from mtpkd_jax.train import checkpoint
+from tests.experiments import train_test
+from tests.experiments.train_test import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = "experiments/configs/synthetic_mtpkdot.py:pain_binary,smoke"
 RUN = Path("run0_fold0_seed0")
 
 
 def _command(workdir, data_dir, *flags):
-  return [
-    sys.executable,
-    "-m",
-    "experiments.train",
-    f"--config={CONFIG}",
-    f"--workdir={workdir}",
-    f"--config.data_dir={data_dir}",
-    "--config.methods=('visual_only',)",
-    *flags,
-  ]
+  """The smoke main job, visual-only, with ``flags``."""
+  return train_test._command(workdir, data_dir, "--config.methods=('visual_only',)", *flags)
 
 
 def _env(devices):

@@ -69,17 +69,22 @@ def get_config(arg: str | None = None):
         "num_layers": 1,
         "num_heads": 2,
         "dropout_rate": 0.1,
+        # Training clips played backwards, mirrored and translated (README, fourth round).
+        "reverse": 0.5,
+        "mirror": 0.5,
+        "shift": 2,
       },
     },
     "physio": {"name": "conv1d", "kwargs": {"widths": (8, 16) if smoke else (16, 32, 64)}},
     "audio": {"name": "audio_transformer", "kwargs": {"num_layers": 1, "num_heads": 2}},
   }
   # The frame transformer fits within-clip change slowly: chosen on validation (README).
-  c.stages.unimodal.epochs = 2 if smoke else 30
+  c.stages.unimodal.epochs = 2 if smoke else 45
   # The joint teacher trains its backbones with the fusion, and one modality at a time often:
   # on frozen stage-0 tokens the video backbone's memorised training clips let the fusion
   # ignore the physiology (README, "The joint teacher"). Chosen on joint validation accuracy.
   c.stages.joint.finetune_backbones = True
   c.stages.joint.backbone_learning_rate = 1e-3
   c.stages.joint.modality_dropout = 0.7
+  c.stages.joint.epochs = 2 if smoke else 30  # With the fourth-round video backbone (README).
   return c

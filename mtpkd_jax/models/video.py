@@ -14,8 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtpkd_jax.models import augment, resnet, transformer
 from mtpkd_jax.models import dropout as dropout_lib
-from mtpkd_jax.models import resnet, transformer
 
 
 def _as_float(video: jax.Array, dtype: jnp.dtype) -> jax.Array:
@@ -179,6 +179,9 @@ class FrameTransformer(nn.Module):
     num_layers: Temporal encoder layers.
     num_heads: Attention heads; must divide `features`.
     dropout_rate: Dropout on the frame embeddings and in the temporal layers.
+    reverse: In training, probability of playing a clip backwards (`augment.ClipAugment`).
+    mirror: In training, probability of flipping a clip left to right.
+    shift: In training, largest translation of a clip, in pixels along each axis.
     dtype: Compute dtype; parameters are float32.
   """
 
@@ -189,6 +192,9 @@ class FrameTransformer(nn.Module):
   num_layers: int = 1
   num_heads: int = 2
   dropout_rate: float = 0.1
+  reverse: float = 0.0
+  mirror: float = 0.0
+  shift: int = 0
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -198,13 +204,14 @@ class FrameTransformer(nn.Module):
     Args:
       video: uint8 or float array of shape `[batch, time, height, width, 3]`; pixels
         past a multiple of `patch` in height and width are cropped by the stem.
-      train: Apply dropout (needs a `"dropout"` rng when `dropout_rate > 0`).
+      train: Apply dropout and augmentation (both need a `"dropout"` rng).
 
     Returns:
       Tokens of shape `[batch, time, features]`, one per frame.
     """
     conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=jnp.float32)
     x = _as_float(video, self.dtype)
+    x = augment.ClipAugment(self.reverse, self.mirror, self.shift)(x, train)
     batch, time = x.shape[:2]
     # nn.Conv treats the leading axes as batch axes: 2-D kernels convolve each frame.
     patch = (self.patch, self.patch)

@@ -203,3 +203,19 @@ def test_frame_transformer_stem_patch_sets_the_flattened_map(patch, side, random
   kernel = random_variables(module, clips)["params"]["frame_embed"]["kernel"]
   assert kernel.shape == (side * side * 8, 16)
   assert module.apply(random_variables(module, clips), clips).shape == (2, 4, 16)
+
+
+def test_frame_transformer_augments_clips_in_training_only(random_variables):
+  clips = _clips(np.random.default_rng(4), 2)
+  module = _frame_transformer(reverse=1.0, mirror=1.0)
+  variables = random_variables(module, clips)
+  plain = _frame_transformer()
+  key = {"dropout": jax.random.key(0)}
+  np.testing.assert_allclose(
+    module.apply(variables, clips, train=True, rngs=key),
+    plain.apply(variables, clips[:, ::-1, :, ::-1], train=True, rngs=key),
+    atol=1e-5,
+  )
+  np.testing.assert_allclose(
+    module.apply(variables, clips), plain.apply(variables, clips), atol=1e-6
+  )

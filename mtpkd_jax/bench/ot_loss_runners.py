@@ -344,7 +344,9 @@ def bench(config, case: str, batch: int, skipped: dict[str, str | None]):
       measurement, out = timing.measure(case, size, impl, direction, runner, config)
       results.append(measurement)
       if direction == "fwd+bwd" and impl in ("fused", "geomloss"):
-        gradients[impl] = (measurement, np.asarray(out[1]))
+        # GeomLoss's gradient is a torch tensor, on the GPU when torch sees one.
+        grad = out[1].cpu() if impl == "geomloss" else out[1]
+        gradients[impl] = (measurement, np.asarray(grad))
   if len(gradients) == 2:
     fused, grad = gradients["fused"]
     fused.grad_vs_geomloss = relative_difference(grad, gradients["geomloss"][1])

@@ -115,6 +115,38 @@ def test_batched_problems_equal_problems_solved_alone():
       np.testing.assert_allclose(alone.value[0], batched.value[p], rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+  "schedule",
+  [
+    schedules.Fixed(iterations=7, epsilon=0.5),
+    schedules.Tolerance(threshold=1e-6, max_iterations=5000, epsilon=0.2),
+    schedules.Anneal(blur=0.3, scaling=0.5),
+  ],
+  ids=["fixed", "tolerance", "anneal"],
+)
+def test_several_iterations_per_loop_trip_change_nothing(schedule, monkeypatch):
+  # Costs of three scales: the problems converge after different numbers of iterations, and
+  # 3 iterations a trip run past every problem's end (7 is no multiple of 3).
+  x, y, a, b = _random_problem(3)
+  cost = np.stack([s * references.half_sq_dist(x[p], y[p]) for p, s in enumerate((1, 3, 9))])
+
+  def solve_and_grad(per_trip):
+    monkeypatch.setattr(sinkhorn, "check_every", lambda: per_trip)
+    args = jnp.asarray(cost), jnp.asarray(a), jnp.asarray(b)
+    out = sinkhorn.solve(*args, schedule=schedule)
+    grad = jax.grad(lambda c: jnp.sum(sinkhorn.solve(c, *args[1:], schedule=schedule).value))
+    return out, grad(args[0])
+
+  with jax.enable_x64(True):
+    (one, grad_one), (three, grad_three) = solve_and_grad(1), solve_and_grad(3)
+  if isinstance(schedule, schedules.Tolerance):
+    assert len(set(np.asarray(one.iterations).tolist())) > 1
+  np.testing.assert_array_equal(three.iterations, one.iterations)
+  for name in ("value", "f", "g", "marginal_error"):
+    np.testing.assert_allclose(getattr(three, name), getattr(one, name), rtol=1e-12, atol=0)
+  np.testing.assert_allclose(grad_three, grad_one, rtol=1e-12, atol=1e-15)
+
+
 def _value_of_points(x, y, schedule, gradient):
   cost = 0.5 * jnp.sum((x[:, :, None, :] - y[:, None, :, :]) ** 2, -1)
   return jnp.sum(sinkhorn.solve(cost, schedule=schedule, gradient=gradient).value)

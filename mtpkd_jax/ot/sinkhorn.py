@@ -4,8 +4,9 @@ All problems of a batch, and for a debiased divergence its three terms ``OT(a, b
 ``OT(a, a)`` and ``OT(b, b)``, advance together in one ``lax.while_loop``
 (:func:`check_every` iterations a trip). Every Sinkhorn transform of every term of every
 problem is a block of one stacked cost tensor, so an iteration is a single batched
-log-sum-exp (two with alternating updates), with no solver call per problem or term. Problems that have finished (their schedule is over, or they converged)
-are frozen by a mask, so a problem's result never depends on the other problems of the batch.
+log-sum-exp (two with alternating updates), with no solver call per problem or term.
+Problems that have finished (their schedule is over, or they converged) are frozen by a
+mask, so a problem's result never depends on the other problems of the batch.
 
 Conventions (those of GeomLoss and ott-jax): potentials ``f [P, n]``, ``g [P, m]``; the
 entropic problem is ``min_π <π, C> + eps KL(π | a ⊗ b)``, whose value at the optimum is the

@@ -20,7 +20,8 @@ def _shifted(clip, dy, dx, shift):
 
 def _draws(reverse=0.0, mirror=0.0, shift=0, n=200):
   keys = jax.random.split(jax.random.key(1), n)
-  return [np.asarray(augment.augment_clip(k, CLIP, reverse, mirror, shift)) for k in keys]
+  draw = jax.vmap(augment.augment_clip, (0, None, None, None, None))
+  return list(np.asarray(draw(keys, CLIP, reverse, mirror, shift)))
 
 
 def test_certain_reversal_and_mirroring_are_the_numpy_transforms():

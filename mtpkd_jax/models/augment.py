@@ -64,9 +64,7 @@ class ClipAugment(nn.Module):
       raise ValueError(f"`shift` must be a number of pixels >= 0, got {self.shift}.")
     if not train or not (self.reverse or self.mirror or self.shift):
       return video
-    key = self.make_rng("dropout")
-    index = dropout_lib.global_example_index(video.shape[0], self.axis_name)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
+    keys = dropout_lib.example_keys(self.make_rng("dropout"), video.shape[0], self.axis_name)
     return jax.vmap(augment_clip, (0, 0, None, None, None))(
       keys, video, self.reverse, self.mirror, self.shift
     )

@@ -33,6 +33,11 @@ def global_example_index(local_batch: int, axis_name: str = DATA_AXIS) -> jax.Ar
   return offset + jnp.arange(local_batch, dtype=jnp.int32)
 
 
+def example_keys(key: jax.Array, local_batch: int, axis_name: str = DATA_AXIS) -> jax.Array:
+  """Each of this device's examples' keys, `fold_in(key, global_example_index)`: `[local_batch]`."""
+  return jax.vmap(jax.random.fold_in, (None, 0))(key, global_example_index(local_batch, axis_name))
+
+
 def per_example_dropout(
   key: jax.Array, x: jax.Array, rate: float, axis_name: str = DATA_AXIS
 ) -> jax.Array:
@@ -50,7 +55,7 @@ def per_example_dropout(
   """
   if not 0.0 <= rate < 1.0:
     raise ValueError(f"`rate` must be in [0, 1), got {rate}.")
-  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, global_example_index(x.shape[0], axis_name))
+  keys = example_keys(key, x.shape[0], axis_name)
   keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(keys)
   return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
 

@@ -139,7 +139,7 @@ def drop_modalities(key: jax.Array, tokens: Sequence[jax.Array], rate: float) ->
   if not 0.0 <= rate <= 1.0:
     raise ValueError(f"`modality_dropout` must be in [0, 1], got {rate}.")
   batch = tokens[0].shape[0]
-  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, dropout.global_example_index(batch))
+  keys = dropout.example_keys(key, batch)
   drops = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 0), rate))(keys)
   which = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 1), (), 0, len(tokens)))(keys)
   return [

@@ -114,11 +114,15 @@ def test_regression_with_one_and_three_targets(tmp_path, num_targets):
   # One target without subject ids: folds are drawn over examples, and the results say so.
   subject = {"subject": None} if num_targets == 1 else {}
   write_features(tmp_path / "f.npz", task="regression", num_targets=num_targets, **subject)
-  results = runner.run(_config(tmp_path / "f.npz", tmp_path / "tfds"), tmp_path / "work")
+  # Every default method with three targets; with one, the visual model and one student.
+  overrides = {} if num_targets == 3 else {"methods": ("visual_only", "mt_pkdot")}
+  config = _config(tmp_path / "f.npz", tmp_path / "tfds", **overrides)
+  results = runner.run(config, tmp_path / "work")
   names = [f"ccc_dim{k}" for k in range(num_targets)]
   assert results["metrics"] == [*names, "ccc_mean"]
   expected = "folds over examples" if num_targets == 1 else "subject-independent folds"
   assert results["protocol"].startswith(expected)
+  assert list(results["runs"][0]["methods"]) == list(config.methods)
   for metrics in results["runs"][0]["methods"].values():
     assert set(metrics) == {*names, "ccc_mean"}
     assert all(np.isfinite(v) for v in metrics.values())

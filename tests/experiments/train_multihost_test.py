@@ -1,7 +1,6 @@
 """The main job on two local processes (jax.distributed over loopback) equals one process."""
 
 import json
-import os
 import socket
 import subprocess
 from pathlib import Path
@@ -10,6 +9,7 @@ import jax
 import numpy as np
 
 from mtpkd_jax.train import checkpoint
+from tests.cpu_env import cpu_env
 from tests.experiments import train_test
 from tests.experiments.train_test import ROOT
 
@@ -19,12 +19,6 @@ RUN = Path("run0_fold0_seed0")
 def _command(workdir, data_dir, *flags):
   """The smoke main job, visual-only, with ``flags``."""
   return train_test._command(workdir, data_dir, "--config.methods=('visual_only',)", *flags)
-
-
-def _env(devices):
-  return dict(
-    os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"
-  )
 
 
 def _free_port() -> int:
@@ -38,7 +32,7 @@ def test_two_processes_give_the_results_and_logs_of_one_process_with_four_device
   subprocess.run(
     _command(tmp_path / "one", data_dir),
     cwd=ROOT,
-    env=_env(4),
+    env=cpu_env(4),
     check=True,
     capture_output=True,
   )
@@ -47,7 +41,7 @@ def test_two_processes_give_the_results_and_logs_of_one_process_with_four_device
     subprocess.Popen(
       _command(tmp_path / "two", data_dir, *flags, f"--process_id={i}"),
       cwd=ROOT,
-      env=_env(2),
+      env=cpu_env(2),
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
       text=True,

@@ -5,7 +5,6 @@ when one of them is SIGKILLed, and one process resumes their checkpoint.
 """
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.cpu_env import cpu_env
 
 SCRIPT = Path(__file__).parent / "multihost_worker.py"
 REPO_ROOT = Path(__file__).parents[2]
@@ -29,14 +30,12 @@ def _free_port() -> int:
 
 
 def _launch(workdir, result, *flags, devices, log):
-  env = {
-    **os.environ,
-    "PYTHONPATH": str(REPO_ROOT),
-    "JAX_PLATFORMS": "cpu",
-    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-    "JAX_COMPILATION_CACHE_DIR": str(Path(log.name).parent / "jax_cache"),
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-  }
+  env = cpu_env(
+    devices,
+    PYTHONPATH=str(REPO_ROOT),
+    JAX_COMPILATION_CACHE_DIR=str(Path(log.name).parent / "jax_cache"),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+  )
   return subprocess.Popen(
     [sys.executable, str(SCRIPT), str(workdir), str(result), *flags],
     cwd=REPO_ROOT,

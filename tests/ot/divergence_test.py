@@ -8,6 +8,11 @@ import pytest
 from mtpkd_jax.ot import divergence, schedules
 from tests.ot import references
 
+# Jitted, as users call it: one compiled program per test instead of one per operation.
+_divergence = jax.jit(
+  divergence.sinkhorn_divergence, static_argnames=("schedule", "backend", "gradient", "debias")
+)
+
 
 def _clouds(seed, p=2, n=10, m=10, d=4, shift=1.0):
   rng = np.random.default_rng(seed)
@@ -48,9 +53,7 @@ def test_anneal_equals_numpy_transcription_of_geomloss(blur, scaling, debias):
   x, y = _clouds(0, n=9, m=11)
   schedule = schedules.Anneal(blur=blur, scaling=scaling)
   with jax.enable_x64(True):
-    out = divergence.sinkhorn_divergence(
-      jnp.asarray(x), jnp.asarray(y), schedule=schedule, debias=debias
-    )
+    out = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule, debias=debias)
   for p in range(2):
     want, steps, _, _ = references.geomloss_sinkhorn(x[p], y[p], blur, scaling, debias=debias)
     np.testing.assert_allclose(out.value[p], want, rtol=1e-10)
@@ -61,7 +64,7 @@ def _value_and_grads(x, y, schedule, debias=True):
   def total(x, y):
     return jnp.sum(divergence.sinkhorn_divergence(x, y, schedule=schedule, debias=debias).value)
 
-  return jax.value_and_grad(total, argnums=(0, 1))(jnp.asarray(x), jnp.asarray(y))
+  return jax.jit(jax.value_and_grad(total, argnums=(0, 1)))(jnp.asarray(x), jnp.asarray(y))
 
 
 def _assert_grads_close(got, want, rtol):
@@ -123,7 +126,7 @@ def test_anneal_on_clouds_narrower_than_blur_starts_at_their_diameter(size):
 def test_debiased_divergence_of_a_cloud_with_itself_is_zero():
   x, _ = _clouds(1)
   for schedule in (schedules.Anneal(), schedules.Tolerance(epsilon=0.2)):
-    out = divergence.sinkhorn_divergence(jnp.asarray(x), jnp.asarray(x), schedule=schedule)
+    out = _divergence(jnp.asarray(x), jnp.asarray(x), schedule=schedule)
     np.testing.assert_allclose(out.value, 0.0, atol=1e-5)
 
 
@@ -132,10 +135,8 @@ def test_backends_agree_at_convergence(shift):
   x, y = _clouds(2, n=12, m=12, shift=shift)
   schedule = schedules.Tolerance(threshold=1e-8, max_iterations=20_000, epsilon=0.4)
   with jax.enable_x64(True):
-    fused = divergence.sinkhorn_divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule)
-    ott = divergence.sinkhorn_divergence(
-      jnp.asarray(x), jnp.asarray(y), schedule=schedule, backend="ott"
-    )
+    fused = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule)
+    ott = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule, backend="ott")
   np.testing.assert_allclose(fused.value, ott.value, rtol=1e-5)
   np.testing.assert_allclose(fused.ot, ott.ot, rtol=1e-5)
   assert np.all(fused.converged)
@@ -150,8 +151,8 @@ def test_backends_agree_for_unequal_cloud_sizes_and_given_weights():
   schedule = schedules.Tolerance(threshold=1e-8, max_iterations=20_000, epsilon=0.5)
   with jax.enable_x64(True):
     args = [jnp.asarray(v) for v in (x, y, a, b)]
-    fused = divergence.sinkhorn_divergence(*args, schedule=schedule)
-    ott = divergence.sinkhorn_divergence(*args, schedule=schedule, backend="ott")
+    fused = _divergence(*args, schedule=schedule)
+    ott = _divergence(*args, schedule=schedule, backend="ott")
   np.testing.assert_allclose(fused.value, ott.value, rtol=1e-5)
 
 

@@ -64,12 +64,8 @@ def test_loss_equals_numpy_composition_with_weights_and_centroid():
   student, teachers = _embeddings(0)
   weights = np.array([0.2, 0.5, 0.3])
   with jax.enable_x64(True):
-    loss, aux = loss_lib.structural_ot_loss(
-      jnp.asarray(student),
-      jnp.asarray(teachers),
-      k=5,
-      teacher_weights=jnp.asarray(weights),
-      centroid_weight=0.7,
+    loss, aux = jax.jit(functools.partial(loss_lib.structural_ot_loss, k=5, centroid_weight=0.7))(
+      jnp.asarray(student), jnp.asarray(teachers), teacher_weights=jnp.asarray(weights)
     )
   want = [_np_structural(student, teachers[t], 5, 0.1, 0.5, 0.7)[0] for t in range(3)]
   np.testing.assert_allclose(loss, np.dot(weights, want), rtol=1e-9)
@@ -79,8 +75,8 @@ def test_loss_equals_numpy_composition_with_weights_and_centroid():
 
 def test_loss_of_teacher_with_itself_is_zero():
   student, _ = _embeddings(1)
-  loss, aux = loss_lib.structural_ot_loss(
-    jnp.asarray(student), jnp.asarray(student)[None], k=4, centroid_weight=1.0
+  loss, _ = jax.jit(functools.partial(loss_lib.structural_ot_loss, k=4, centroid_weight=1.0))(
+    jnp.asarray(student), jnp.asarray(student)[None]
   )
   np.testing.assert_allclose(loss, 0.0, atol=1e-6)
 
@@ -120,8 +116,10 @@ def test_gradient_matches_central_finite_differences_in_float64():
 
 
 def _loss_value_and_grad(student, teachers, k, schedule):
-  return jax.value_and_grad(
-    lambda s: loss_lib.structural_ot_loss(s, jnp.asarray(teachers), k=k, schedule=schedule)[0]
+  return jax.jit(
+    jax.value_and_grad(
+      lambda s: loss_lib.structural_ot_loss(s, jnp.asarray(teachers), k=k, schedule=schedule)[0]
+    )
   )(jnp.asarray(student))
 
 
@@ -156,10 +154,12 @@ def test_envelope_gradient_matches_unrolled_at_convergence():
   schedule = schedules.Fixed(iterations=600, epsilon=0.05)
   with jax.enable_x64(True):
     grads = [
-      jax.grad(
-        lambda s, g=g: loss_lib.structural_ot_loss(  # noqa: B023
-          s, jnp.asarray(teachers), k=3, schedule=schedule, gradient=g
-        )[0]
+      jax.jit(
+        jax.grad(
+          lambda s, g=g: loss_lib.structural_ot_loss(  # noqa: B023
+            s, jnp.asarray(teachers), k=3, schedule=schedule, gradient=g
+          )[0]
+        )
       )(jnp.asarray(student))
       for g in ("envelope", "unrolled")
     ]
@@ -170,20 +170,19 @@ def test_backends_give_one_answer_at_convergence():
   student, teachers = _embeddings(5)
   schedule = schedules.Tolerance(threshold=1e-7, max_iterations=20_000, epsilon=0.05)
   with jax.enable_x64(True):
-    values = [
-      loss_lib.structural_ot_loss(
-        jnp.asarray(student), jnp.asarray(teachers), k=5, schedule=schedule, backend=b
-      )[0]
-      for b in ("fused", "ott")
-    ]
-    grads = [
-      jax.grad(
-        lambda s, b=b: loss_lib.structural_ot_loss(  # noqa: B023
-          s, jnp.asarray(teachers), k=5, schedule=schedule, backend=b
-        )[0]
-      )(jnp.asarray(student))
-      for b in ("fused", "ott")
-    ]
+    values, grads = zip(
+      *(
+        jax.jit(
+          jax.value_and_grad(
+            lambda s, b=b: loss_lib.structural_ot_loss(  # noqa: B023
+              s, jnp.asarray(teachers), k=5, schedule=schedule, backend=b
+            )[0]
+          )
+        )(jnp.asarray(student))
+        for b in ("fused", "ott")
+      ),
+      strict=True,
+    )
   np.testing.assert_allclose(values[0], values[1], rtol=1e-5)
   np.testing.assert_allclose(grads[0], grads[1], rtol=1e-3, atol=1e-6)
 
@@ -319,8 +318,10 @@ def test_edge_cases_stay_finite(case):
   else:
     student = np.zeros_like(student)
   s, t = jnp.asarray(student, jnp.float32), jnp.asarray(teachers, jnp.float32)
-  (loss, aux), grad = jax.value_and_grad(
-    lambda s: loss_lib.structural_ot_loss(s, t, centroid_weight=0.5, **kwargs), has_aux=True
+  (loss, aux), grad = jax.jit(
+    jax.value_and_grad(
+      lambda s: loss_lib.structural_ot_loss(s, t, centroid_weight=0.5, **kwargs), has_aux=True
+    )
   )(s)
   assert np.isfinite(loss)
   assert np.all(np.isfinite(grad))
@@ -329,10 +330,12 @@ def test_edge_cases_stay_finite(case):
 
 def test_teacher_embeddings_get_no_gradient():
   student, teachers = _embeddings(13)
-  grad = jax.grad(
-    lambda t: loss_lib.structural_ot_loss(
-      jnp.asarray(student, jnp.float32), t, k=4, centroid_weight=1.0
-    )[0]
+  grad = jax.jit(
+    jax.grad(
+      lambda t: loss_lib.structural_ot_loss(
+        jnp.asarray(student, jnp.float32), t, k=4, centroid_weight=1.0
+      )[0]
+    )
   )(jnp.asarray(teachers, jnp.float32))
   np.testing.assert_array_equal(grad, 0.0)
 

@@ -10,6 +10,7 @@ import pytest
 
 from experiments.configs import affwild2, biovid, mosi, recola
 from mtpkd_jax.models import convert_torchvision
+from tests.cpu_env import cpu_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,9 @@ def _train(tmp_path, config, *flags):
     *flags,
     f"--workdir={tmp_path / 'work'}",
   ]
-  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  done = subprocess.run(
+    command, cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=600
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   return done, json.loads((tmp_path / "work" / "results.json").read_text())
 

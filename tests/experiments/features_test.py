@@ -10,6 +10,7 @@ import pytest
 
 from experiments.configs import features as features_config
 from mtpkd_jax.comparison import predict, runner
+from tests.cpu_env import cpu_env
 from tests.features_files import write_features
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +22,7 @@ def _config(path, data_dir, **overrides):
   config.features_path = str(path)
   config.data_dir = str(data_dir)
   config.visual, config.privileged = "eda", ("face",)
+  config.num_devices = 1  # Parallel runs are tested elsewhere; one device compiles faster.
   for key, value in overrides.items():
     config[key] = value
   return config
@@ -42,7 +44,9 @@ def classification(tmp_path_factory):
     f"--config.data_dir={root / 'tfds'}",
     f"--workdir={root / 'work'}",
   ]
-  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  done = subprocess.run(
+    command, cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=600
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   return root, done.stdout
 
@@ -82,7 +86,9 @@ def test_predict_equals_evaluation_and_never_reads_privileged_arrays(classificat
     f"--input={tmp_path / 'new.npz'}",
     f"--output={tmp_path / 'cli.npz'}",
   ]
-  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  done = subprocess.run(
+    command, cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=300
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   cli = np.load(tmp_path / "cli.npz")
   np.testing.assert_allclose(cli["outputs"], saved["mt_pkdot"], rtol=1e-5, atol=1e-6)

@@ -125,7 +125,7 @@ class Anneal:
   def num_steps(self, diameter: jnp.ndarray) -> jnp.ndarray:
     """Number of epsilon values for clouds of the given diameter, shape of ``diameter``."""
     # The length of GeomLoss's arange, 0 when D <= blur (and for D = 0: log(blur / 0) = inf).
-    middle = jnp.ceil(jnp.log(self.blur / diameter) / math.log(self.scaling))
+    middle = jnp.ceil(jnp.log(self.blur / jnp.asarray(diameter)) / math.log(self.scaling))
     steps = 2 + jnp.maximum(middle, 0).astype(jnp.int32)
     return jnp.minimum(steps, self.max_iterations)
 

@@ -17,6 +17,7 @@ from mtpkd_jax.train import checkpoint, parallel
 from mtpkd_jax.train import state as state_lib
 from mtpkd_jax.train import step as step_lib
 from mtpkd_jax.train import variables as variables_lib
+from tests import cpu_env
 
 METHODS = ("audio_only", "cmkt_translation", "cmkt_alignment", "cmkt", "cmkt_ot")
 LENGTH = 6
@@ -40,6 +41,7 @@ def trained(tmp_path_factory):
   config.methods = ("audio_only", "cmkt", "cmkt:head=finetune")
   config.method_params.cmkt.align_dim = 2  # Deep CCA on 8 examples a batch: 2 directions.
   workdir = tmp_path / "comparison"
+  cpu_env.set_fast_compile(True)  # A training flow; the tests that use it choose their own mode.
   return config, workdir, runner.run(config, workdir)
 
 
@@ -64,6 +66,7 @@ def _write_sentiment_features(path, n=48, seed=0):
   )
 
 
+@pytest.mark.fast_compile
 def test_cmkt_runs_on_a_features_file_with_named_strong_and_weak_modalities(tmp_path):
   _write_sentiment_features(tmp_path / "sentiment.npz")
   config = features_config.get_config("smoke")
@@ -99,6 +102,7 @@ def test_the_comparison_reports_mosi_metrics_for_every_method(trained):
     assert all(np.isfinite(v) for v in values.values()), (name, values)
 
 
+@pytest.mark.fast_compile
 def test_training_reduces_the_translation_and_alignment_losses(trained):
   """The stage's step on the smoke data: both terms fall on the training examples."""
   config, workdir, _ = trained
@@ -121,6 +125,7 @@ def test_training_reduces_the_translation_and_alignment_losses(trained):
     assert after[term] < before[term] - 0.05 * abs(before[term]), (term, before, after)
 
 
+@pytest.mark.fast_compile
 def test_the_weak_model_predicts_from_the_weak_modality_alone(trained):
   config, workdir, results = trained
   ctx = _context(config, workdir)
@@ -144,6 +149,7 @@ def test_the_weak_model_predicts_from_the_weak_modality_alone(trained):
   assert z_w.shape == (len(test), config.embed_dim)
 
 
+@pytest.mark.fast_compile
 def test_predict_serves_a_cmkt_method_from_a_file_of_the_weak_modality(trained, tmp_path):
   config, workdir, _ = trained
   ctx = _context(config, workdir)
@@ -254,6 +260,7 @@ def _run(ctx, method, batches, devices, tx=None):
   return initial, train_state.params, metrics
 
 
+@pytest.mark.fast_compile
 @pytest.mark.parametrize("method", ["cmkt_ot"])
 def test_the_cmkt_step_is_the_same_on_one_and_four_devices(tmp_path, method):
   """Deep CCA, the OT term and ``1 - CCC`` are global-batch statistics: 4 devices equal 1."""

@@ -5,6 +5,7 @@ import pytest
 from experiments.configs import synthetic_mtpkdot
 from mtpkd_jax.comparison import runner
 from mtpkd_jax.train import parallel
+from tests import cpu_env
 
 
 def smoke_config(data_dir, **overrides):
@@ -35,4 +36,5 @@ def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("comparison")
   config = smoke_config(data_dir, num_devices=1)
   config.methods = ("joint_teacher", "visual_only", "pkdot", "mt_pkdot")
+  cpu_env.set_fast_compile(True)  # A training flow; the tests that use it choose their own mode.
   return config, workdir, runner.run(config, workdir)

@@ -10,6 +10,8 @@ from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint
 from tests.methods.conftest import make_context, smoke_config
 
+pytestmark = pytest.mark.fast_compile  # Training flows, compared with themselves.
+
 
 def _distance(a, b):
   leaves = jax.tree.leaves(jax.tree.map(lambda x, y: np.sum((np.asarray(x) - y) ** 2), a, b))

@@ -46,6 +46,7 @@ def _compose(ctx, backbone, joint_params, student, video):
   return students.student_model(ctx).apply(student, tokens, lambda _: hallucinated)[0]
 
 
+@pytest.mark.fast_compile
 def test_the_student_path_runs_on_every_saved_stage(trained):
   config, workdir, _ = trained
   ctx = make_context(config, workdir)
@@ -73,6 +74,7 @@ def test_the_student_path_runs_on_every_saved_stage(trained):
     assert not np.allclose(_compose(ctx, *args, video), outputs, atol=1e-4), name
 
 
+@pytest.mark.fast_compile
 def test_student_training_sees_no_privileged_input(trained, monkeypatch):
   config, workdir, _ = trained
   ctx = make_context(config, workdir)
@@ -90,6 +92,7 @@ def test_student_training_sees_no_privileged_input(trained, monkeypatch):
   np.testing.assert_array_equal(captured["video"], tokens["video"])
 
 
+@pytest.mark.fast_compile
 def test_students_retrained_on_scrambled_privileged_data_are_the_same_students(trained, tmp_path):
   """The teachers' targets are a student's only privileged signal: scrambling the privileged
   input with those targets held fixed, and training the student again, changes nothing."""
@@ -182,6 +185,7 @@ def _assert_same_training(results, reference, initial, names):
       np.testing.assert_allclose(metrics[name], reference[1][name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.fast_compile
 def test_student_step_agrees_on_one_device_shard_map_and_pmap(tmp_path):
   """The global-batch structural loss makes data parallelism exact for MT-PKDOT."""
   assert jax.device_count() == 8
@@ -199,6 +203,7 @@ def test_student_step_agrees_on_one_device_shard_map_and_pmap(tmp_path):
   assert float(single[1]["ot"]) > 0
 
 
+@pytest.mark.fast_compile
 @pytest.mark.parametrize("method", ["pkd", "logit_kd", "spkd", "rkd", "pkdot", "mt_pkdot"])
 def test_regression_students_train_identically_on_one_and_four_devices(tmp_path, method):
   """``1 - CCC`` and the routing are computed on the global batch, so 4 devices equal 1."""
@@ -208,6 +213,7 @@ def test_regression_students_train_identically_on_one_and_four_devices(tmp_path,
   _assert_same_training([sharded], single, initial, ("loss", "task"))
 
 
+@pytest.mark.fast_compile
 def test_a_method_variant_trains_with_its_overridden_parameters(tmp_path):
   """``mt_pkdot:routing=joint,gamma=0`` is MT-PKDOT with those two parameters changed."""
   variant = _student_setup(tmp_path, method="mt_pkdot:routing=joint,gamma=0")
@@ -315,6 +321,7 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
   assert sum(float(np.sum(np.square(g))) for g in jax.tree.leaves(grads["fusion"])) > 0
 
 
+@pytest.mark.fast_compile
 def test_the_tnets_are_selected_on_their_own_validation_loss(trained):
   """The joint stage hands on the T-Nets of its lowest validation T-Net loss (MSE here)."""
   config, workdir, _ = trained

@@ -297,9 +297,8 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
     return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
 
   loss, (metrics, _) = run(lambda p: loss_fn(p, {}, batch, key, None))(params)
-  outputs, z, adapted, heads = model.apply(
-    {"params": params}, [batch[m] for m in mods], train=True, rngs={"dropout": key}
-  )
+  apply = lambda p, inputs: model.apply({"params": p}, inputs, train=True, rngs={"dropout": key})  # noqa: E731
+  outputs, z, adapted, heads = jax.jit(apply)(params, [batch[m] for m in mods])
   z, adapted = np.asarray(z, np.float64), np.asarray(adapted, np.float64)
 
   def ce(logits):

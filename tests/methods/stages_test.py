@@ -293,12 +293,18 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
   mesh = parallel.make_mesh(1)
   spec = jax.sharding.PartitionSpec()
 
-  def run(fn):
-    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
+  def evaluate(p):  # One program: the loss, the model's outputs and the alignment gradient.
+    loss, (metrics, _) = loss_fn(p, {}, batch, key, None)
+    inputs = [batch[m] for m in mods]
+    applied = model.apply({"params": p}, inputs, train=True, rngs={"dropout": key})
+    # z_J is not stopped: the alignment term's gradient reaches the fusion.
+    grads = jax.grad(lambda q: loss_fn(q, {}, batch, key, None)[1][0]["align"])(p)
+    return loss, metrics["align"], applied, grads["fusion"]
 
-  loss, (metrics, _) = run(lambda p: loss_fn(p, {}, batch, key, None))(params)
-  apply = lambda p, inputs: model.apply({"params": p}, inputs, train=True, rngs={"dropout": key})  # noqa: E731
-  outputs, z, adapted, heads = jax.jit(apply)(params, [batch[m] for m in mods])
+  evaluate = jax.jit(
+    jax.shard_map(evaluate, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+  )
+  loss, metric, (outputs, z, adapted, heads), fusion_grads = evaluate(params)
   z, adapted = np.asarray(z, np.float64), np.asarray(adapted, np.float64)
 
   def ce(logits):
@@ -310,14 +316,8 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
   align = sum(np.mean(1 - cos(adapted[m])) for m in range(len(mods)))
   expected = 0.5 * align + 0.5 * (ce(outputs) + sum(ce(h) for h in heads) / len(mods))
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
-  np.testing.assert_allclose(metrics["align"], align, rtol=1e-5)
-
-  # z_J is not stopped: the alignment term's gradient reaches the fusion.
-  def align_only(p):
-    return jax.grad(lambda q: loss_fn(q, {}, batch, key, None)[1][0]["align"])(p)
-
-  grads = run(align_only)(params)
-  assert sum(float(np.sum(np.square(g))) for g in jax.tree.leaves(grads["fusion"])) > 0
+  np.testing.assert_allclose(metric, align, rtol=1e-5)
+  assert sum(float(np.sum(np.square(g))) for g in jax.tree.leaves(fusion_grads)) > 0
 
 
 @pytest.mark.fast_compile

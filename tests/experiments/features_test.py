@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -45,10 +46,12 @@ def classification(tmp_path_factory):
     "--config.privileged=('face',)",
     f"--config.data_dir={root / 'tfds'}",
     f"--workdir={root / 'work'}",
+    "--config.num_devices=1",
   ]
-  done = subprocess.run(
-    command, cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=600
-  )
+  # The test process's fake devices and XLA flags, so that the in-process runs below find
+  # their programs in the disk cache.
+  env = cpu_env(devices=jax.device_count())
+  done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   return root, done.stdout
 

@@ -1,13 +1,35 @@
 """Metric writer: TensorBoard event files (tensorboardX, no TensorFlow) plus JSON lines."""
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from tensorboardX import SummaryWriter
 
 from mtpkd_jax.train import distributed
+
+
+def _import_summary_writer():
+  """tensorboardX's ``SummaryWriter``, imported without PyTorch.
+
+  tensorboardX imports torch whenever it is installed, only to accept torch tensors; these
+  writers pass floats. Left alone, every training process in an environment that has torch
+  would load it (a second, and its CUDA libraries beside JAX's on a GPU). While tensorboardX
+  loads, ``import torch`` fails as if torch were absent, unless it is imported already.
+  """
+  block = "torch" not in sys.modules
+  if block:
+    sys.modules["torch"] = None  # `import torch` raises ImportError.
+  try:
+    from tensorboardX import SummaryWriter  # noqa: PLC0415
+  finally:
+    if block:
+      del sys.modules["torch"]
+  return SummaryWriter
+
+
+SummaryWriter = _import_summary_writer()
 
 
 class MetricWriter:

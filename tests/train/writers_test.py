@@ -1,11 +1,17 @@
 """The metric writer writes TensorBoard events (readable by tensorboardX) and JSON lines."""
 
+import importlib.util
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from tensorboardX.proto import event_pb2
 
 from mtpkd_jax.train.writers import MetricWriter
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _read_events(path):
@@ -35,3 +41,22 @@ def test_writes_events_and_json_lines(tmp_path):
     for value in event.summary.value
   }
   assert scalars == {(1, "train/loss"): 0.5, (1, "train/mae"): 0.25, (2, "val/ccc"): 0.75}
+
+
+def test_the_training_stack_does_not_import_torch_where_it_is_installed(tmp_path):
+  # tensorboardX imports torch whenever it can; the writers keep it out of training processes.
+  assert importlib.util.find_spec("torch") is not None, "the test extras install torch"
+  code = (
+    "import sys; import experiments.train; from mtpkd_jax.train import writers; "
+    f"w = writers.MetricWriter({str(tmp_path)!r}); w.write_scalars(1, {{'loss': 0.5}}); "
+    "w.close(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+  )
+  done = subprocess.run(
+    [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+  )
+  assert done.stdout.strip() == "[]"
+  (event_file,) = tmp_path.glob("events.out.tfevents.*")
+  values = [
+    value.simple_value for event in _read_events(event_file) for value in event.summary.value
+  ]
+  assert values == [0.5]

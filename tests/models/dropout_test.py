@@ -32,7 +32,7 @@ def _fusion_setup():
     "v": rng.normal(size=(16, 4, 8)).astype(np.float32),
     "p": rng.normal(size=(16, 2, 8)).astype(np.float32),
   }
-  variables = model.init(jax.random.key(1), [batch["v"][:1], batch["p"][:1]])
+  variables = jax.jit(model.init)(jax.random.key(1), [batch["v"][:1], batch["p"][:1]])
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     del frozen
@@ -56,8 +56,8 @@ def test_fusion_outputs_in_train_mode_do_not_depend_on_the_device_count():
 
   state_vars = {"params": state.params}
   key = jax.random.key(5)
-  reference = outputs(batch["v"], batch["p"], key)
-  deterministic = model.apply(state_vars, [batch["v"], batch["p"]])[0]
+  reference = jax.jit(outputs)(batch["v"], batch["p"], key)
+  deterministic = jax.jit(model.apply)(state_vars, [batch["v"], batch["p"]])[0]
   assert not np.allclose(reference, deterministic, atol=1e-3)
   for devices in (2, 4, 8):
     mesh = parallel.make_mesh(devices)

@@ -165,16 +165,18 @@ def test_modality_dropout_acts_in_training_only():
   tokens = [jnp.asarray(rng.normal(size=(16, n, D)), jnp.float32) for n in (4, 2)]
   plain = fusion.FusionBlock(2, dropout_rate=0.0)
   dropping = fusion.FusionBlock(2, dropout_rate=0.0, modality_dropout=1.0)
-  variables = plain.init(jax.random.key(1), tokens)
+  variables = jax.jit(plain.init)(jax.random.key(1), tokens)
   rngs = {"dropout": jax.random.key(2)}
-  full = plain.apply(variables, tokens)[0]
-  np.testing.assert_allclose(dropping.apply(variables, tokens)[0], full, rtol=1e-6)
+  plain_apply = jax.jit(plain.apply)
+  dropping_apply = jax.jit(dropping.apply, static_argnames="train")
+  full = plain_apply(variables, tokens)[0]
+  np.testing.assert_allclose(dropping_apply(variables, tokens)[0], full, rtol=1e-6)
   # At rate 1 every example trains on one modality alone: its output is the plain block's
   # with that modality's tokens zeroed, and both modalities get dropped somewhere.
-  train = np.asarray(dropping.apply(variables, tokens, train=True, rngs=rngs)[0])
+  train = np.asarray(dropping_apply(variables, tokens, train=True, rngs=rngs)[0])
   alone = [
     np.asarray(
-      plain.apply(variables, [jnp.zeros_like(t) if m == k else t for m, t in enumerate(tokens)])[0]
+      plain_apply(variables, [jnp.zeros_like(t) if m == k else t for m, t in enumerate(tokens)])[0]
     )
     for k in range(2)
   ]

@@ -15,10 +15,13 @@ Other variants and overrides (``arg`` is ``<config>[,smoke][,ablation]``, config
       --workdir /tmp/smoke
   python -m experiments.train --config experiments/configs/synthetic_mtpkdot.py:pain_binary,ablation
 
+The methods are :data:`METHODS`: the joint teacher, visual-only, the student network without
+distillation (:data:`NO_DISTILLATION`), PKD, PKDOT and MT-PKDOT.
 ``smoke`` shrinks everything (the ``tiny`` dataset, one run, two epochs) to seconds.
 ``ablation`` compares MT-PKDOT's open choices (anchors, routing, ``k``, the
 centroid term, ``beta``; :func:`ablation`) as method variants (``mt_pkdot:<key>=<value>``, see
-:mod:`mtpkd_jax.methods.registry`) against visual-only, PKD and PKDOT, on the same runs.
+:mod:`mtpkd_jax.methods.registry`) against visual-only, the student without distillation, PKD
+and PKDOT, on the same runs.
 """
 
 from experiments.configs import common
@@ -26,10 +29,18 @@ from experiments.configs import common
 VARIANTS = ("pain_binary", "pain_5class", "va_regression")
 
 
+# The student network trained on the task alone (no distillation term): the students share
+# the joint stage's fine-tuned visual backbone, which visual-only does not, so a student's
+# difference to it holds that change of backbone too; the difference to this control does not.
+NO_DISTILLATION = "pkd:beta=0"
+METHODS = ("joint_teacher", "visual_only", NO_DISTILLATION, "pkd", "pkdot", "mt_pkdot")
+
+
 def ablation(smoke: bool) -> tuple[str, ...]:
   """The methods of the ``ablation`` sweep (a smaller ``k`` for the smoke batches)."""
   return (
     "visual_only",
+    NO_DISTILLATION,
     "pkd",
     "pkdot",
     "mt_pkdot",
@@ -54,8 +65,7 @@ def get_config(arg: str | None = None):
     )
   smoke = "smoke" in options
   c = common.base(smoke)
-  if "ablation" in options:
-    c.methods = ablation(smoke)
+  c.methods = ablation(smoke) if "ablation" in options else METHODS
   c.dataset = "synthetic_affect/" + ("tiny" if smoke else variant)
   c.visual = "video"
   c.privileged = ("physio", "audio") if variant == "va_regression" else ("physio",)

@@ -1,5 +1,6 @@
 """Tests of the method registry: names, routing, the distillation terms."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -148,3 +149,17 @@ def test_point_to_point_baselines_distill_the_joint_teacher(name, reference):
   want = reference(z_s, z_t, out_s, out_t)
   np.testing.assert_allclose(metrics["kd"], want, rtol=1e-5)
   np.testing.assert_allclose(loss, 0.8 * 0.3 + 0.2 * want, rtol=1e-5)
+
+
+def test_the_main_jobs_control_trains_the_student_network_on_its_task_loss_alone():
+  control = synthetic_mtpkdot.NO_DISTILLATION
+  assert control in synthetic_mtpkdot.get_config().methods
+  assert control in synthetic_mtpkdot.get_config("pain_binary,ablation").methods
+  method = registry.get_method(control)
+  assert (method.kind, method.teacher) == ("student", "joint")
+  cfg = registry.method_params(synthetic_mtpkdot.get_config(), control)
+  terms = {"task": jnp.float32(0.7), "kd": jnp.float32(0.3)}
+  loss, grads = jax.value_and_grad(lambda t: objective.total(t, method.weights, cfg))(terms)
+  np.testing.assert_allclose(loss, cfg.alpha * 0.7, rtol=1e-6)
+  np.testing.assert_allclose(grads["task"], cfg.alpha, rtol=1e-6)
+  assert float(grads["kd"]) == 0.0

@@ -29,9 +29,9 @@ from experiments.configs import common
 VARIANTS = ("pain_binary", "pain_5class", "va_regression")
 
 
-# The student network trained on the task alone (no distillation term): the students share
-# the joint stage's fine-tuned visual backbone, which visual-only does not, so a student's
-# difference to it holds that change of backbone too; the difference to this control does not.
+# The students' network trained on the task alone (no distillation term), the control: the
+# students share the joint stage's fine-tuned visual backbone, which visual-only does not, so a
+# student's difference to visual-only holds that change of backbone too; to the control, not.
 NO_DISTILLATION = "pkd:beta=0"
 METHODS = ("joint_teacher", "visual_only", NO_DISTILLATION, "pkd", "pkdot", "mt_pkdot")
 

@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from mtpkd_jax import ot
-from mtpkd_jax.comparison import plots, report
+from mtpkd_jax.comparison import environment, plots, report
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
 from mtpkd_jax.methods import cmkt, context, evaluation, registry, stages, students, unimodal
@@ -265,8 +265,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     workdir: where checkpoints, logs, tables and plots go; rerun to resume.
 
   Returns:
-    The results dict (see :func:`mtpkd_jax.comparison.report.summarize`), with the paths of
-    the written tables and plots under ``files``. In a multi-process run every process
+    The results dict (see :func:`mtpkd_jax.comparison.report.summarize`), with what it ran
+    on under ``environment`` (:func:`~mtpkd_jax.comparison.environment.environment`) and the
+    paths of the written tables and plots under ``files``. In a multi-process run every process
     trains and evaluates; process 0 alone writes files, and the others' results have no
     ``files`` or ``plots``.
   """
@@ -293,6 +294,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     "baseline": config.baseline,
     "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""),
+    "environment": environment.environment(),
     "runs": [],
   }
   logging.info(

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+
 from experiments.configs import synthetic_mtpkdot
 from tests.cpu_env import cpu_env
 
@@ -49,6 +51,9 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     capture_output=True,
   )
   reference = _metrics(tmp_path / "reference")
+  ran_on = json.loads((tmp_path / "reference" / "results.json").read_text())["environment"]
+  assert ran_on["packages"]["jax"] == jax.__version__
+  assert ran_on["xla_flags"] == cpu_env()["XLA_FLAGS"]
 
   workdir = tmp_path / "killed"
   checkpoints = workdir / "run0_fold0_seed0" / "unimodal_video" / "checkpoints"

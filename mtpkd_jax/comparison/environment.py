@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import sys
 from pathlib import Path
 
 # The packages whose versions can change a trained model.
@@ -40,6 +39,6 @@ def environment() -> dict[str, object]:
   return {
     "processor": processor(),
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    "python": sys.version.split()[0],
+    "python": platform.python_version(),
     "packages": packages,
   }

@@ -87,7 +87,12 @@ def get_config(arg: str | None = None):
     },
     # The release's physiological encoder: a ResNet-18 over log spectrograms (README, "The
     # physiological backbone"; chosen on physio-only validation accuracy over the 1-D CNN).
-    "physio": {"name": "spec_resnet18", "kwargs": {}},
+    # Smoke runs keep a small 1-D CNN, which compiles in a fraction of the time.
+    "physio": (
+      {"name": "conv1d", "kwargs": {"widths": (8, 16)}}
+      if smoke
+      else {"name": "spec_resnet18", "kwargs": {}}
+    ),
     "audio": {"name": "audio_transformer", "kwargs": {"num_layers": 1, "num_heads": 2}},
   }
   # The frame transformer fits within-clip change slowly: chosen on validation (README).

@@ -104,7 +104,7 @@ def get_config(arg: str | None = None):
   c.stages.joint.finetune_backbones = True
   c.stages.joint.backbone_learning_rate = 1e-3
   c.stages.joint.modality_dropout = 0.7
-  # 10 epochs validate within a standard error of 30 with the spectrogram ResNet, and the main
-  # job must fit 15 minutes (README, "The physiological backbone").
+  # 10 epochs validate within a standard error of 30 with the spectrogram ResNet and save
+  # 20-25 s a run (README, "The physiological backbone").
   c.stages.joint.epochs = 2 if smoke else 10
   return c

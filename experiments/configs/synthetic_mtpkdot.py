@@ -87,8 +87,8 @@ def get_config(arg: str | None = None):
     },
     # The release's physiological encoder: a ResNet-18 over log spectrograms (README, "The
     # physiological backbone"; chosen on physio-only validation accuracy over the 1-D CNN).
-    # Smoke runs (what the tests train) keep a small 1-D CNN: it compiles in a fraction of the
-    # time, and the ResNet's BatchNorm does not yet train alike on 1 and 4 devices (README).
+    # Smoke runs (what the tests train) keep a small 1-D CNN, which compiles in a fraction of
+    # the time.
     "physio": (
       {"name": "conv1d", "kwargs": {"widths": (8, 16)}}
       if smoke

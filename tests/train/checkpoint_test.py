@@ -122,3 +122,28 @@ def test_missing_predecessor_is_a_clear_error(tmp_path, bn_state):
     ckpt.save(_at_step(bn_state, 1))
   with pytest.raises(FileNotFoundError, match="Run stage 'teacher' first"):
     checkpoint.load_stage_output(tmp_path, "teacher")
+
+
+def test_stage_output_is_read_once_until_the_stage_is_rewritten(tmp_path, bn_state, monkeypatch):
+  reads = []
+  restore = checkpoint._restore_variables
+  monkeypatch.setattr(
+    checkpoint, "_restore_variables", lambda *args: reads.append(1) or restore(*args)
+  )
+  variables = checkpoint.variables_of(_at_step(bn_state, 4))
+  with checkpoint.StageCheckpointer(tmp_path, "joint", save_every=10) as ckpt:
+    ckpt.save_output(9, variables, source_step=4, selected_by="last")
+  first, meta = checkpoint.load_stage_output(tmp_path, "joint")
+  meta["step"] = -1  # What a caller does to its copy stays its own.
+  again, meta = checkpoint.load_stage_output(tmp_path, "joint")
+  assert len(reads) == 1 and meta["step"] == 4
+  chex.assert_trees_all_close(again, first)
+  # Rerun (as a stale stage is): the same step, other values, read anew.
+  (tmp_path / "joint").rename(tmp_path / "joint.stale")
+  with checkpoint.StageCheckpointer(tmp_path, "joint", save_every=10) as ckpt:
+    ckpt.save_output(
+      9, checkpoint.variables_of(_at_step(bn_state, 7)), source_step=7, selected_by="last"
+    )
+  rerun, meta = checkpoint.load_stage_output(tmp_path, "joint")
+  assert len(reads) == 2 and meta["step"] == 7
+  chex.assert_trees_all_close(rerun, jax.device_get(checkpoint.variables_of(_at_step(bn_state, 7))))

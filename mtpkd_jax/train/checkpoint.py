@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -302,7 +303,7 @@ def load_stage_output(
       `jax.ShapeDtypeStruct`s giving the structure, dtypes and shardings to restore into.
       Without it, arrays are restored onto the first device (with several processes,
       replicated on every device of every process), read from disk once per process and
-      written output, then shared by later loads.
+      written output, then copied for later loads.
     required_by: Name of the stage asking, used in the error message.
 
   Returns:
@@ -327,7 +328,8 @@ def load_stage_output(
     step = manager.latest_step()
   written = (directory / str(step)).stat()
   variables, meta = _restore_output(directory, step, written.st_ino, written.st_mtime_ns)
-  return jax.tree.map(lambda leaf: leaf, variables), copy.deepcopy(meta)
+  # Copies: a train step that donates its state must not delete the cached arrays.
+  return jax.tree.map(jnp.copy, variables), copy.deepcopy(meta)
 
 
 @functools.lru_cache(maxsize=8)

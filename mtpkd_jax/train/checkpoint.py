@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -92,6 +91,13 @@ def _save_variables(
   )
 
 
+def _default_sharding() -> jax.sharding.Sharding:
+  """The first device; with several processes, every device of every process (replicated)."""
+  if jax.process_count() > 1:
+    return NamedSharding(parallel.make_mesh(), P())
+  return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+
 def _restore_variables(
   manager: ocp.CheckpointManager, target: PyTree | None
 ) -> tuple[dict[str, PyTree], dict[str, Any]]:
@@ -102,9 +108,7 @@ def _restore_variables(
   """
   step = manager.latest_step()
   if target is None:
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    if jax.process_count() > 1:
-      sharding = NamedSharding(parallel.make_mesh(), P())
+    sharding = _default_sharding()
     target = jax.tree.map(
       lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
       manager.item_metadata(step)["variables"],
@@ -302,8 +306,8 @@ def load_stage_output(
     target: Optional `{"params": ..., "batch_stats": ...}` of arrays or
       `jax.ShapeDtypeStruct`s giving the structure, dtypes and shardings to restore into.
       Without it, arrays are restored onto the first device (with several processes,
-      replicated on every device of every process), read from disk once per process and
-      written output, then copied for later loads.
+      replicated on every device of every process); read from disk once per process and
+      written output, kept in host memory, and put on the devices anew by every load.
     required_by: Name of the stage asking, used in the error message.
 
   Returns:
@@ -327,20 +331,22 @@ def load_stage_output(
       return _restore_variables(manager, target)
     step = manager.latest_step()
   written = (directory / str(step)).stat()
-  variables, meta = _restore_output(directory, step, written.st_ino, written.st_mtime_ns)
-  # Copies: a train step that donates its state must not delete the cached arrays.
-  return jax.tree.map(jnp.copy, variables), copy.deepcopy(meta)
+  host, meta = _read_output(directory, step, written.st_ino, written.st_mtime_ns)
+  # Fresh device arrays and meta: a train step that donates its state, or a caller that edits
+  # the meta, must not change what the next load gets.
+  return jax.device_put(host, _default_sharding()), copy.deepcopy(meta)
 
 
 @functools.lru_cache(maxsize=8)
-def _restore_output(directory: Path, step: int, inode: int, mtime_ns: int):
-  """`_restore_variables` of a stage output, read once per written step folder.
+def _read_output(directory: Path, step: int, inode: int, mtime_ns: int):
+  """A stage output's `(variables, meta)`, variables in host memory, once per step folder.
 
   Every later stage, predictor and provenance check of a run reads the same few outputs,
   some tens of times each, and orbax takes about 0.5 s a read whatever the size. An output
   is written once; a stage rerun writes a new folder (another inode and mtime), so the key
-  sees it.
+  sees it. Host memory, not the devices', holds the copies.
   """
   del step, inode, mtime_ns  # The cache's key.
   with _manager(directory, keep=1, read_only=True) as manager:
-    return _restore_variables(manager, None)
+    variables, meta = _restore_variables(manager, None)
+  return jax.device_get(variables), meta

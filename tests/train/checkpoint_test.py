@@ -140,6 +140,9 @@ def test_stage_output_is_read_once_until_the_stage_is_rewritten(tmp_path, bn_sta
   again, meta = checkpoint.load_stage_output(tmp_path, "joint")
   assert len(reads) == 1 and meta["step"] == 4
   chex.assert_trees_all_close(again, jax.device_get(variables))
+  assert {leaf.sharding for leaf in jax.tree.leaves(again)} == {
+    jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  }
   # Rerun (as a stale stage is): the same step, other values, read anew.
   (tmp_path / "joint").rename(tmp_path / "joint.stale")
   with checkpoint.StageCheckpointer(tmp_path, "joint", save_every=10) as ckpt:

@@ -129,7 +129,8 @@ def _transform(blocks, pots, eps, first=0, last=None, warm=True):
   where terms could under- or overflow (first iterations, a large epsilon step), the whole
   batch is recomputed with the maximum shift. Either way the result is the same log-sum-exp.
   The unrolled gradient differentiates the maximum shift alone (``warm=False``): the
-  gradient of a ``lax.cond`` would keep both branches' residuals at every iteration.
+  gradient of a ``lax.cond`` would keep both branches' residuals at every iteration. So do
+  solves off a CPU (see :func:`one_pass_lse`).
   """
   last = pots.shape[0] if last is None else last
   source = _sources(first, last)
@@ -233,7 +234,19 @@ def check_every() -> int:
   return 1 if jax.default_backend() == "cpu" else 4
 
 
-def _loop(schedule, unrolled, blocks, diameter):
+def one_pass_lse() -> bool:
+  """Whether the transforms try the one-pass log-sum-exp of :func:`_transform` (on a CPU).
+
+  Its fallback is a ``lax.cond``, and on a GPU every conditional copies its predicate to the
+  host and waits for the stream to drain (XLA's ``ConditionalThunk``): a round trip per
+  transform, one or two per iteration. There, and on other accelerators, where it was not
+  measured, the transforms take the two-pass form, which has no branch. The results are the
+  same log-sum-exp either way.
+  """
+  return jax.default_backend() == "cpu"
+
+
+def _loop(schedule, unrolled, warm, blocks, diameter):
   """Runs the schedule up to the extrapolation; returns ``(pots, iterations)``."""
   num_problems, dtype = blocks.log_w.shape[1], blocks.log_w.dtype
   averaged = isinstance(schedule, schedules_lib.Anneal)
@@ -248,7 +261,7 @@ def _loop(schedule, unrolled, blocks, diameter):
   def masked_iteration(state):
     step, pots, error, iterations = state
     act = active(state)
-    new_pots, new_error = _iterate(blocks, pots, epsilon_at(step), averaged, not unrolled)
+    new_pots, new_error = _iterate(blocks, pots, epsilon_at(step), averaged, warm)
     return (
       step + 1,
       jnp.where(act[:, None], new_pots, pots),
@@ -279,9 +292,10 @@ def _loop(schedule, unrolled, blocks, diameter):
 
 def _run(schedule, unrolled, blocks, diameter):
   """Runs the schedule; returns ``((final_pots, values, eps, iterations, error), pots)``."""
-  pots, iterations = _loop(schedule, unrolled, blocks, diameter)
+  warm = not unrolled and one_pass_lse()
+  pots, iterations = _loop(schedule, unrolled, warm, blocks, diameter)
   eps = jnp.full(iterations.shape, schedule.target_epsilon, blocks.log_w.dtype)
-  final, values, error = _extrapolate(blocks, pots, eps, not unrolled)
+  final, values, error = _extrapolate(blocks, pots, eps, warm)
   return (final, values, eps, iterations, error), pots
 
 

@@ -336,17 +336,19 @@ def bench(config, case: str, batch: int, skipped: dict[str, str | None]):
   student, teachers = ot_inputs.make_embeddings(batch, batch, config.num_teachers, config.dim)
   builders = (_loss_builders if case == "loss" else _solve_builders)(config, student, teachers)
   size = {"B": batch, "T": config.num_teachers, "k": config.k, "d": config.dim}
+  runners = {
+    (impl, direction): runner
+    for impl, build in builders.items()
+    if skipped[impl] is None
+    for direction, runner in build().items()
+  }
   results, gradients = [], {}
-  for impl, build in builders.items():
-    if skipped[impl] is not None:
-      continue
-    for direction, runner in build().items():
-      measurement, out = timing.measure(case, size, impl, direction, runner, config)
-      results.append(measurement)
-      if direction == "fwd+bwd" and impl in ("fused", "geomloss"):
-        # GeomLoss's gradient is a torch tensor, on the GPU when torch sees one.
-        grad = out[1].cpu() if impl == "geomloss" else out[1]
-        gradients[impl] = (measurement, np.asarray(grad))
+  for measurement, out in timing.measure(case, size, runners, config):
+    results.append(measurement)
+    if measurement.direction == "fwd+bwd" and measurement.impl in ("fused", "geomloss"):
+      # GeomLoss's gradient is a torch tensor, on the GPU when torch sees one.
+      grad = out[1].cpu() if measurement.impl == "geomloss" else out[1]
+      gradients[measurement.impl] = (measurement, np.asarray(grad))
   if len(gradients) == 2:
     fused, grad = gradients["fused"]
     fused.grad_vs_geomloss = relative_difference(grad, gradients["geomloss"][1])

@@ -298,7 +298,7 @@ def run(config, output_dir: str) -> dict[str, Any]:
   plot(results, os.path.join(output_dir, "bench_ot.png"))
   print(f"device: {device.platform} {device.device_kind}, {os.cpu_count()} CPUs; {versions}")
   form = report["fused_solver"]
-  print(f"fused solver: {form['log_sum_exp']} log-sum-exp, {form['check_every']} iterations a trip")
+  print(f"fused solver: {form['log_sum_exp']} log-sum-exp, check_every={form['check_every']}")
   print(
     f"measured exp rate: {exp_rates['compute'] / 1e9:.3f} Gexp/s (fused exp+row-sum, the "
     f"bound); {exp_rates['memory'] / 1e9:.3f} Gexp/s materialised (memory-bound, reference)"

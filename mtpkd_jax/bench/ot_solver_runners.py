@@ -127,7 +127,8 @@ def bench(config, case: str, problems: int, n: int, pot_available: bool):
 
     peak = timing.tracemalloc_peak(pot_call)
     runners["pot"] = timing.Runner(pot_call, summarize_pot, None, peak, "tracemalloc peak")
-  return [timing.measure(case, size, impl, "fwd", r, config)[0] for impl, r in runners.items()]
+  runners = {(impl, "fwd"): runner for impl, runner in runners.items()}
+  return [measurement for measurement, _ in timing.measure(case, size, runners, config)]
 
 
 def bench_memory(config) -> list[dict[str, Any]]:

@@ -2,18 +2,21 @@
 
 Each JAX function is lowered and compiled ahead of time (compile time kept apart), called
 ``warmup`` times, then timed ``repeats`` times with ``block_until_ready``; the median is
-reported. Memory: JAX ``compiled.memory_analysis()`` temp + output bytes; NumPy:
-``tracemalloc`` peak of one call.
+reported. Implementations compared on one case are timed in rounds, one call each per round
+in a shuffled order, so that neither a change in the machine's load nor the call before
+(a cold cache after a large one) favours one of them. Memory: JAX
+``compiled.memory_analysis()`` temp + output bytes; NumPy: ``tracemalloc`` peak of one call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 import jax
@@ -40,15 +43,32 @@ def versions(modules: dict[str, str]) -> dict[str, str | None]:
 
 def timed(call: Callable[[], Any], repeats: int, warmup: int) -> tuple[Any, list[float]]:
   """Calls ``call`` (which must return synchronised results): ``(last output, seconds)``."""
-  out = None
-  for _ in range(warmup):
-    out = call()
-  times = []
+  outs, times = timed_in_turn({None: call}, repeats, warmup)
+  return outs[None], times[None]
+
+
+def timed_in_turn(
+  calls: dict[Hashable, Callable[[], Any]], repeats: int, warmup: int
+) -> tuple[dict[Hashable, Any], dict[Hashable, list[float]]]:
+  """Times several calls in rounds: each call ``warmup`` times, then ``repeats`` rounds of one
+  timed call each, in an order shuffled every round (seeded, so runs repeat it).
+
+  Returns:
+    ``(last output, seconds)``, each a dict keyed like ``calls``.
+  """
+  outs = {}
+  for key, call in calls.items():
+    for _ in range(warmup):
+      outs[key] = call()
+  times = {key: [] for key in calls}
+  order, rng = list(calls), random.Random(0)
   for _ in range(repeats):
-    start = time.perf_counter()
-    out = call()
-    times.append(time.perf_counter() - start)
-  return out, times
+    rng.shuffle(order)
+    for key in order:
+      start = time.perf_counter()
+      outs[key] = calls[key]()
+      times[key].append(time.perf_counter() - start)
+  return outs, times
 
 
 def memory_bytes(compiled) -> int | None:
@@ -164,23 +184,32 @@ class Measurement:
 
 
 def measure(
-  case: str, size: dict[str, int], impl: str, direction: str, runner: Runner, config
-) -> tuple[Measurement, Any]:
-  """Times ``runner`` (``config.repeats`` after ``config.warmup``): ``(measurement, outputs)``."""
-  out, times = timed(runner.call, config.repeats, config.warmup)
-  value, iterations, exps = runner.summarize(out)
-  measurement = Measurement(
-    case=case,
-    size=size,
-    impl=impl,
-    direction=direction,
-    times_s=times,
-    compile_s=runner.compile_s,
-    value=float(value),
-    iterations=int(iterations),
-    exps=float(exps),
-    memory_bytes=runner.memory_bytes,
-    memory_kind=runner.memory_kind,
-    median_s=statistics.median(times),
+  case: str, size: dict[str, int], runners: dict[tuple[str, str], Runner], config
+) -> list[tuple[Measurement, Any]]:
+  """Times ``runners`` in turn (see :func:`timed_in_turn`), keyed by ``(impl, direction)``.
+
+  Returns:
+    ``(measurement, last outputs)`` per runner, in the order of ``runners``.
+  """
+  outs, times = timed_in_turn(
+    {key: runner.call for key, runner in runners.items()}, config.repeats, config.warmup
   )
-  return measurement, out
+  results = []
+  for (impl, direction), runner in runners.items():
+    value, iterations, exps = runner.summarize(outs[impl, direction])
+    measurement = Measurement(
+      case=case,
+      size=size,
+      impl=impl,
+      direction=direction,
+      times_s=times[impl, direction],
+      compile_s=runner.compile_s,
+      value=float(value),
+      iterations=int(iterations),
+      exps=float(exps),
+      memory_bytes=runner.memory_bytes,
+      memory_kind=runner.memory_kind,
+      median_s=statistics.median(times[impl, direction]),
+    )
+    results.append((measurement, outs[impl, direction]))
+  return results

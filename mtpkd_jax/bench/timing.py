@@ -3,8 +3,8 @@
 Each JAX function is lowered and compiled ahead of time (compile time kept apart), called
 ``warmup`` times, then timed ``repeats`` times with ``block_until_ready``; the median is
 reported. Implementations compared on one case are timed in rounds, one call each per round
-in a shuffled order, so that neither a change in the machine's load nor the call before
-(a cold cache after a large one) favours one of them. Memory: JAX
+in a shuffled order, so that neither a change in the machine's load nor the call just
+before favours one of them. Memory: JAX
 ``compiled.memory_analysis()`` temp + output bytes; NumPy: ``tracemalloc`` peak of one call.
 """
 
@@ -50,8 +50,10 @@ def timed(call: Callable[[], Any], repeats: int, warmup: int) -> tuple[Any, list
 def timed_in_turn(
   calls: dict[Hashable, Callable[[], Any]], repeats: int, warmup: int
 ) -> tuple[dict[Hashable, Any], dict[Hashable, list[float]]]:
-  """Times several calls in rounds: each call ``warmup`` times, then ``repeats`` rounds of one
-  timed call each, in an order shuffled every round (seeded, so runs repeat it).
+  """Times several calls in ``repeats`` rounds of one call each, in a shuffled order.
+
+  Each call first runs ``warmup`` times untimed. The order is shuffled anew every round, from
+  a fixed seed, so that runs repeat it.
 
   Returns:
     ``(last output, seconds)``, each a dict keyed like ``calls``.

@@ -44,9 +44,13 @@ def get_config(arg: str | None = None):
   # Envelope vs unrolled compiled memory at memory_batch, for these loop lengths.
   c.memory_batch = 512
   c.memory_iterations = (16, 32)
-  # Timed calls (the median is reported), untimed calls before, exps of the exp-rate probe.
-  c.repeats = 5
+  # Timed samples (the median is reported), untimed calls before, exps of the exp-rate probe.
+  # A sample is as many back-to-back calls as last min_sample_s: a single call of 1 ms after
+  # other work or a pause paid the machine's wake-up (measured on a 2-core VM: n = 32,
+  # P = 1, 0.6 ms back to back, 1.5 ms after 30 ms of sleep, for fused and ott-jax alike).
+  c.repeats = 9
   c.warmup = 2
+  c.min_sample_s = 0.05
   c.exp_size = 1 << 24
   # torch CPU threads for GeomLoss (0: torch's default). 1: on a small shared machine torch's
   # OpenMP regions stall whenever one of their threads is descheduled (GeomLoss calls of 10 ms
@@ -66,5 +70,6 @@ def get_config(arg: str | None = None):
     c.memory_iterations = (4, 8)
     c.repeats = 2
     c.warmup = 1
+    c.min_sample_s = 0.002
     c.exp_size = 1 << 16
   return c

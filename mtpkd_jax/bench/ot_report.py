@@ -1,8 +1,12 @@
 """The OT benchmark's run, table, plot, figures and targets.
 
-``bound`` is ``counted exponentials / (median time · R)``, with ``R`` this machine's measured
-exp rate (:func:`mtpkd_jax.bench.timing.measure_exp_rate`): 100 % is exp-bound throughput.
-``x_fused`` is ``median time / fused median time`` for the same case, size and direction.
+Each round samples every implementation of a row once, and the bound's kernel, one right
+after the other (see :func:`mtpkd_jax.bench.timing.measure`), so a ratio within a round is not
+moved by the machine's speed drifting between rounds (as the paired differences of the
+comparison tables). ``x_fused`` is the median over rounds of ``time / fused time`` for the
+same case, size and direction; ``bound`` the median over rounds of ``counted exponentials /
+(time · R)``, with ``R`` the exp rate of :func:`mtpkd_jax.bench.timing.exp_probe` in the
+round: 100 % is exp-bound throughput.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 from typing import Any
 
 import jax
@@ -23,17 +28,20 @@ VERSIONS = {"jax": "jax", "ott-jax": "ott", "pot": "ot", "torch": "torch", "geom
 OTT_IMPLS = ("ott_backend", "ott_plain", "ott")
 
 
-def add_ratios(results: list[timing.Measurement], exp_rate: float) -> None:
-  """Fills ``ratio_to_fused`` and ``bound_fraction`` in place."""
+def add_ratios(results: list[timing.Measurement]) -> None:
+  """Fills ``ratio_to_fused`` (paired by round) in place."""
   fused = {
-    (r.case, tuple(sorted(r.size.items())), r.direction): r.median_s
+    (r.case, tuple(sorted(r.size.items())), r.direction): r.times_s
     for r in results
     if r.impl == "fused"
   }
   for r in results:
     reference = fused.get((r.case, tuple(sorted(r.size.items())), r.direction))
-    r.ratio_to_fused = None if reference is None else r.median_s / reference
-    r.bound_fraction = r.exps / (r.median_s * exp_rate)
+    r.ratio_to_fused = (
+      None
+      if reference is None
+      else statistics.median(t / f for t, f in zip(r.times_s, reference, strict=True))
+    )
 
 
 def format_table(results: list[timing.Measurement], geomloss_missing: str | None) -> str:
@@ -45,9 +53,9 @@ def format_table(results: list[timing.Measurement], geomloss_missing: str | None
   """
   grad_na = "n/a" if geomloss_missing is None else "no GL"
   lines = [
-    "x_fused = median time / fused median time, same case, size and direction "
-    "(>1: slower than fused);",
-    "bound = counted exps / (median time x measured exp rate);",
+    "x_fused = median over rounds of time / fused time in the same round, same case, size "
+    "and direction (>1: slower than fused);",
+    "bound = median over rounds of counted exps / (time x the round's exp rate);",
     "grad vs GL = |g_fused - g_GeomLoss| / |g_GeomLoss| of d loss / d student, "
     "Anneal(blur, scaling)"
     + ("" if geomloss_missing is None else f" ({grad_na}: {geomloss_missing})")
@@ -159,7 +167,7 @@ def figures(results: list[timing.Measurement]) -> dict[str, str]:
     for impl in ("ott_plain", "geomloss"):
       other = _find(results, case, impl, "fwd+bwd", B=128)
       if fused is not None and other is not None:
-        out[f"B=128 fwd+bwd {label}: {impl} / fused"] = f"{other.median_s / fused.median_s:.2f}x"
+        out[f"B=128 fwd+bwd {label}: {impl} / fused"] = f"{other.ratio_to_fused:.2f}x"
   return out
 
 
@@ -178,11 +186,10 @@ def check_targets(
     ``target -> {"measured": ..., "met": bool}``.
   """
   out = {}
-  fused = _find(results, "loss", "fused", "fwd+bwd", B=128)
   for impl, need in (("geomloss", 3.0), ("ott_backend", 1.0)):
     other = _find(results, "loss", impl, "fwd+bwd", B=128)
-    if fused is not None and other is not None:
-      speedup = other.median_s / fused.median_s
+    if other is not None and other.ratio_to_fused is not None:
+      speedup = other.ratio_to_fused
       out[f"loss B=128 fwd+bwd: fused >= {need:g}x {impl}"] = {
         "measured": f"{speedup:.2f}x",
         "met": speedup >= need,
@@ -203,12 +210,13 @@ def check_targets(
       "met": solver.bound_fraction >= 0.5,
     }
   if platform != "cpu":
-    rows = [
-      (r, _find(results, "loss", "ott_plain", "fwd+bwd", B=r.size["B"]))
+    speedups = [
+      r.ratio_to_fused
       for r in results
-      if (r.case, r.impl, r.direction) == ("loss", "fused", "fwd+bwd") and r.size["B"] <= 512
+      if (r.case, r.impl, r.direction) == ("loss", "ott_plain", "fwd+bwd")
+      and r.size["B"] <= 512
+      and r.ratio_to_fused is not None
     ]
-    speedups = [other.median_s / r.median_s for r, other in rows if other is not None]
     if speedups:
       out[f"{platform}: loss fwd+bwd B<=512, fused >= 10x ott_plain"] = {
         "measured": "/".join(f"{s:.1f}x" for s in speedups),
@@ -249,7 +257,7 @@ def run(config, output_dir: str) -> dict[str, Any]:
     The report written to the JSON file.
   """
   os.makedirs(output_dir, exist_ok=True)
-  exp_rates = timing.measure_exp_rate(config.exp_size)
+  exp_rates = timing.measure_exp_rate(config.exp_size, min_sample_s=config.min_sample_s)
   skipped = ot_loss_runners.available()
   pot_available = skipped["pot"] is None
   results = []
@@ -262,7 +270,7 @@ def run(config, output_dir: str) -> dict[str, Any]:
   results += ot_solver_runners.bench(
     config, "hard", config.hard_problems, config.hard_size, pot_available
   )
-  add_ratios(results, exp_rates["compute"])
+  add_ratios(results)
   memory = ot_solver_runners.bench_memory(config)
   device = jax.devices()[0]
   targets = check_targets(results, memory, device.platform)
@@ -300,8 +308,14 @@ def run(config, output_dir: str) -> dict[str, Any]:
   form = report["fused_solver"]
   print(f"fused solver: {form['log_sum_exp']} log-sum-exp, check_every={form['check_every']}")
   print(
+    f"timing: per call, median of {config.repeats} samples of back-to-back calls lasting at "
+    f"least {1e3 * config.min_sample_s:g} ms, after {config.warmup} warm-up calls; the "
+    "implementations of a row sampled in turn, in a shuffled order"
+  )
+  print(
     f"measured exp rate: {exp_rates['compute'] / 1e9:.3f} Gexp/s (fused exp+row-sum, the "
-    f"bound); {exp_rates['memory'] / 1e9:.3f} Gexp/s materialised (memory-bound, reference)"
+    "bound, before the rows; each row's bound % uses the rate sampled in its own rounds); "
+    f"{exp_rates['memory'] / 1e9:.3f} Gexp/s materialised (memory-bound, reference)"
   )
   for impl, reason in report["skipped"].items():
     print(f"skipped {impl}: {reason}")

@@ -114,8 +114,10 @@ def tracemalloc_peak(call: Callable[[], Any]) -> int:
     tracemalloc.stop()
 
 
-def _exp_kernels(size: int) -> dict[str, Callable[[], Any]]:
-  """Calls of ``size`` float32 exponentials (rounded down to a square), by kind.
+@functools.lru_cache(maxsize=4)
+def _exp_kernels(size: int) -> tuple[dict[str, Callable[[], Any]], int]:
+  """Calls of ``size`` float32 exponentials (rounded down to a square), by kind, compiled
+  once per size: ``(kind -> call, exponentials per call)``.
 
   ``compute``: ``jnp.exp`` of a ``[side, side]`` array generated on the fly as an outer
   product and summed over rows, so that XLA fuses it into one loop with no memory traffic,
@@ -134,13 +136,13 @@ def _exp_kernels(size: int) -> dict[str, Callable[[], Any]]:
   for name, (fn, *args) in kernels.items():
     compiled, _, _ = compile_aot(fn, *args)
     calls[name] = lambda c=compiled, a=args: jax.block_until_ready(c(*a))
-  return calls
+  return calls, side * side
 
 
-@functools.lru_cache(maxsize=4)
 def exp_probe(size: int) -> tuple[Callable[[], Any], int]:
   """The bound's kernel (``compute`` of :func:`_exp_kernels`): ``(call, exponentials)``."""
-  return _exp_kernels(size)["compute"], int(np.sqrt(size)) ** 2
+  calls, exps = _exp_kernels(size)
+  return calls["compute"], exps
 
 
 def measure_exp_rate(size: int, repeats: int = 5, min_sample_s: float = 0.0) -> dict[str, float]:
@@ -154,10 +156,11 @@ def measure_exp_rate(size: int, repeats: int = 5, min_sample_s: float = 0.0) -> 
   Returns:
     ``kind -> exps/s`` for the kinds of :func:`_exp_kernels`.
   """
+  calls, exps = _exp_kernels(size)
   rates = {}
-  for name, call in _exp_kernels(size).items():
+  for name, call in calls.items():
     _, times = timed(call, repeats, 2, min_sample_s)
-    rates[name] = int(np.sqrt(size)) ** 2 / statistics.median(times)
+    rates[name] = exps / statistics.median(times)
   return rates
 
 

@@ -3,7 +3,7 @@
 | key | shape, dtype | meaning |
 |---|---|---|
 | ``x_<modality>`` | float ``[N, d]`` or ``[N, L, d]`` | one per modality, any name (``x_face``) |
-| ``mask_<modality>`` | bool ``[N, L]``, optional | valid steps of a sequence modality |
+| ``mask_<modality>`` | bool ``[N, L]``, optional | valid steps: a prefix of each row, not empty |
 | ``y`` | int ``[N]``, or float ``[N]`` / ``[N, K]`` | class index, or regression targets |
 | ``class_names`` / ``target_names`` | str ``[C]`` / ``[K]``, optional | names for the report |
 | ``subject`` | int ``[N]``, optional | subject-independent folds group by it |
@@ -13,8 +13,9 @@ The file is read with ``allow_pickle=False`` and checked before anything is buil
 trained (:func:`inspect_npz`); every problem is a ``ValueError`` naming the file, the key and
 what was expected. It is then converted, example by example, into a TFDS ``array_record``
 dataset (:class:`FeaturesNpz`), read through the same loading path as every other dataset.
-Arrays stored uncompressed (``np.savez``) are memory-mapped while converting, so a file larger
-than memory converts in bounded memory; ``np.savez_compressed`` members are decompressed whole.
+Numeric arrays stored uncompressed (``np.savez``) are read from the file a chunk of rows at a
+time while converting (plain reads, not a memory map), so a file larger than memory converts
+in bounded memory; ``np.savez_compressed`` members are decompressed whole.
 """
 
 from __future__ import annotations
@@ -141,6 +142,25 @@ def _names(path, headers, key, count, default_prefix) -> tuple[str, ...]:
   return tuple(str(n) for n in names)
 
 
+def _check_mask(path: Path, key: str, mask: np.ndarray) -> None:
+  """Fails unless every row of ``mask`` (``[N, L]``) is ``True`` on a prefix of one step or more.
+
+  Sequence encoders take a row's valid steps to be its first ``mask.sum()`` (e.g. the BiGRU's
+  lengths), so a mask with holes would silently mix padding into the sequence.
+  """
+  lengths = mask.sum(1)
+  if not np.all(lengths):
+    _fail(path, f"key {key!r} has no valid step in example {int(np.argmin(lengths))} (all False).")
+  prefix = np.all(mask == (np.arange(mask.shape[1]) < lengths[:, None]), axis=1)
+  if not np.all(prefix):
+    row = int(np.argmin(prefix))
+    _fail(
+      path,
+      f"key {key!r} must be True on a prefix of each row, then False; example {row} is "
+      f"{mask[row].astype(int).tolist()}.",
+    )
+
+
 def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
   """Checks a features file and describes it, reading only its headers and small arrays.
 
@@ -155,7 +175,8 @@ def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
 
   Raises:
     ValueError: naming the file, the key and what was expected: not an npz, a pickled
-      object array, no ``x_`` key, arrays whose N differ, a mask of the wrong shape or dtype,
+      object array, no ``x_`` key, arrays whose N differ or are empty, a mask of the wrong
+      shape or dtype or whose row is not a prefix of one valid step or more,
       ``y`` of the wrong rank or dtype, a non-integer or negative class index, a class
       with no example, a ``split`` value other than train/val/test or a split with no test
       example, a non-integer ``subject``.
@@ -174,6 +195,8 @@ def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
   if len(set(sizes.values())) != 1:
     _fail(path, f"arrays must share their first (example) axis N, got {sizes}.")
   num = sizes["y"]
+  if num == 0:
+    _fail(path, f"key 'y' holds no example: every array has N = 0, got {sizes}.")
 
   modalities = []
   for key in x_keys:
@@ -181,15 +204,17 @@ def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
     shape, dtype = headers[key]
     if dtype.kind not in "fiu" or len(shape) not in (2, 3):
       _fail(path, f"key {key!r} must be a numeric [N, d] or [N, L, d] array, got {dtype} {shape}.")
-    masked = schema_lib.mask_key(name) in headers
+    mask_key = schema_lib.mask_key(name)
+    masked = mask_key in headers
     if masked:
-      mask_shape, mask_dtype = headers[schema_lib.mask_key(name)]
+      mask_shape, mask_dtype = headers[mask_key]
       if len(shape) != 3 or mask_shape != shape[:2] or mask_dtype != np.bool_:
         _fail(
           path,
-          f"key {schema_lib.mask_key(name)!r} must be bool {list(shape[:2])} for {key!r} "
+          f"key {mask_key!r} must be bool {list(shape[:2])} for {key!r} "
           f"{list(shape)}, got {mask_dtype} {list(mask_shape)}.",
         )
+      _check_mask(path, mask_key, np.asarray(_member(path, mask_key)))
     kind = "vector" if len(shape) == 2 else "sequence"
     modalities.append(schema_lib.Modality(name, kind, tuple(shape[1:]), "float32", masked))
   for key in headers:

@@ -22,11 +22,12 @@ from typing import Any
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from mtpkd_jax.data import features, synthetic_affect
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.data.builders import affwild2, base, biovid, mosi, recola
+from mtpkd_jax.data.builders import affwild2, base, biovid, mosi, recola, report
 
 # The one place to add a dataset builder.
 BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
@@ -54,16 +55,12 @@ def _resolve(
     available += [b for b, known in BUILDERS.items() if hasattr(known, "make_config")]
     raise ValueError(f"Unknown dataset name {name!r}; available: {', '.join(available)}.")
   config = cls.builder_configs[config_name]
-  if not overrides:
-    return cls, config
   fields = {f.name for f in dataclasses.fields(config)} - {"name"}
-  if unknown := set(overrides) - fields:
+  if unknown := set(overrides or {}) - fields:
     raise ValueError(
       f"`overrides` has unknown fields {sorted(unknown)}; {name!r} has {sorted(fields)}."
     )
-  # A name per override set, so that builds with different parameters never share a folder.
-  digest = hashlib.sha1(repr(sorted(overrides.items())).encode()).hexdigest()[:10]
-  return cls, dataclasses.replace(config, name=f"{config_name}_{digest}", **overrides)
+  return cls, base.with_options(config, overrides or {})
 
 
 def builder(
@@ -78,7 +75,8 @@ def builder(
     name: `"<builder>/<config>"`, e.g. `"synthetic_affect/pain_binary"`.
     data_dir: TFDS data directory; `None` for TFDS's default (`~/tensorflow_datasets`).
     overrides: Config fields to change, e.g. `{"num_subjects": 12}`; the result is built
-      under its own config name.
+      under its own config name, the same however the values are typed (`[1, 3]` or
+      `(1.0, 3.0)`; see `base.with_options`).
     manual_dir: where a licensed dataset's downloaded files are (`None`: TFDS's default,
       `<data_dir>/downloads/manual`); only builders of such datasets take it.
 
@@ -154,6 +152,9 @@ class Dataset:
       ``frame_targets``), read from disk on demand, in ``index`` order.
     fingerprint: identifies the dataset's content (builder, config, version, schema).
     in_memory: whether ``table`` is held in memory.
+    build_report: the report of the build that opening the dataset ran (units skipped or
+      repaired, examples dropped for corrupt or missing files), or ``None`` when it was built
+      before or its builder keeps no report.
   """
 
   name: str
@@ -166,6 +167,7 @@ class Dataset:
   extra: table_lib.Table
   fingerprint: str
   in_memory: bool
+  build_report: report.BuildReport | None = None
 
   def __len__(self) -> int:
     return len(self.y)
@@ -194,13 +196,17 @@ def open_dataset(
     chunk_size: examples read at once.
 
   Returns:
-    The :class:`Dataset`, examples in ``index`` order.
+    The :class:`Dataset`, examples in ``index`` order. A build that skipped, dropped or repaired
+    anything logs its report's summary as a warning; the report is the dataset's ``build_report``.
 
   Raises:
     ValueError: as `builder`, or on a dataset whose file fails its checks.
   """
   dataset_builder = builder(name, data_dir, overrides)
-  dataset_builder.download_and_prepare()
+  built = dataset_builder.download_and_prepare()
+  if built is not None and (built.skipped or built.dropped or built.repaired):
+    # Training builds on first use, where no one reads the JSON report: say what was lost.
+    logging.warning("%s\nReport: %s", built.summary(), dataset_builder.report_path)
   schema = dataset_builder.schema
   source = dataset_builder.as_data_source(split="train")
   features_info = dataset_builder.info.features
@@ -235,6 +241,7 @@ def open_dataset(
     extra=extra,
     fingerprint=hashlib.sha1(f"{identity}:{schema.fingerprint()}".encode()).hexdigest()[:16],
     in_memory=in_memory,
+    build_report=built,
   )
 
 

@@ -173,7 +173,7 @@ def utterance(
 
   mask = np.arange(config.max_words) < n
   sequences = {"text": text, "audio": audio, "visual": visual}
-  example = {k: _pad(v, config.max_words) for k, v in sequences.items()}
+  example = {k: pad(v, config.max_words) for k, v in sequences.items()}
   example |= {schema_lib.mask_key(k): mask for k in sequences}
   return example | {
     "sentiment": score,
@@ -182,8 +182,14 @@ def utterance(
   }
 
 
-def _pad(sequence: np.ndarray, length: int) -> np.ndarray:
-  """`sequence` `[n, d]` zero-padded at the end to float32 `[length, d]`."""
+def pad(sequence: np.ndarray, length: int) -> np.ndarray:
+  """`sequence` `[n, d]` zero-padded at the end to float32 `[length, d]`.
+
+  Raises:
+    ValueError: If `n > length`: padding never cuts a sequence.
+  """
+  if len(sequence) > length:
+    raise ValueError(f"A sequence of {len(sequence)} steps does not fit in {length}.")
   out = np.zeros((length, sequence.shape[1]), np.float32)
   out[: len(sequence)] = sequence
   return out

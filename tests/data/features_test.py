@@ -99,6 +99,18 @@ BAD_INPUTS = {
   ),
   "bad mask": (dict(mask_eda=np.ones((N, 5), bool)), None, r"'mask_eda' must be bool \[48, 6\]"),
   "mask without x": (dict(mask_text=np.ones((N, 5), bool)), None, "'mask_text' has no matching"),
+  # Sequence encoders count a row's valid steps (`mask.sum`): a hole or an empty row would
+  # silently feed padding to them.
+  "mask with a hole": (
+    dict(mask_eda=np.where(np.arange(N)[:, None] == 3, [1, 0, 1, 0, 0, 0], 1).astype(bool)),
+    None,
+    r"'mask_eda' must be True on a prefix.*example 3 is \[1, 0, 1, 0, 0, 0\]",
+  ),
+  "mask with no valid step": (
+    dict(mask_eda=np.arange(N)[:, None] != np.full((1, 6), 5)),
+    None,
+    "'mask_eda' has no valid step in example 5",
+  ),
 }
 
 
@@ -125,3 +137,16 @@ def test_a_file_that_is_not_an_npz_is_named(tmp_path):
   np.savez(tmp_path / "g.npz", y=np.zeros(4, int))
   with pytest.raises(ValueError, match="no modality"):
     features.inspect_npz(tmp_path / "g.npz")
+
+
+def test_a_file_with_no_example_is_named(tmp_path):
+  np.savez(tmp_path / "f.npz", x_face=np.zeros((0, 5), np.float32), y=np.zeros(0, np.int64))
+  with pytest.raises(ValueError, match=r"f\.npz: key 'y' holds no example"):
+    features.inspect_npz(tmp_path / "f.npz")
+
+
+def test_masks_of_any_valid_prefix_are_accepted(tmp_path):
+  # Every length from one step to the whole row, the two ends included.
+  mask = np.arange(6)[None] < (np.arange(N) % 6 + 1)[:, None]
+  write_features(tmp_path / "f.npz", mask_eda=mask)
+  assert features.inspect_npz(tmp_path / "f.npz").schema.modality("eda").masked

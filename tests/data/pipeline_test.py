@@ -1,6 +1,7 @@
 """Tests of dataset loading by name and of reproducible, resumable batching."""
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from mtpkd_jax.data import pipeline
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
+from mtpkd_jax.data.builders.dummy import biovid as biovid_dummy
 from tests.data.conftest import read_raw
 
 NUM_EXAMPLES = 23
@@ -87,6 +89,42 @@ def test_overrides_build_their_own_config(tiny_dir, tiny):
   np.testing.assert_array_equal(read_raw("synthetic_affect/tiny", tiny_dir)["video"], tiny["video"])
   with pytest.raises(ValueError, match="`overrides`.*num_subject"):
     pipeline.open_dataset("synthetic_affect/tiny", tiny_dir, {"num_subject": 2})
+
+
+def _warnings(caplog) -> list[logging.LogRecord]:
+  """The warnings `pipeline` logged (TFDS logs its own through absl too)."""
+  return [
+    r
+    for r in caplog.records
+    if r.name == "absl" and r.levelno == logging.WARNING and r.module == "pipeline"
+  ]
+
+
+def test_a_build_on_first_use_warns_of_the_units_it_skipped(tmp_path, caplog):
+  # Training builds on first use: the corrupt sample must be named where the user looks.
+  manual = tmp_path / "downloads" / "manual"
+  subject, _, sample = biovid_dummy.write(manual, subjects=2, samples_per_class=2)[5]
+  (manual / "PartA" / "video" / subject / f"{sample}.mp4").write_bytes(b"corrupt")
+  options = {"image_size": 8, "max_bad_fraction": 0.2}
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    dataset = pipeline.open_dataset("biovid/part_a_binary", str(tmp_path), options)
+  assert len(dataset) == 7
+  assert [s["unit"] for s in dataset.build_report.skipped] == [sample]
+  (record,) = _warnings(caplog)
+  report_path = pipeline.builder("biovid/part_a_binary", str(tmp_path), options).report_path
+  assert sample in record.getMessage() and str(report_path) in record.getMessage()
+  assert report_path.is_file()
+  caplog.clear()
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    again = pipeline.open_dataset("biovid/part_a_binary", str(tmp_path), options)
+  assert again.build_report is None and not _warnings(caplog)
+
+
+def test_a_clean_build_does_not_warn(tmp_path, caplog):
+  biovid_dummy.write(tmp_path / "downloads" / "manual", subjects=1, samples_per_class=1)
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    dataset = pipeline.open_dataset("biovid/part_a_binary", str(tmp_path), {"image_size": 8})
+  assert dataset.build_report.examples == len(dataset) == 2 and not _warnings(caplog)
 
 
 def _ids(batches):

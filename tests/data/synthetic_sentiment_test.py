@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mtpkd_jax.data import pipeline, synthetic_affect
+from mtpkd_jax.data import pipeline, synthetic_affect, synthetic_sentiment
 from tests.data.conftest import build, generate, read_raw
 
 CONFIGS = {config.name: config for config in synthetic_affect.CONFIGS}
@@ -190,3 +190,11 @@ def test_text_is_strong_and_the_weak_modalities_carry_per_word_polarity(sentimen
   }
   # Seen: text 0.87, audio 0.47, visual 0.31; per word audio 0.70, visual 0.29.
   assert word_r["audio"] > 0.4 and word_r["visual"] > 0.1, word_r
+
+
+def test_pad_zero_pads_at_the_end_and_never_cuts():
+  padded = synthetic_sentiment.pad(np.array([[1.5, -2.0], [3.0, 4.0]]), 4)
+  assert padded.dtype == np.float32
+  np.testing.assert_array_equal(padded, [[1.5, -2.0], [3.0, 4.0], [0.0, 0.0], [0.0, 0.0]])
+  with pytest.raises(ValueError, match="3 steps does not fit in 2"):
+    synthetic_sentiment.pad(np.ones((3, 2)), 2)

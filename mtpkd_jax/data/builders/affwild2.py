@@ -5,7 +5,10 @@ where the VA folder is ``VA_Set`` (ABAW 2020-2021) or ``VA_Estimation_Challenge`
 onward): a header ``valence,arousal``, then one row per video frame; ``-5`` marks a frame
 without a face or annotation. Row ``i`` (1-based) is the image
 ``cropped_aligned/<stem>/<iiiii>.jpg``; a missing image (face-detection miss) is
-zero-filled. A stem ``<video>_left`` / ``<video>_right`` is one of two people of the video
+zero-filled, and the build report lists, per trial, how many annotated frames had none.
+Annotated frames show a face, so a trial none of whose annotated frames has an image has
+its crops elsewhere or named otherwise (e.g. ``.png``): it is skipped, not written as black
+clips. A stem ``<video>_left`` / ``<video>_right`` is one of two people of the video
 ``<video>.mp4|.avi``: two subjects of one video. Each video's own frame rate is read from
 its container (it is not a constant 30 fps).
 
@@ -105,13 +108,17 @@ Aff-Wild2 is licensed: request it from the ABAW organisers
     config = self.builder_config
     annotations = files.find_dir(manual_dir, ANNOTATION_FOLDERS, depth=3)
     if annotations is None:
-      raise self.missing(f"`{'/` or `'.join(ANNOTATION_FOLDERS)}/`", manual_dir)
+      raise self.missing(
+        f"`{'/` or `'.join(ANNOTATION_FOLDERS)}/`", manual_dir, names=ANNOTATION_FOLDERS
+      )
     sets = {s: files.find_dir(annotations, [s], depth=1) for s in SETS}
     if sets["Train_Set"] is None:
-      raise self.missing("`Train_Set/` (<stem>.txt)", annotations)
+      raise self.missing("`Train_Set/` (<stem>.txt)", annotations, names=["Train_Set"])
     crops = files.find_dir(manual_dir, ["cropped_aligned"], depth=3)
     if crops is None:
-      raise self.missing("`cropped_aligned/` (<stem>/<nnnnn>.jpg)", manual_dir)
+      raise self.missing(
+        "`cropped_aligned/` (<stem>/<nnnnn>.jpg)", manual_dir, names=["cropped_aligned"]
+      )
     videos = self._videos(manual_dir)
     trials = sorted(
       (name, path) for name, folder in sets.items() if folder for path in folder.glob("*.txt")
@@ -162,6 +169,17 @@ Aff-Wild2 is licensed: request it from the ABAW organisers
         raise BadFile(path, f"no video {_video_name(path.stem)}.mp4/.avi for the audio")
       if not crop_dir.is_dir():
         raise BadFile(crop_dir, "missing (the trial's cropped_aligned frames)")
+      valid = np.all(targets != INVALID, axis=1)
+      crops = {p.name for p in files.entries(crop_dir)}
+      cropless = valid & ~np.array([f"{i:05d}.jpg" in crops for i in range(1, num + 1)])
+      annotated, missed = int(valid.sum()), int(cropless.sum())
+      if annotated and missed == annotated:
+        seen = f"; it holds {len(crops)} entries, e.g. {min(crops)}" if crops else ""
+        raise BadFile(
+          crop_dir,
+          f"none of the {annotated} annotated frames has its crop <nnnnn>.jpg (5-digit, "
+          f"1-based frame number: 00001.jpg to {num:05d}.jpg){seen}",
+        )
       rate = media.video_rate(video)
       mels = media.log_mel(
         media.audio(video, config.audio_rate),
@@ -170,11 +188,14 @@ Aff-Wild2 is licensed: request it from the ABAW organisers
         config.n_fft,
         config.n_mels,
       )
-      valid = np.all(targets != INVALID, axis=1)
-      starts = list(range(0, num - length + 1, config.clip_stride))
-      if starts[-1] != num - length:
-        starts.append(num - length)
-      for start in starts:
+      if missed:
+        report.repair(
+          path.stem,
+          crop_dir,
+          f"no crop for {missed} of the {annotated} annotated frames (face-detection "
+          "misses); zero-filled",
+        )
+      for start in media.window_starts(num, length, config.clip_stride):
         frames = np.arange(start, start + length)
         if not valid[frames].any():
           continue

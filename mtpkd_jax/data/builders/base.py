@@ -17,15 +17,21 @@ Every example carries ``subject`` (int), ``subject_name`` and ``video_id`` (text
 ``dummy=True`` in a config builds from files that the builder's dummy writer generates in
 the real layout (tiny media), under ``<data_dir>/<name>/<config>/dummy_manual``: what the
 smoke configs and the tests train on.
+
+:func:`with_options` gives any builder's config with options changed its own name, the same
+however the options were typed (JSON lists or tuples, ``1`` or ``1.0``), so that a dataset
+built with ``experiments/build_dataset.py --options`` is the one training finds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+import shlex
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -37,6 +43,7 @@ from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data.builders import files
 from mtpkd_jax.data.builders.report import BadFile, BuildReport
 
+ConfigT = TypeVar("ConfigT", bound=tfds.core.BuilderConfig)
 VERSION = "1.0.0"
 _SCHEMA = "schema.json"
 ID_FEATURES = ("subject_name", "video_id")
@@ -48,7 +55,8 @@ class ManualConfig(tfds.core.BuilderConfig):
 
   Attributes:
     max_bad_fraction: the build fails when more than this fraction of its units (samples,
-      recordings, videos) had to be skipped for corrupt or missing files.
+      recordings, videos) had to be skipped for corrupt or missing files, or of its examples
+      were dropped (data inside a usable unit that yields none).
     dummy: build from generated dummy files in the real layout instead of ``manual_dir``.
   """
 
@@ -64,13 +72,61 @@ class Plan:
     schema: the dataset's schema.
     units: ``(name, load)`` pairs; ``load(report)`` returns the unit's examples (an iterable
       of dicts of canonical and extra features, without ``index``), or raises ``BadFile``
-      before yielding any to have the unit skipped. ``report.repair`` lists a repaired defect.
+      before yielding any to have the unit skipped. ``report.drop`` lists an example lost
+      inside the unit, ``report.exclude`` a unit the protocol leaves out (it yields nothing),
+      ``report.repair`` a repaired defect.
     extra: the stored features beyond the canonical ones and ``ID_FEATURES``.
   """
 
   schema: schema_lib.Schema
   units: list[tuple[str, Callable[[BuildReport], Iterable[dict[str, Any]]]]]
   extra: dict[str, tfds.features.FeatureConnector] = dataclasses.field(default_factory=dict)
+
+
+def _canonical(value: Any, like: Any) -> Any:
+  """``value`` in the form of ``like``, the value its field holds: a list as the tuple the
+  field holds, an int as a float where the field holds a float."""
+  if isinstance(like, tuple) and isinstance(value, list | tuple):
+    if len(like) != len(value):
+      # A tuple of any length (`tuple[str, ...]`): its items are alike, and when it is empty
+      # nothing tells their type, so they stay as given.
+      like = like[:1] * len(value) if like else tuple(value)
+    return tuple(_canonical(v, item) for v, item in zip(value, like, strict=True))
+  if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  return value
+
+
+def changed_fields(config: tfds.core.BuilderConfig, base: tfds.core.BuilderConfig) -> dict:
+  """The fields (name aside) whose values differ between ``config`` and ``base``."""
+  return {
+    f.name: getattr(config, f.name)
+    for f in dataclasses.fields(base)
+    if f.name != "name" and getattr(config, f.name) != getattr(base, f.name)
+  }
+
+
+def with_options(config: ConfigT, options: Mapping[str, Any]) -> ConfigT:
+  """``config`` with ``options`` applied, named ``<config>_<digest of what they change>``.
+
+  Each option takes the form of the field's value in ``config`` (lists as tuples, ints as
+  floats) before it is applied, and options equal to ``config``'s values change nothing, so
+  the name depends on the resulting field values alone, not on how the options were typed:
+  builds with different values never share a folder, equal ones always do.
+
+  Args:
+    config: a builder config (a dataclass).
+    options: fields of ``config`` to change, e.g. ``{"signal_window": [1, 3]}`` (JSON).
+
+  Returns:
+    ``config`` itself when nothing changes, else the changed copy under its own name.
+  """
+  canonical = {key: _canonical(value, getattr(config, key)) for key, value in options.items()}
+  changed = changed_fields(dataclasses.replace(config, **canonical), config)
+  if not changed:
+    return config
+  digest = hashlib.sha1(repr(sorted(changed.items())).encode()).hexdigest()[:10]
+  return dataclasses.replace(config, name=f"{config.name}_{digest}", **changed)
 
 
 def tensor(shape: tuple[int, ...], dtype) -> tfds.features.Tensor:
@@ -126,18 +182,57 @@ class ManualBuilder(records.Written):
     raise NotImplementedError
 
   def missing(
-    self, expected: str, where: Path, searched: Iterable[str] = ()
+    self,
+    expected: str,
+    where: Path,
+    searched: Iterable[str] = (),
+    *,
+    names: Sequence[str] = (),
   ) -> files.MissingFilesError:
-    """The error for a missing file or folder: what, where, and how to get the files."""
+    """The error for a missing file or folder: what, where, and how to get the files.
+
+    Args:
+      expected: what was expected, for the message, e.g. "`video/` (<subject>/<sample>.mp4)".
+      where: the folder it was expected under.
+      searched: lines listing what was searched, for the message.
+      names: the missing file or folder names (e.g. ``["video"]``): an archive of one of them
+        under ``where`` (``video.zip``) is named in the message, to be unpacked.
+    """
     hint = "".join(f"\n  - {s}" for s in searched)
-    archives = files.archives(where, [expected.split()[0].strip("`'\"")])
-    if archives:
+    if archives := files.archives(where, names):
       hint += f"\n  - found the archive {archives[0]}: unpack it first"
     return files.MissingFilesError(
       f"{self.full_name}: expected {expected} under {where}, not found.{hint}\n\n"
-      f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}\n\nThen build with: python -m "
-      f"experiments.build_dataset --dataset={self.full_name} --manual_dir=DIR"
+      f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}\n\nThen build with: {self.build_command()}"
     )
+
+  def build_command(self) -> str:
+    """The ``experiments.build_dataset`` command that builds this dataset where it is read.
+
+    It names the registered config this one derives from (:func:`with_options`) and the
+    options that change it, so that it builds into this builder's folder; ``DIR`` stands for
+    the folder holding the downloaded files.
+    """
+    config = self.builder_config
+    options = {name: changed_fields(config, c) for name, c in self.builder_configs.items()}
+    # The config this one was made from reproduces its name; a config made by hand has none,
+    # and the closest registered one is the best guess.
+    base = min(
+      options,
+      key=lambda n: (
+        with_options(self.builder_configs[n], options[n]).name != config.name,
+        len(options[n]),
+      ),
+    )
+    command = [
+      "python -m experiments.build_dataset",
+      f"--dataset={self.name}/{base}",
+      f"--data_dir={shlex.quote(str(self._root))}",
+      "--manual_dir=DIR",
+    ]
+    if options[base]:
+      command.append(f"--options={shlex.quote(json.dumps(options[base]))}")
+    return " ".join(command)
 
   @property
   def schema(self) -> schema_lib.Schema:
@@ -170,7 +265,8 @@ class ManualBuilder(records.Written):
     Raises:
       MissingFilesError: naming what was expected where, with the download instructions.
       TooManyBadFilesError: when more than ``max_bad_fraction`` of the units were skipped
-        (no dataset is written; the report is).
+        or of the examples dropped, or (``NoExampleWrittenError``) when no example was
+        written (no dataset is written; the report is).
     """
     if self._is_built():
       return None

@@ -10,7 +10,9 @@ name) between ``signal_window`` seconds; ``y``: the class; ``pain_level`` (0 = B
 PA4), ``subject``, ``subject_name`` and ``video_id`` (the sample name).
 
 Samples come from ``samples.csv`` (tab-separated; at the part's root or under
-``starting_point/``) when it is there, otherwise from the video file names.
+``starting_point/``) when it is there, otherwise from the video file names (hidden files
+such as macOS's ``._<sample>.mp4`` are not samples; a video whose name is not its
+subject's ``<subject>-<BL1|PA1..PA4>-<nnn>`` is skipped and listed).
 
 Protocol: no official split. ``experiments/configs/biovid.py`` runs k folds by subject or
 leave-one-subject-out (``num_folds`` = the number of subjects), validation subjects carved
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,7 @@ CHANNELS = {
   "b": ("gsr", "ecg", "emg_trapezius", "emg_corrugator", "emg_zygomaticus"),
 }
 RATE = 512  # Hz; checked against each file's time column (microseconds).
+SAMPLE = re.compile(r"(?P<subject>[^-]+)-(?P<level>BL1|PA[1-4])-\d{3}")
 
 
 @dataclasses.dataclass(eq=False)
@@ -125,19 +129,20 @@ down, `PartA/` (or `PartB/`; any case) with `video/<subject>/<sample>.mp4`,
     self._check()
     config = self.builder_config
     part_name = f"Part{config.part.upper()}"
-    part = files.find_dir(manual_dir, [part_name, f"Part_{config.part.upper()}"], depth=2)
+    part_names = [part_name, f"Part_{config.part.upper()}"]
+    part = files.find_dir(manual_dir, part_names, depth=2)
     if part is None:
       if files.find_dir(manual_dir, ["video"], depth=1) is None:
-        raise self.missing(f"`{part_name}/` with `video/`", manual_dir)
+        raise self.missing(f"`{part_name}/` with `video/`", manual_dir, names=part_names)
       part = manual_dir
     video_dir = files.find_dir(part, ["video"], depth=1)
     if video_dir is None:
-      raise self.missing("`video/` (<subject>/<sample>.mp4)", part)
+      raise self.missing("`video/` (<subject>/<sample>.mp4)", part, names=["video"])
     signals = f"biosignals_{config.signals}"
     signal_dir = files.find_dir(part, [signals], depth=1)
     if signal_dir is None:
-      raise self.missing(f"`{signals}/` (<subject>/<sample>_bio.csv)", part)
-    samples = self._samples(part, video_dir)
+      raise self.missing(f"`{signals}/` (<subject>/<sample>_bio.csv)", part, names=[signals])
+    samples, misnamed = self._samples(part, video_dir)
     kept = [s for s in samples if s[2] in config.classes]
     if not kept:
       raise self.missing(f"samples of the classes {config.classes}", part)
@@ -165,17 +170,33 @@ down, `PartA/` (or `PartB/`; any case) with `video/<subject>/<sample>.mp4`,
       )
       for subject_id, subject, level, sample in kept
     ]
+    units += [(Path(error.path).stem, _skipped(error)) for error in misnamed]
     return base.Plan(schema, units, {"pain_level": base.tensor((), np.int64)})
 
-  def _samples(self, part: Path, video_dir: Path) -> list[tuple[int, str, str, str]]:
-    """``(subject id, subject name, level, sample name)`` of every sample, in order."""
+  def _samples(
+    self, part: Path, video_dir: Path
+  ) -> tuple[list[tuple[int, str, str, str]], list[BadFile]]:
+    """The samples and the videos not named as samples.
+
+    Returns:
+      ``(subject id, subject name, level, sample name)`` of every sample, in order; and the
+      verdicts on the videos whose name is not a sample's (only without ``samples.csv``, when
+      the names are the index).
+    """
     index = files.find_file(part, ["samples.csv"], depth=2)
     if index is None:
-      names = sorted(p.stem for p in video_dir.glob("*/*.mp4"))
-      subjects = sorted({n.split("-")[0] for n in names})
-      return [
-        (subjects.index(n.split("-")[0]), n.split("-")[0], n.split("-")[-2], n) for n in names
-      ]
+      named, misnamed = [], []
+      for folder in (f for f in files.entries(video_dir) if f.is_dir()):
+        for video in (v for v in files.entries(folder) if v.suffix == ".mp4"):
+          match = SAMPLE.fullmatch(video.stem)
+          if match and match["subject"] == folder.name:
+            named.append((folder.name, match["level"], video.stem))
+          else:
+            expected = f"`{folder.name}-<BL1|PA1..PA4>-<nnn>.mp4` (nnn: 3 digits)"
+            misnamed.append(BadFile(video, f"not a sample's name: expected {expected}"))
+      subjects = sorted({subject for subject, _, _ in named})
+      samples = [(subjects.index(n[0]), *n) for n in sorted(named, key=lambda n: n[2])]
+      return samples, misnamed
     with open(index, newline="") as f:
       rows = list(csv.DictReader(f, delimiter="\t"))
     needed = {"subject_id", "subject_name", "class_id", "sample_name"}
@@ -187,7 +208,7 @@ down, `PartA/` (or `PartB/`; any case) with `video/<subject>/<sample>.mp4`,
     return [
       (int(r["subject_id"]), r["subject_name"], LEVELS[int(r["class_id"])], r["sample_name"])
       for r in rows
-    ]
+    ], []
 
   def _loader(self, sample, subject_id, subject, level, video_path, signal_path):
     config = self.builder_config
@@ -212,6 +233,16 @@ down, `PartA/` (or `PartB/`; any case) with `video/<subject>/<sample>.mp4`,
       ]
 
     return load
+
+
+def _skipped(error: BadFile):
+  """The loader of a unit that is skipped for ``error``."""
+
+  def load(report):
+    del report
+    raise error
+
+  return load
 
 
 def _signals(path: Path, channels: tuple[str, ...], start: int, stop: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Decoding video frames, audio and images, and log-mel features, without TensorFlow or torch.
+"""Decoding video frames, audio and images, log-mel features, and cutting sequences into clips.
 
 Video and audio are decoded with PyAV (FFmpeg's libraries, inside the wheel); images with
 Pillow; log-mel spectrograms are computed in NumPy. Unreadable or too short media raise
@@ -102,6 +102,26 @@ def image(path: Path, size: tuple[int, int]) -> np.ndarray:
       return np.asarray(img, dtype=np.uint8)
   except (OSError, ValueError) as error:
     raise BadFile(path, f"unreadable image ({error})") from None
+
+
+def window_starts(num: int, length: int, stride: int) -> list[int]:
+  """First frames of windows of ``length`` frames every ``stride`` frames over ``num`` frames.
+
+  A last window ending at the last frame is added when the stride does not land there, so
+  that the tail of a sequence is in an example too.
+
+  Args:
+    num: frames in the sequence, at least ``length``.
+    length: frames per window, positive.
+    stride: frames between window starts, positive.
+
+  Returns:
+    The 0-based starts, increasing; the last is ``num - length``.
+  """
+  starts = list(range(0, num - length + 1, stride))
+  if starts[-1] != num - length:
+    starts.append(num - length)
+  return starts
 
 
 def _hz_to_mel(hz):

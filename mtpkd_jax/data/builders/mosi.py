@@ -7,7 +7,9 @@ dropped), ``audio`` (COVAREP) and ``visual`` (Facet or OpenFace) the mean of the
 rows overlapping each word's interval (the SDK's alignment by averaging), ``-inf`` and NaN
 set to 0 as MulT and MMSA do. Sequences hold at most ``max_words`` words, masked. ``y`` is
 the sentiment score in ``[-3, 3]`` (``sentiment``) or negative (< 0) vs non-negative
-(``binary``); the score is kept as ``sentiment`` on every example.
+(``binary``); the score is kept as ``sentiment`` on every example. A segment that no word
+falls in is dropped (lost data: it counts toward ``max_bad_fraction``); a video in none of the
+standard folds is excluded (the protocol leaves it out) and listed.
 
 Both generations of file names are found (``CMU_MOSI_TimestampedWordVectors.csd`` and
 ``..._1.1.csd``, ``CMU_MOSI_Visual_Facet_41.csd`` and ``CMU_MOSI_VisualFacet_4.1.csd``, ...);
@@ -15,8 +17,12 @@ group names inside the files are not assumed (the SDK opens the first one). Prot
 SDK's standard folds (52 train, 10 valid, 31 test videos; 1284 / 229 / 686 segments).
 The SDK has no speaker ids: videos are the subjects.
 
-The MulT / MMSA pickles (``mosi_data.pkl``, ``aligned_50.pkl``) are read only with
-``allow_pickle=True``, which logs a warning: unpickling runs whatever code the file holds.
+The MulT / MMSA pickles (``mosi_data.pkl``, ``aligned_50.pkl``, ``unaligned_50.pkl``) are
+read only with ``allow_pickle=True``, which logs a warning: unpickling runs whatever code the
+file holds. Each modality keeps its own steps (in unaligned pickles audio and vision are longer
+than the text) and mask: MMSA's ``audio_lengths`` / ``vision_lengths`` and, for the text, the
+attention mask in ``text_bert``; MulT's pickles hold no lengths and MulT reads every step, so
+all are valid. Nothing is cut: a length outside its sequence stops the build.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from absl import logging
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data.builders import base
 from mtpkd_jax.data.builders.report import BadFile
+from mtpkd_jax.data.synthetic_sentiment import pad
 
 _FOLDS = json.loads((Path(__file__).parent / "mosi_folds.json").read_text())
 FOLDS = {"train": _FOLDS["train"], "val": _FOLDS["valid"], "test": _FOLDS["test"]}
@@ -52,6 +59,7 @@ VISUAL = {
   "openface2": r"OpenFace_2",
 }
 TASKS = ("sentiment", "binary")
+PICKLE_KEYS = {"text": "text", "audio": "audio", "visual": "vision"}  # Role -> pickle key.
 
 
 @dataclasses.dataclass(eq=False)
@@ -60,7 +68,8 @@ class MosiConfig(base.ManualConfig):
 
   task: ``sentiment`` (regression of the score) or ``binary`` (negative vs non-negative).
   visual: the visual features, a key of ``VISUAL``.
-  max_words: words per segment kept (the rest cut), masked.
+  max_words: words per segment kept from the ``.csd`` (the rest cut), masked; a pickle's
+    sequences keep their own lengths.
   pickle: a MulT / MMSA pickle (path under ``manual_dir``) to read instead of the ``.csd``.
   allow_pickle: read ``pickle`` (unpickling runs code: only for files you trust).
   """
@@ -126,14 +135,14 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
     if config.pickle:
       return self._scan_pickle(manual_dir)
     paths = self._find(manual_dir)
-    dims = {}
+    shapes = {}
     for role in ("text", "audio", "visual"):
       handle, data = _csd(paths[role])
       with handle:
         first = next(iter(data.values()), None)
         if first is None:
           raise self.missing(f"videos in {paths[role].name}", manual_dir)
-        dims[role] = int(first["features"].shape[1])
+        shapes[role] = (config.max_words, int(first["features"].shape[1]))
     handle, labels = _csd(paths["labels"])
     with handle:
       videos = sorted(labels.keys())
@@ -142,12 +151,13 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
       (video, self._loader(video, subject, split_of.get(video), paths))
       for subject, video in enumerate(videos)
     ]
-    return base.Plan(self._schema(dims), units, self._extra())
+    return base.Plan(self._schema(shapes), units, self._extra())
 
-  def _schema(self, dims: dict[str, int]) -> schema_lib.Schema:
+  def _schema(self, shapes: dict[str, tuple[int, int]]) -> schema_lib.Schema:
+    """The schema, with each sequence's ``[steps, features]`` in ``shapes``."""
     config = self.builder_config
     modalities = tuple(
-      schema_lib.Modality(role, "sequence", (config.max_words, dims[role]), masked=True)
+      schema_lib.Modality(role, "sequence", shapes[role], masked=True)
       for role in ("text", "audio", "visual")
     )
     if config.task == "binary":
@@ -191,7 +201,7 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
 
     def load(report):
       if split is None:
-        report.repair(video, paths["labels"], "not in the standard folds: not written")
+        report.exclude(video, paths["labels"], "in none of the SDK's standard folds")
         return
       try:
         labels, segments = read("labels")
@@ -207,13 +217,14 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
       for i, (start, end) in enumerate(segments):
         words = np.flatnonzero(keep & (middle >= start) & (middle < end))[:max_words]
         if not len(words):
-          report.repair(f"{video}[{i}]", paths["text"], "segment has no word: not written")
+          reason = f"no word of {paths['text'].name} in the segment [{start:g}, {end:g}) s"
+          report.drop(f"{video}[{i}]", paths["labels"], reason)
           continue
         sequences = {"text": _clean(vectors[words])}
         for role, (features, times) in streams.items():
           sequences[role] = _average(_clean(features), times, word_times[words])
         mask = np.arange(max_words) < len(words)
-        sequences = {k: _pad(v, max_words) for k, v in sequences.items()}
+        sequences = {k: pad(v, max_words) for k, v in sequences.items()}
         masks = {k: mask for k in sequences}
         score = float(np.asarray(labels[i]).reshape(-1)[0])
         yield self._example(sequences, masks, score, subject, split, video, f"{video}[{i}]")
@@ -237,21 +248,31 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
     subjects: dict[str, int] = {}  # Video -> subject id, in the order they are met.
     if not all(name in splits for name in names.values()):
       raise ValueError(f"{path}: expected a dict with {list(names.values())}, got {list(splits)}.")
-    first = splits["train"]
-    dims = {"text": first["text"].shape[-1], "audio": first["audio"].shape[-1]}
-    dims["visual"] = first["vision"].shape[-1]
+    # The longest split's steps, so that no split is cut.
+    shapes = {
+      role: (
+        max(np.shape(splits[name][key])[1] for name in names.values()),
+        np.shape(splits["train"][key])[-1],
+      )
+      for role, key in PICKLE_KEYS.items()
+    }
     units = [
       (
-        f"{path.name}:{key}",
-        self._pickle_loader(path, splits[key], schema_lib.SPLITS.index(split), subjects),
+        f"{path.name}:{name}",
+        self._pickle_loader(
+          path,
+          splits[name],
+          _lengths(path, name, splits[name]),
+          shapes,
+          schema_lib.SPLITS.index(split),
+          subjects,
+        ),
       )
-      for split, key in names.items()
+      for split, name in names.items()
     ]
-    return base.Plan(self._schema(dims), units, self._extra())
+    return base.Plan(self._schema(shapes), units, self._extra())
 
-  def _pickle_loader(self, path, split_data, split, subjects):
-    max_words = self.builder_config.max_words
-
+  def _pickle_loader(self, path, split_data, lengths, shapes, split, subjects):
     def load(report):
       del report
       labels = split_data.get("regression_labels", split_data.get("labels"))
@@ -263,15 +284,57 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
         raw = ids[n]
         name = "$_$".join(_text(x) for x in np.ravel(raw)) if np.ndim(raw) else _text(raw)
         video = re.split(r"\$_\$|\[|_(?=\d+$)", name)[0]
-        sequences = {}
-        for role, key in (("text", "text"), ("audio", "audio"), ("visual", "vision")):
-          sequences[role] = _pad(_clean(np.asarray(split_data[key][n], np.float64)), max_words)
-        mask = np.arange(max_words) < min(max_words, len(split_data["text"][n]))
-        masks = {k: mask for k in sequences}
+        sequences, masks = {}, {}
+        for role, key in PICKLE_KEYS.items():
+          steps = shapes[role][0]
+          sequences[role] = pad(_clean(split_data[key][n]), steps)
+          masks[role] = np.arange(steps) < lengths[role][n]
         subject = subjects.setdefault(video, len(subjects))
         yield self._example(sequences, masks, float(score), subject, split, video, name)
 
     return load
+
+
+def _lengths(path: Path, name: str, split_data: dict) -> dict[str, np.ndarray]:
+  """Each modality's valid steps in a pickle's split, ``{role: [N]}``.
+
+  Args:
+    path: the pickle, for messages.
+    name: the split's key in the pickle, for messages.
+    split_data: the split: ``{key: [N, steps, features]}`` and, in MMSA's pickles,
+      ``audio_lengths`` and ``vision_lengths`` ``[N]`` and ``text_bert`` ``[N, 3, steps]``
+      (token ids, attention mask, segment ids).
+
+  Returns:
+    ``<key>_lengths`` where the pickle has them, the text's attention mask summed where it
+    has ``text_bert``, else every step (MulT's pickles, which MulT reads whole).
+
+  Raises:
+    ValueError: naming the key, when it does not give one length per example within the
+      steps of its sequence.
+  """
+  out = {}
+  for role, key in PICKLE_KEYS.items():
+    count, steps = np.shape(split_data[key])[:2]
+    if f"{key}_lengths" in split_data:
+      source, lengths = f"{key}_lengths", np.asarray(split_data[f"{key}_lengths"])
+    elif key == "text" and "text_bert" in split_data:
+      source, lengths = "text_bert", np.asarray(split_data["text_bert"])[:, 1].sum(-1)
+    else:
+      source, lengths = key, np.full(count, steps)
+    if lengths.shape != (count,):
+      raise ValueError(
+        f"{path}: `{name}`: `{source}` has lengths of shape {lengths.shape}, not one per "
+        f"example ({count},)."
+      )
+    bad = np.flatnonzero((lengths < 0) | (lengths > steps))
+    if len(bad):
+      raise ValueError(
+        f"{path}: `{name}`: `{source}` gives lengths {lengths[bad[:5]].tolist()} (examples "
+        f"{bad[:5].tolist()}) outside the {steps} steps of `{key}`: sequences are never cut."
+      )
+    out[role] = lengths.astype(np.int64)
+  return out
 
 
 def _text(value) -> str:
@@ -288,9 +351,3 @@ def _average(features: np.ndarray, times: np.ndarray, words: np.ndarray) -> np.n
   overlap = (times[None, :, 0] < words[:, None, 1]) & (times[None, :, 1] > words[:, None, 0])
   counts = overlap.sum(axis=1, keepdims=True)
   return (overlap @ features) / np.maximum(counts, 1)
-
-
-def _pad(values: np.ndarray, length: int) -> np.ndarray:
-  out = np.zeros((length, values.shape[-1]), np.float32)
-  out[: min(length, len(values))] = values[:length]
-  return out

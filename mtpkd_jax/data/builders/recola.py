@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mtpkd_jax.data import schema as schema_lib
-from mtpkd_jax.data.builders import arff, base, files
+from mtpkd_jax.data.builders import arff, base, files, media
 from mtpkd_jax.data.builders.report import BadFile
 
 # Modality name -> feature folder, in the AVEC 2016 release.
@@ -94,10 +94,12 @@ organisers (https://diuf.unifr.ch/main/diva/recola/). Unpack it so that the fold
       raise ValueError("`window` and `stride` must be positive and `label_delay` >= 0.")
     gold = files.find_dir(manual_dir, ["ratings_gold_standard"], depth=3)
     if gold is None:
-      raise self.missing("`ratings_gold_standard/`", manual_dir)
+      raise self.missing("`ratings_gold_standard/`", manual_dir, names=["ratings_gold_standard"])
     gold_dir = files.find_dir(gold, [config.dimension], depth=1)
     if gold_dir is None:
-      raise self.missing(f"`{config.dimension}/` (the gold standard)", gold)
+      raise self.missing(
+        f"`{config.dimension}/` (the gold standard)", gold, names=[config.dimension]
+      )
     ids = sorted(
       (m.group(1), int(m.group(2))) for p in gold_dir.glob("*.arff") if (m := _ID.match(p.stem))
     )
@@ -128,7 +130,9 @@ organisers (https://diuf.unifr.ch/main/diva/recola/). Unpack it so that the fold
     """``features_<m>/<dimension>/`` (AVEC 2016), or ``features_<m>/`` itself (AVEC 2015)."""
     folder = files.find_dir(root, [FOLDERS[modality]], depth=1)
     if folder is None:
-      raise self.missing(f"`{FOLDERS[modality]}/` (modality {modality!r})", root)
+      raise self.missing(
+        f"`{FOLDERS[modality]}/` (modality {modality!r})", root, names=[FOLDERS[modality]]
+      )
     return files.find_dir(folder, [self.builder_config.dimension], depth=1) or folder
 
   def _dimension(self, folder: Path, ids) -> int:
@@ -161,11 +165,8 @@ organisers (https://diuf.unifr.ch/main/diva/recola/). Unpack it so that the fold
       num = len(target)
       if num < config.window:
         raise BadFile(gold_path, f"has {num} frames, fewer than `window`={config.window}")
-      starts = list(range(0, num - config.window + 1, config.stride))
-      if starts[-1] != num - config.window:
-        starts.append(num - config.window)
       partition = recording.split("_")[0]
-      for start in starts:
+      for start in media.window_starts(num, config.window, config.stride):
         frames = slice(start, start + config.window)
         yield {
           **{m: v[frames].astype(np.float32) for m, v in features.items()},

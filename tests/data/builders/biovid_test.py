@@ -69,6 +69,27 @@ def test_layout_variations(tmp_path, layout):
   assert dataset.schema.modality("physio").shape == (2816, len(biovid.CHANNELS[part]))
 
 
+def test_without_samples_csv_hidden_files_are_not_samples_and_misnamed_videos_are_listed(
+  tmp_path,
+):
+  root = tmp_path / "manual"
+  written = dummy.write(root, subjects=2, samples_per_class=2, samples_csv="")
+  video_dir = root / "PartA" / "video"
+  for path in list(video_dir.glob("*/*.mp4")):
+    (path.parent / f"._{path.name}").write_bytes(b"\x00\x05\x16\x07")  # macOS AppleDouble.
+  subject, _, sample = written[0]
+  nameless = video_dir / subject / "clip.mp4"
+  foreign = video_dir / subject / f"{written[-1][0]}-PA4-001.mp4"  # Another subject's name.
+  for path in (nameless, foreign):
+    shutil.copy(video_dir / subject / f"{sample}.mp4", path)
+  dataset, built, stored = _build(root, tmp_path, max_bad_fraction=0.25)
+  assert [r["video_id"].decode() for r in stored] == sorted(s for _, _, s in written)
+  assert built.units == len(written) + 2
+  reasons = {s["path"]: s["reason"] for s in built.skipped}
+  assert set(reasons) == {str(nameless), str(foreign)}
+  assert all(f"`{subject}-<BL1|PA1..PA4>-<nnn>.mp4`" in r for r in reasons.values())
+
+
 def test_loso_folds_carve_validation_subjects_from_training(tmp_path):
   dummy.write(tmp_path / "manual", subjects=4, samples_per_class=1)
   dataset, _, _ = _build(tmp_path / "manual", tmp_path)

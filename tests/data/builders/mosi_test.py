@@ -85,6 +85,51 @@ def test_a_video_missing_from_a_feature_file_is_skipped_and_listed(tmp_path):
     _build(tmp_path / "manual", tmp_path / "strict")
 
 
+def _shift_labels(root, count):
+  """Moves the label intervals of the first ``count`` videos past every word (as labels in
+  ms would be); returns those videos."""
+  with h5py.File(root / "CMU_MOSI_Opinion_Labels.csd", "r+") as f:
+    data = f["Opinion Segment Labels"]["data"]
+    videos = sorted(data)[:count]
+    for video in videos:
+      data[video]["intervals"][...] = data[video]["intervals"][()] + 1000.0
+  return videos
+
+
+def test_segments_that_no_word_falls_in_are_dropped_and_count_as_bad(tmp_path):
+  dummy.write(tmp_path / "manual", videos_per_fold=2, segments=3)
+  shifted = _shift_labels(tmp_path / "manual", 3)
+  # 9 of the 18 segments lost: more than the default 5%.
+  with pytest.raises(report.TooManyBadFilesError, match=r"50.0% of the examples were dropped"):
+    _build(tmp_path / "manual", tmp_path / "strict")
+  dataset, built, stored = _build(tmp_path / "manual", tmp_path, max_bad_fraction=0.5)
+  assert len(dataset) == 9 and not built.skipped and not built.repaired
+  assert [d["unit"] for d in built.dropped] == [f"{v}[{i}]" for v in shifted for i in range(3)]
+  assert built.dropped[1]["reason"] == (
+    "no word of CMU_MOSI_TimestampedWordVectors.csd in the segment [1002, 1004) s"
+  )
+  assert not {r["video_id"].decode() for r in stored} & set(shifted)
+
+
+def test_a_build_that_writes_nothing_fails_with_a_named_error(tmp_path):
+  dummy.write(tmp_path / "manual", videos_per_fold=2, segments=3)
+  _shift_labels(tmp_path / "manual", 6)
+  with pytest.raises(report.NoExampleWrittenError, match=r"(?s)No example written.*18 dropped"):
+    _build(tmp_path / "manual", tmp_path, max_bad_fraction=1.0)
+
+
+def test_a_video_in_no_standard_fold_is_excluded_not_bad(tmp_path):
+  dummy.write(tmp_path / "manual", videos_per_fold=2, segments=3)
+  with h5py.File(tmp_path / "manual" / "CMU_MOSI_Opinion_Labels.csd", "r+") as f:
+    f.copy(f["Opinion Segment Labels/data/2iD-tVS8NPw"], "Opinion Segment Labels/data/zzNotMOSI")
+  dataset, built, _ = _build(tmp_path / "manual", tmp_path, max_bad_fraction=0.0)
+  assert len(dataset) == 6 * 3 and built.units == 7
+  assert not built.skipped and not built.dropped and not built.repaired
+  assert [(e["unit"], e["reason"]) for e in built.excluded] == [
+    ("zzNotMOSI", "in none of the SDK's standard folds")
+  ]
+
+
 def test_pickles_need_allow_pickle_and_then_warn(tmp_path, caplog):
   rng = np.random.default_rng(0)
   splits = {
@@ -116,3 +161,70 @@ def test_pickles_need_allow_pickle_and_then_warn(tmp_path, caplog):
   np.testing.assert_allclose(columns["visual"][6], splits["test"]["vision"][0])
   assert columns["audio"][6, 0, 0] == 0.0
   assert stored[6]["video_id"].decode() == "vidtest0"
+  # MulT's pickles hold no lengths and MulT reads every step: all valid.
+  for name in ("text", "audio", "visual"):
+    assert dataset.schema.modality(name).shape[0] == 50
+    assert columns[f"mask_{name}"].all(), name
+
+
+def _mmsa_unaligned(tmp_path, **changes):
+  """An MMSA ``unaligned_50.pkl`` in small: text ``[n, 8, 4]`` (the attention mask in
+  ``text_bert``), audio ``[n, 30, 5]`` (32 steps in ``valid``), vision ``[n, 40, 3]``, with
+  ``audio_lengths`` and ``vision_lengths``; ``changes`` override a split's keys."""
+  rng = np.random.default_rng(0)
+  words = {"train": [3, 8, 1, 5], "valid": [2, 4], "test": [6, 7]}
+  audio = {"train": [30, 12, 1, 7], "valid": [32, 9], "test": [3, 30]}
+  vision = {"train": [40, 2, 17, 39], "valid": [5, 40], "test": [0, 11]}
+  splits = {}
+  for name, n in (("train", 4), ("valid", 2), ("test", 2)):
+    bert = np.zeros((n, 3, 8), np.int64)
+    for i, length in enumerate(words[name]):
+      bert[i, 1, :length] = 1
+    splits[name] = {
+      "text": rng.normal(size=(n, 8, 4)),
+      "text_bert": bert,
+      "audio": rng.normal(size=(n, 32 if name == "valid" else 30, 5)),
+      "vision": rng.normal(size=(n, 40, 3)),
+      "audio_lengths": audio[name],
+      "vision_lengths": vision[name],
+      "regression_labels": rng.uniform(-3, 3, n),
+      "id": np.array([f"vid{name}{i}$_${i}" for i in range(n)]),
+    }
+  for name, keys in changes.items():
+    splits[name] |= keys
+  (tmp_path / "manual").mkdir()
+  with open(tmp_path / "manual" / "unaligned_50.pkl", "wb") as f:
+    pickle.dump(splits, f)
+  return splits, words, audio, vision
+
+
+def test_unaligned_pickles_keep_each_modalitys_steps_and_lengths(tmp_path):
+  splits, words, audio, vision = _mmsa_unaligned(tmp_path)
+  dataset, _, stored = _build(
+    tmp_path / "manual", tmp_path, pickle="unaligned_50.pkl", allow_pickle=True
+  )
+  # Each modality its own steps: none cut to `max_words` (6), nor audio to train's 30.
+  assert dataset.schema.modality("text").shape == (8, 4)
+  assert dataset.schema.modality("audio").shape == (32, 5)
+  assert dataset.schema.modality("visual").shape == (40, 3)
+  columns = dataset.table.take(np.arange(8))
+  order = ("train", "valid", "test")
+  for key, lengths in (("text", words), ("audio", audio), ("visual", vision)):
+    steps = dataset.schema.modality(key).shape[0]
+    expected = [np.arange(steps) < n for name in order for n in lengths[name]]
+    np.testing.assert_array_equal(columns[f"mask_{key}"], expected, err_msg=key)
+  # The audio's last steps are kept; a 30-step split is zero-padded to 32.
+  np.testing.assert_allclose(columns["audio"][0, :30], splits["train"]["audio"][0], rtol=1e-6)
+  assert not columns["audio"][0, 30:].any()
+  np.testing.assert_allclose(columns["audio"][4], splits["valid"]["audio"][0], rtol=1e-6)
+  np.testing.assert_allclose(columns["visual"][7], splits["test"]["vision"][1], rtol=1e-6)
+  assert stored[4]["video_id"].decode() == "vidvalid0"
+
+
+def test_a_pickle_length_past_its_sequence_is_refused(tmp_path):
+  _mmsa_unaligned(tmp_path, test={"vision_lengths": [0, 41]})
+  with pytest.raises(
+    ValueError,
+    match=r"`test`: `vision_lengths` gives lengths \[41\] \(examples \[1\]\) outside the 40 steps",
+  ):
+    _build(tmp_path / "manual", tmp_path, pickle="unaligned_50.pkl", allow_pickle=True)

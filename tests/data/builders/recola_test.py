@@ -19,6 +19,26 @@ def _gold(root, recording, dimension="arousal"):
   return np.array([float(r.split(",")[-1]) for r in rows], np.float32)
 
 
+def _features(root, folder, recording, dimension="arousal"):
+  """A feature file, read independently: ``{frame time in ms: row}``.
+
+  A row holds the numeric attributes other than ``frameTime``, in the header's order.
+  """
+  path = root / folder / dimension / f"{recording}.arff"
+  header, data = path.read_text().split("@data")
+  attributes = [line.split()[1:3] for line in header.splitlines() if line.startswith("@attribute")]
+  time = [name for name, _ in attributes].index("frameTime")
+  kept = [i for i, (name, kind) in enumerate(attributes) if kind == "numeric" and i != time]
+  rows = [row.split(",") for row in data.split()]
+  return {round(float(r[time]) * 1000): np.float32([r[i] for i in kept]) for r in rows}
+
+
+def _expected_features(root, record, folder):
+  """The feature rows at a window's frame times, from the ARFF file."""
+  rows = _features(root, folder, record["subject_name"].decode())
+  return np.stack([rows[round(float(t) * 1000)] for t in record["frame_times"]])
+
+
 def _build_and_open(root, tmp_path, options):
   """Builds from ``root`` (the manual folder), then opens the build as training does."""
   options = {**OPTIONS, **options}
@@ -47,6 +67,9 @@ def test_windows_targets_ids_and_splits(tmp_path):
     gold = _gold(root, recording)[start : start + 20]
     np.testing.assert_allclose(record["frame_targets"], gold, atol=1e-6)
     np.testing.assert_allclose(columns["y"][i], [gold.mean()], atol=1e-6)
+    for modality, folder in (("audio", "features_audio"), ("ecg", "features_ECG")):
+      expected = _expected_features(root, record, folder)
+      np.testing.assert_allclose(columns[modality][i], expected, atol=1e-6)
     assert columns["split"][i] == (2 if recording.startswith("dev") else 0)
   assert sorted({r["subject_name"].decode() for r in by_index}) == sorted(ids)
   assert len(set(dataset.subject.tolist())) == len(ids)
@@ -88,7 +111,9 @@ def test_label_delay_pairs_features_with_later_labels(tmp_path):
   )
   gold = _gold(root, record["subject_name"].decode())
   np.testing.assert_allclose(record["frame_targets"], gold[5:25], atol=1e-6)
-  np.testing.assert_allclose(record["frame_times"][0], 0.0)
+  np.testing.assert_allclose(record["frame_times"], np.arange(20) * 0.04, atol=1e-6)
+  expected = _expected_features(root, record, "features_audio")  # Frames 0-19.
+  np.testing.assert_allclose(record["audio"], expected, atol=1e-6)
 
 
 def test_missing_gold_standard_names_what_and_where(tmp_path):

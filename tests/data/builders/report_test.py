@@ -1,4 +1,5 @@
-"""The build report: skipped units are counted and listed; too many fail the build."""
+"""The build report: skipped units and dropped examples are counted and listed; too many, or
+no example written, fail the build; excluded units are listed, not counted as bad."""
 
 import json
 
@@ -23,7 +24,7 @@ def test_a_tolerated_fraction_passes_and_lists_every_skip(tmp_path):
   report.repair("u5", "/d/u5/00001.jpg", "unreadable image: zero-filled")
   report.check()
   summary = report.summary()
-  assert "8 units, 2 skipped (25.0%" in summary
+  assert "8 units, 0 excluded, 2 skipped (25.0%), 6 examples written, 0 dropped" in summary
   assert "u1: /d/u1.csv: has 3 rows, needs 10" in summary
   assert "u5: /d/u5/00001.jpg: unreadable image" in summary
   report.write(tmp_path / "r.json")
@@ -36,6 +37,38 @@ def test_more_than_the_fraction_fails_with_the_list():
     _report(units=8, bad=3).check()
 
 
-def test_no_usable_unit_fails_even_when_tolerated():
-  with pytest.raises(report_lib.TooManyBadFilesError, match="No usable unit"):
+def test_no_example_written_fails_even_when_tolerated():
+  with pytest.raises(report_lib.NoExampleWrittenError, match="No example written"):
     _report(units=2, bad=2, max_bad_fraction=1.0).check()
+  # Units that load but yield nothing: nothing skipped, still nothing written.
+  report = _report(units=3, bad=0, max_bad_fraction=1.0)
+  report.examples = 0
+  report.drop("u0[0]", "/d/labels", "no word in the segment")
+  with pytest.raises(report_lib.NoExampleWrittenError, match=r"(?s)0 examples written.*u0\[0\]"):
+    report.check()
+
+
+def test_dropped_examples_count_toward_the_fraction():
+  report = _report(units=4, bad=0, max_bad_fraction=0.1)
+  report.examples = 18
+  for i in range(2):
+    report.drop(f"u0[{i}]", "/d/labels", "no word in the segment")
+  report.check()  # 2 of 20 examples: 10.0%, at the limit.
+  report.drop("u0[2]", "/d/labels", "no word in the segment")
+  # 3 of 21 examples lost: 14.3%.
+  with pytest.raises(report_lib.TooManyBadFilesError, match=r"(?s)14.3% of the examples.*u0\[2\]"):
+    report.check()
+
+
+def test_excluded_units_are_listed_but_neither_bad_nor_included():
+  report = _report(units=10, bad=2, max_bad_fraction=0.25)
+  for unit in ("u8", "u9"):
+    report.exclude(unit, "/d/labels", "in none of the official folds")
+  report.examples -= 2
+  report.check()  # 2 skipped of the 8 included units: 25.0%, at the limit.
+  assert "10 units, 2 excluded, 2 skipped (25.0%)" in report.summary()
+  assert "u9: /d/labels: in none of the official folds" in report.summary()
+  report.exclude("u7", "/d/labels", "in none of the official folds")
+  report.examples -= 1
+  with pytest.raises(report_lib.TooManyBadFilesError, match=r"28.6% of the units"):
+    report.check()  # 2 of 7.

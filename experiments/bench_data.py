@@ -1,7 +1,7 @@
 """Peak memory and throughput of training on features files of two sizes, streamed or in memory.
 
   python -m experiments.bench_data                  # N = 2,000 and 16,000 sequences [64, 256]
-  python -m experiments.bench_data --sizes=200,1600 --length=16 --dim=32   # seconds
+  python -m experiments.bench_data --sizes=200,1600 --length=16 --dim=32   # 2-3 minutes
 
 Writes ``results/bench_data/streaming.json`` and prints a table.
 """
@@ -21,7 +21,8 @@ _OUT = flags.DEFINE_string("out", "results/bench_data", "Output folder.")
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = features.get_config("smoke")
   rows = streaming.run(
     config,

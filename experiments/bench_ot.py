@@ -3,7 +3,7 @@
   python -m experiments.bench_ot                    # default subset, < 5 min on 2 CPU cores
   python -m experiments.bench_ot --config experiments/configs/bench_ot.py:full
   python -m experiments.bench_ot --config experiments/configs/bench_ot.py:smoke \\
-      --output_dir /tmp/bench_ot                    # seconds, for tests
+      --output_dir /tmp/bench_ot                    # about a minute, for tests
 
 Cases, implementations and the counted work: :mod:`mtpkd_jax.bench.ot_loss_runners` and
 :mod:`mtpkd_jax.bench.ot_solver_runners`; table, targets and files:

@@ -1,6 +1,6 @@
 """Weak scaling of the train step: MT-PKDOT's student stage and a backbone, on 1-8 devices.
 
-  python -m experiments.bench_train                  # default, < 3 min on 2 CPU cores
+  python -m experiments.bench_train                  # default, ~4 min on 2 CPU cores
   python -m experiments.bench_train --config experiments/configs/bench_train.py:smoke \\
       --output_dir /tmp/bench_train                  # ~1 min, for tests
 

@@ -27,14 +27,26 @@ flags.mark_flag_as_required("dataset")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  options = json.loads(_OPTIONS.value) if _OPTIONS.value else None
-  dataset_builder = pipeline.builder(_DATASET.value, _DATA_DIR.value, options, _MANUAL_DIR.value)
+  options = None
+  if _OPTIONS.value:
+    try:
+      options = json.loads(_OPTIONS.value)
+    except json.JSONDecodeError as error:
+      raise app.UsageError(f"--options is not valid JSON ({error}): {_OPTIONS.value!r}") from None
+    if not isinstance(options, dict):
+      raise app.UsageError(f"--options must be a JSON object of config fields, got {options!r}.")
+  try:
+    dataset_builder = pipeline.builder(_DATASET.value, _DATA_DIR.value, options, _MANUAL_DIR.value)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from None
   if not isinstance(dataset_builder, base.ManualBuilder):
     raise app.UsageError(f"{_DATASET.value} is not downloaded by hand; it builds on first use.")
   try:
     built = dataset_builder.download_and_prepare(progress=True)
   except (files.MissingFilesError, report.TooManyBadFilesError) as error:
-    sys.exit(f"{error}\nReport: {dataset_builder.report_path}")
+    # A missing download fails before anything is written, a bad build after its report.
+    written = dataset_builder.report_path.exists()
+    sys.exit(f"{error}\nReport: {dataset_builder.report_path}" if written else str(error))
   if built is None:
     print(f"{_DATASET.value} is built already, in {dataset_builder.data_dir}.")
   else:

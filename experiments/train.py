@@ -13,12 +13,14 @@ TPU pod slice JAX finds the processes itself, elsewhere pass them (README, "Scal
       --process_id=0 ...
 """
 
+import logging as std_logging
 from pathlib import Path
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import mtpkd_jax
 from mtpkd_jax.comparison import report, runner
 from mtpkd_jax.train import distributed
 
@@ -51,6 +53,19 @@ _HEARTBEAT = flags.DEFINE_integer(
 )
 
 
+_PACKAGE = Path(mtpkd_jax.__file__).parent
+
+
+def _package_warnings_and_all_errors(record: std_logging.LogRecord) -> bool:
+  """Whether the app shows `record`: every error, and the package's own warnings.
+
+  Orbax logs every save and restore (some as warnings); progress bars and the table are what
+  matter here, with what the package warns about (a stale stage retrained and what changed,
+  a dataset built with losses).
+  """
+  return record.levelno >= std_logging.ERROR or Path(record.pathname).is_relative_to(_PACKAGE)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -61,8 +76,8 @@ def main(argv):
     heartbeat_timeout_s=_HEARTBEAT.value,
   )
   if not flags.FLAGS["verbosity"].present:
-    # Orbax logs every save and restore; progress bars and the table are what matter here.
-    logging.set_verbosity(logging.ERROR)
+    logging.set_verbosity(logging.WARNING)
+    logging.get_absl_handler().addFilter(_package_warnings_and_all_errors)
   # Runs and stages compile the same shapes again: keep compiled programs on disk (in the
   # workdir, unless JAX_COMPILATION_CACHE_DIR names a cache already).
   if not jax.config.jax_compilation_cache_dir:

@@ -3,7 +3,7 @@ r"""Sizes and repetitions of the OT throughput benchmark (``experiments/bench_ot
   python -m experiments.bench_ot                                          # < 5 min, 2 CPUs
   python -m experiments.bench_ot --config experiments/configs/bench_ot.py:full
   python -m experiments.bench_ot --config experiments/configs/bench_ot.py:smoke \
-      --output_dir /tmp/bench_ot                                          # seconds, for tests
+      --output_dir /tmp/bench_ot                                  # about a minute, for tests
 
 Default: ``B in {64, 128, 256}``, ``n in {32, 128, 512}``, ``P in {1, 4}``, memory at
 ``B = 512``; ``full`` adds ``B = 512`` and ``P = 12``. Any field can be overridden with

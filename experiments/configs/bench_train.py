@@ -1,6 +1,6 @@
 r"""Sizes and repetitions of the train-step scaling benchmark (``experiments/bench_train.py``).
 
-  python -m experiments.bench_train                                       # < 3 min, 2 CPUs
+  python -m experiments.bench_train                                       # ~4 min, 2 CPUs
   python -m experiments.bench_train --config experiments/configs/bench_train.py:smoke \
       --output_dir /tmp/bench_train                                       # ~1 min, for tests
 

@@ -10,7 +10,7 @@ Build the dataset once from your download (README, "Datasets"), then train:
 part_a_5class | part_b_binary | part_b_5class``. Without ``loso``: 5 folds by subject; with it,
 leave-one-subject-out (one run per subject). Validation subjects are carved from each fold's
 training subjects. Accuracy and macro-F1 on the test subjects. ``smoke`` trains on generated
-dummy files in the release layout, in seconds.
+dummy files in the release layout, in minutes (mostly compilation).
 
 The video encoder is the frame transformer, or with ``r3d18`` / ``r2plus1d18`` the release's
 R3D-18 (or R(2+1)D-18) on pixels normalised as torchvision's Kinetics-400 weights expect,

@@ -17,17 +17,6 @@ def _structural_ot(k: int) -> dict:
   }
 
 
-def _ot_params(alpha: float, beta: float, gamma: float, k: int) -> dict:
-  return {
-    "alpha": alpha,
-    "beta": beta,
-    "gamma": gamma,
-    **_structural_ot(k),
-    "routing": "min_loss",
-    "tau": 1.0,
-  }
-
-
 def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.ConfigDict:
   """The shared fields; ``smoke`` shrinks them to a seconds-scale run.
 
@@ -112,8 +101,17 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
     "logit_kd": {"alpha": 0.8, "beta": 0.2, "temperature": 4.0},
     "spkd": {"alpha": 0.8, "beta": 0.2},
     "rkd": {"alpha": 0.8, "beta": 0.2},
-    "pkdot": _ot_params(alpha=1.0, beta=0.6, gamma=0.0, k=k),
-    "mt_pkdot": _ot_params(alpha=0.8, beta=0.2, gamma=0.2, k=k),
+    # PKDOT distils the joint teacher alone: it has no routing (METHOD.md).
+    "pkdot": {"alpha": 1.0, "beta": 0.6, "gamma": 0.0, **_structural_ot(k)},
+    "mt_pkdot": {
+      "alpha": 0.8,
+      "beta": 0.2,
+      "gamma": 0.2,
+      **_structural_ot(k),
+      # The teacher each batch distils: "min_loss", "joint", "mean" or "softmin" (at `tau`).
+      "routing": "min_loss",
+      "tau": 1.0,
+    },
     # Every CMKT method (`cmkt_translation`, `cmkt_alignment`, `cmkt`, `cmkt_ot`) reads these;
     # each weighs the terms it names (mtpkd_jax/methods/registry.py).
     "cmkt": {

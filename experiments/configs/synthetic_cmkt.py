@@ -8,8 +8,8 @@ The README's CMKT comparison (text strong, audio weak, the score in [-3, 3], 5 r
 ``arg`` is ``<task>[,visual][,smoke]``: ``sentiment`` (regression, CMU-MOSI's Acc-2, F1, MAE,
 correlation and Acc-7), ``binary`` or ``7class`` (classification, accuracy and macro-F1);
 ``visual`` makes the visual-like modality the weak one instead of audio; ``smoke`` shrinks
-everything (``sentiment_tiny``, one run, two epochs) to seconds (not for ``7class``: the tiny
-data misses the extreme classes). The methods, on the same
+everything (``sentiment_tiny``, one run, two epochs) to a few minutes, mostly compilation
+(not for ``7class``: the tiny data misses the extreme classes). The methods, on the same
 folds and seeds: the weak modality alone (the baseline), the strong one alone (an upper
 reference: it needs text at test time), translation only, alignment only, CMKT, and CMKT +
 MT-PKDOT's structural OT term (``common.use_cmkt``).

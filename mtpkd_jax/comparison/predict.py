@@ -4,7 +4,13 @@ A finished workdir holds the config and the dataset's schema (``config.json``,
 ``schema.json``) and, per run, the saved stages. :func:`predict_file` rebuilds the visual-only
 test-time path of one method from those alone (no training data is needed) and applies it to
 the visual modality of a features file: only ``x_<visual>`` (and ``mask_<visual>``) are read;
-privileged arrays in the file are ignored and never loaded.
+privileged arrays in the file are ignored and never loaded. The model is fed what training fed
+it: the array in the schema's dtype (uint8 video, which the encoders scale to [0, 1]), through
+:meth:`~mtpkd_jax.methods.context.Context.model_input`.
+
+Run ``r`` is the folder the config gives it (:func:`mtpkd_jax.comparison.runner.fold_and_seed`),
+never another run's: a workdir trained again with another config keeps its earlier run folders,
+but its ``config.json`` is the latest run's.
 """
 
 from __future__ import annotations
@@ -16,18 +22,29 @@ import jax
 import ml_collections
 import numpy as np
 
+from mtpkd_jax.comparison import runner
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.methods import cmkt, context, registry, students, unimodal
 from mtpkd_jax.train import parallel
 
 
-def _run_dir(workdir: Path, run: int) -> tuple[Path, int]:
-  found = sorted(workdir.glob(f"run{run}_fold*_seed*"))
-  if not found:
+def _run_dir(workdir: Path, config: ml_collections.ConfigDict, run: int) -> tuple[Path, int]:
+  """The folder and seed of run ``run`` of ``config``, as the runner named them."""
+  if not 0 <= run < config.num_runs:
+    raise FileNotFoundError(
+      f"{workdir / 'config.json'} gives runs 0 to {config.num_runs - 1}, not run {run}."
+    )
+  run_dir = workdir / runner.run_dir_name(config, run)
+  if not run_dir.is_dir():
     runs = sorted(p.name for p in workdir.glob("run*_fold*_seed*"))
-    raise FileNotFoundError(f"{workdir} has no run {run}; it has {runs or 'no runs'}.")
-  return found[0], int(found[0].name.rsplit("_seed", 1)[1])
+    raise FileNotFoundError(
+      f"{run_dir} is missing: {workdir / 'config.json'} (seed {config.seed}, "
+      f"{config.num_folds} folds) puts run {run} there, and the workdir has "
+      f"{runs or 'no runs'}. Run folders of another fold or seed are from an earlier "
+      "`experiments.train` run in this workdir with another config; predict does not serve them."
+    )
+  return run_dir, runner.fold_and_seed(config, run)[1]
 
 
 def load_context(workdir: str | Path, run: int = 0) -> context.Context:
@@ -35,7 +52,7 @@ def load_context(workdir: str | Path, run: int = 0) -> context.Context:
 
   Raises:
     FileNotFoundError: if the workdir has no saved config or schema (not a finished run), or
-      no run ``run``.
+      no folder of run ``run`` (``run{run}_fold{fold}_seed{seed}``, from ``config.json``).
   """
   workdir = Path(workdir)
   for name in ("config.json", "schema.json"):
@@ -47,7 +64,7 @@ def load_context(workdir: str | Path, run: int = 0) -> context.Context:
   config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
   config.privileged = tuple(config.privileged)
   schema = schema_lib.Schema.from_json(json.loads((workdir / "schema.json").read_text()))
-  run_dir, seed = _run_dir(workdir, run)
+  run_dir, seed = _run_dir(workdir, config, run)
   return context.Context(
     config=config,
     schema=schema,
@@ -62,16 +79,26 @@ def load_context(workdir: str | Path, run: int = 0) -> context.Context:
 def read_visual(path: str | Path, schema: schema_lib.Schema, visual: str) -> table_lib.Table:
   """The visual modality of a features file, checked against the schema it was trained on.
 
+  The array is cast to the schema's dtype, the one training read: the encoders scale uint8
+  video to [0, 1] and take float video as it is.
+
   Raises:
-    ValueError: naming the file and key, on a missing key, a shape other than the trained
-      one, a mask of the wrong shape, or NaN or Inf.
+    ValueError: naming the file and key, on a missing key, a dtype that does not cast to the
+      trained one within its kind (float pixels for uint8 video) or values outside it, a
+      shape other than the trained one, a mask of the wrong shape, or NaN or Inf.
   """
   modality = schema.modality(visual)
   key, mask = f"x_{visual}", schema_lib.mask_key(visual)
+  dtype = np.dtype(modality.dtype)
   with np.load(path, allow_pickle=False) as npz:
     if key not in npz.files:
       raise ValueError(f"{path}: no key {key!r} (the test-time modality); found {npz.files}.")
-    x = np.asarray(npz[key], dtype=np.float32)
+    stored = npz[key]
+    if not np.can_cast(stored.dtype, dtype, casting="same_kind"):
+      raise ValueError(f"{path}: key {key!r} must be {dtype} as in training, got {stored.dtype}.")
+    x = stored.astype(dtype)
+    if dtype.kind in "iu" and not np.array_equal(x, stored):
+      raise ValueError(f"{path}: key {key!r} holds values outside {dtype}, the trained dtype.")
     if x.shape[1:] != tuple(modality.shape):
       raise ValueError(
         f"{path}: key {key!r} must be [N, {', '.join(map(str, modality.shape))}] as in "
@@ -96,7 +123,12 @@ def predictor(ctx: context.Context, method: str):
       or one this run did not train.
   """
   if method not in ctx.config.methods:
-    raise ValueError(f"This run trained {list(ctx.config.methods)}, not {method!r}.")
+    config_path = ctx.workdir.parent / "config.json"
+    raise ValueError(
+      f"{config_path} lists the methods {list(ctx.config.methods)}, not {method!r}. If "
+      f"{method!r} was trained earlier in this workdir, a later `experiments.train` run there "
+      "with other methods replaced that config.json; predict serves only the methods it lists."
+    )
   kind = registry.get_method(method, ctx.config.visual)
   if kind.kind == "teacher":
     raise ValueError(
@@ -125,8 +157,9 @@ def predict_file(
     regression ``predictions`` (``[N, K]``) and ``target_names``.
   """
   ctx = load_context(workdir, run)
+  predict_fn = predictor(ctx, method)
   table = read_visual(input_path, ctx.schema, ctx.config.visual)
-  outputs = np.asarray(predictor(ctx, method)(table), dtype=np.float32)
+  outputs = np.asarray(predict_fn(table), dtype=np.float32)
   task = ctx.schema.task
   result = {"outputs": outputs}
   if task.kind == "classification":

@@ -125,7 +125,8 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     f"**{results['dataset']}** ({results['task']}"
     + (f", {results['protocol']}" if "protocol" in results else "")
     + (f", scored per {results['scoring']}" if "scoring" in results else "")
-    + f"): mean ± standard error over {len(runs)} runs ({folds} folds × {seeds} seeds); "
+    + f"): mean ± standard error over {len(runs)} runs (each one fold and one seed: "
+    f"{folds} folds, {seeds} seeds); "
     f"Δ is the mean paired per-run difference to `{baseline}` (same fold and seed), with the "
     "runs won out of the paired runs in brackets; n/a where a single run gives no standard "
     "error."

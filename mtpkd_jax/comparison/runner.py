@@ -141,8 +141,15 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
   return paths
 
 
-def _fold_and_seed(config: ml_collections.ConfigDict, run_index: int) -> tuple[int, int]:
+def fold_and_seed(config: ml_collections.ConfigDict, run_index: int) -> tuple[int, int]:
+  """``(fold, seed)`` of run ``run_index``: ``run_index mod num_folds``, ``seed + run_index``."""
   return run_index % config.num_folds, config.seed + run_index
+
+
+def run_dir_name(config: ml_collections.ConfigDict, run_index: int) -> str:
+  """The folder of run ``run_index`` in a workdir: ``run<r>_fold<fold>_seed<seed>``."""
+  fold, seed = fold_and_seed(config, run_index)
+  return f"run{run_index}_fold{fold}_seed{seed}"
 
 
 def protocol(dataset: pipeline.Dataset) -> str:
@@ -201,13 +208,13 @@ def make_context(
   mesh: jax.sharding.Mesh,
 ) -> context.Context:
   """Run ``run_index``: fold ``run_index mod num_folds``, seed ``config.seed + run_index``."""
-  fold, seed = _fold_and_seed(config, run_index)
+  fold, seed = fold_and_seed(config, run_index)
   return context.Context(
     config=config,
     schema=dataset.schema,
     dataset=dataset,
     split=make_split(config, dataset, fold),
-    workdir=Path(workdir) / f"run{run_index}_fold{fold}_seed{seed}",
+    workdir=Path(workdir) / run_dir_name(config, run_index),
     seed=seed,
     mesh=mesh,
   )
@@ -273,9 +280,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """
   start = time.perf_counter()
   workdir = Path(workdir)
-  for name in config.methods:  # Fail on a typo before any data is built.
-    if registry.get_method(name, config.visual).kind in registry.DISTILLED:
-      registry.method_params(config, name)
+  registry.check_methods(config)  # Fail on a typo before any data is built or stage trained.
   dataset = open_dataset(config)
   mesh = parallel.make_mesh(config.num_devices)
   contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
@@ -302,7 +307,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   )
   for r, ctx in enumerate(contexts):
     run_start = time.perf_counter()
-    (fold, seed), run_dir = _fold_and_seed(config, r), ctx.workdir
+    (fold, seed), run_dir = fold_and_seed(config, r), ctx.workdir
     logging.info(
       "Run %d: fold %d, seed %d, %s", r, fold, seed, {k: len(v) for k, v in ctx.split.items()}
     )

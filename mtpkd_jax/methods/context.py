@@ -144,7 +144,15 @@ class Context:
       "dtype": _DTYPES[self.config.compute_dtype],
       **spec.kwargs.to_dict(),
     }
-    encoder = models.get_encoder(spec.name, **kwargs)
+    try:
+      encoder = models.get_encoder(spec.name, **kwargs)
+    except TypeError as error:
+      kind = self.schema.modality(modality).kind
+      raise ValueError(
+        f"Encoder {spec.name!r} of modality {modality!r} cannot be built with the kwargs "
+        f"{spec.kwargs.to_dict()} ({error}): set kwargs it takes in `config.encoders.{modality}` "
+        f"(or `config.encoders_by_kind.{kind}`)."
+      ) from None
     if "bn_axis_name" in {f.name for f in dataclasses.fields(encoder)}:
       # Batch statistics are averaged over the data-parallel devices in training.
       encoder = encoder.clone(bn_axis_name=parallel.DATA_AXIS)
@@ -178,6 +186,10 @@ class Context:
     else:
       section["model"] |= {"visual": config.visual, "privileged": list(config.privileged)}
       section["encoders"] = {m: self.encoder_spec(m).to_dict() for m in self.modalities}
+    if kind == "joint" and config.stages.joint.finetune_backbones:
+      # Fine-tuned joint stages take their T-Nets from the best-score step (methods/joint.py);
+      # ones saved before did not, and this key makes them stale.
+      section["tnets_from"] = "best_score_step"
     if kind in registry.DISTILLED:
       section["method"] = registry.method_params(config, name).to_dict()
     return {

@@ -1,10 +1,11 @@
 """Stage 1, ``joint``: the joint teacher ``F_J`` over every modality, and the T-Nets.
 
 The fusion is trained on the task; each T-Net ``H_m: f_v -> f_m`` learns a privileged
-modality's pooled embedding from the visual tokens (``stages.joint.tnet_loss``), and is
-selected on its own validation loss (``tnet_loss``). The joint teacher's outputs are the
-``joint_teacher`` method; its embedding ``z_J`` is the teacher of PKDOT and the baselines
-(:func:`joint_targets`); the T-Nets, frozen, feed every student (:func:`hallucinate`).
+modality's pooled embedding from the visual tokens (``stages.joint.tnet_loss``), and, with
+frozen backbones, is selected on its own validation loss (``tnet_loss``; see
+:func:`train_joint`). The joint teacher's outputs are the ``joint_teacher`` method; its
+embedding ``z_J`` is the teacher of PKDOT and the baselines (:func:`joint_targets`); the
+T-Nets, frozen, feed every student (:func:`hallucinate`).
 """
 
 from __future__ import annotations
@@ -125,10 +126,13 @@ def joint_eval_fn(ctx: Context, model: networks.JointTeacher, inputs: table_lib.
 def train_joint(ctx: Context, memo: Memo) -> dict:
   """Stage 1: fusion ``F_J`` on the task and the T-Nets ``H_m: f_v -> f_m``.
 
-  With ``finetune_backbones`` the stage-0 backbones are loaded into the joint model and
-  trained with it at ``backbone_learning_rate``. The T-Nets handed on are those of the
-  lowest validation ``tnet_loss`` (:class:`mtpkd_jax.train.loop.PartSelection`), the rest
-  that of the best validation score.
+  With frozen backbones the T-Nets handed on are those of the lowest validation
+  ``tnet_loss`` (:class:`mtpkd_jax.train.loop.PartSelection`), the rest that of the best
+  validation score. With ``finetune_backbones`` the stage-0 backbones are loaded into the
+  joint model and trained with it at ``backbone_learning_rate``, and the whole model comes
+  from the best validation score: a T-Net reads the visual encoder's features, which change
+  from step to step, so T-Nets of another step would run on features they were never
+  selected on (and their recorded loss would not be theirs).
   """
   cfg = ctx.config.stages.joint
   mods = ctx.modalities
@@ -144,7 +148,9 @@ def train_joint(ctx: Context, memo: Memo) -> dict:
     tx = optimizers.adam(variables["params"], cfg.learning_rate, **rates)
 
   table = table_lib.join(inputs, ctx.targets())
-  parts = {"tnets": loop.PartSelection(tnet_modules(ctx), metric="tnet_loss", mode="min")}
+  parts = {}
+  if not cfg.finetune_backbones:
+    parts["tnets"] = loop.PartSelection(tnet_modules(ctx), metric="tnet_loss", mode="min")
   eval_fn = joint_eval_fn(ctx, model, inputs)
   loss_fn = joint_loss(ctx, model)
   return ctx.fit("joint", model, variables, loss_fn, table, cfg, eval_fn, tx=tx, parts=parts)

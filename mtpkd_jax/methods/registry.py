@@ -41,6 +41,7 @@ import ml_collections
 from mtpkd_jax import ot
 from mtpkd_jax.losses import alignment, distill, translation
 from mtpkd_jax.losses import task as task_lib
+from mtpkd_jax.models import translation as decoders
 
 ROUTINGS = ("min_loss", "joint", "mean", "softmin")
 # CMKT's classifier `C` in stage 2: the strong model's head frozen, fine-tuned, or a new one.
@@ -213,6 +214,7 @@ def _parse_like(value: str, like, where: str):
     raise ValueError(f"{where}: expected a {type(like).__name__}, got {value!r}.") from None
 
 
+# The entries (dotted for nested ones) that take one of a few values.
 _CHOICES = {
   "anchors": ot.similarity.ANCHOR_MODES,
   "routing": ROUTINGS,
@@ -220,15 +222,64 @@ _CHOICES = {
   "alignment": alignment.KINDS,
   "translation_loss": translation.KINDS,
   "head": HEADS,
+  "decoder.kind": decoders.KINDS,
 }
+
+
+def _entry(params: ml_collections.ConfigDict, key: str):
+  """The entry at dotted ``key`` of ``params``, or ``None``."""
+  node = params
+  for part in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def _check_params(
+  config: ml_collections.ConfigDict, name: str, entry: str, params: ml_collections.ConfigDict
+) -> None:
+  """Checks a method's resolved parameters, so that a bad one fails before anything trains.
+
+  A bad entry is named by the variant that set it, or else by its config path.
+  """
+  base, overrides = parse_variant(name)
+
+  def where(key: str) -> str:
+    if any(k == key or k.startswith(f"{key}.") for k in overrides):
+      return f"Method variant {name!r}: {key}"
+    return f"Method {name!r}: `config.method_params.{entry}.{key}`"
+
+  for key, choices in _CHOICES.items():
+    value = _entry(params, key)
+    if value is not None and value not in choices:
+      raise ValueError(f"{where(key)} must be one of {choices}, got {value!r}.")
+  if "schedule" in params:
+    try:
+      schedule_of(params)
+    except (ValueError, TypeError) as error:
+      raise ValueError(f"{where('schedule')} is not a valid Sinkhorn schedule: {error}") from None
+  method = METHODS.get(base)
+  # A student's or CMKT's structural OT sees the (global) batches of its stage.
+  if method is not None and "ot" in (method.weights or {}):
+    batch = config.stages[method.kind].batch_size
+    if not 1 <= params.k < batch:
+      raise ValueError(
+        f"{where('k')} must be in [1, {batch}) (neighbours within a batch of "
+        f"`config.stages.{method.kind}.batch_size` = {batch}), got {params.k}."
+      )
 
 
 def method_params(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """``config.method_params`` of method or variant ``name`` (see the module docstring).
 
+  The resolved parameters are checked: choices against the allowed values, the Sinkhorn
+  schedule built, ``k`` against the batch size.
+
   Raises:
     ValueError: If the method has no parameters, or an override names an entry it does not
-      have or gives a value of the wrong type.
+      have or gives a value of the wrong type, or a resolved entry is not allowed (naming the
+      variant or the config path that set it).
   """
   base, overrides = parse_variant(name)
   entry = (METHODS[base].params if base in METHODS else None) or base
@@ -240,20 +291,34 @@ def method_params(config: ml_collections.ConfigDict, name: str) -> ml_collection
   params = ml_collections.ConfigDict(config.method_params[entry].to_dict())
   for key, value in overrides.items():
     *path, leaf = key.split(".")
-    node = params
-    for part in path:
-      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    node = _entry(params, ".".join(path)) if path else params
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
       raise ValueError(
         f"Method variant {name!r}: {base} has no parameter {key!r} "
         f"(it has {', '.join(sorted(params))})."
       )
     node[leaf] = _parse_like(value, node[leaf], f"Method variant {name!r}, {key}")
-    if key in _CHOICES and node[leaf] not in _CHOICES[key]:
-      raise ValueError(
-        f"Method variant {name!r}: {key} must be one of {_CHOICES[key]}, got {value!r}."
-      )
+  _check_params(config, name, entry, params)
   return params
+
+
+def check_methods(config: ml_collections.ConfigDict) -> None:
+  """Resolves and checks every method of ``config.methods`` and its parameters.
+
+  Called when a run starts, before any data is built or stage trained.
+
+  Raises:
+    ValueError: on an unknown method, bad parameters (see :func:`method_params`), or a
+      ``baseline`` that is not one of the methods.
+  """
+  if config.baseline not in config.methods:
+    raise ValueError(
+      f"`config.baseline` {config.baseline!r} is not one of `config.methods` "
+      f"{tuple(config.methods)}: the paired differences are taken against it."
+    )
+  for name in config.methods:
+    if get_method(name, config.visual).kind in DISTILLED:
+      method_params(config, name)
 
 
 def get_method(name: str, visual_modality: str | None = None) -> Method:

@@ -25,7 +25,9 @@ class PartSelection:
 
   The stage output takes these modules' variables from the step with the best `metric`,
   and everything else from the step with the best `best_metric` of `fit` (e.g. the T-Nets
-  on their own loss, the fusion on the task score).
+  on their own loss, the fusion on the task score). Only for modules whose inputs no other
+  trained module computes (the T-Nets on frozen backbones' tokens): grafted onto another
+  step's modules, they would run on inputs they were not selected on.
 
   Attributes:
     modules: Top-level names in the model's `params` (and `batch_stats`, where present).

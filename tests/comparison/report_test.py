@@ -106,7 +106,7 @@ def test_single_run_has_no_standard_error():
   assert math.isnan(rows[0]["metrics"]["accuracy"]["stderr"])
   table = report.markdown_table(results)
   assert f"| {scores[0, 0, 0]:.3f} ± n/a |" in table
-  assert "1 runs (1 folds × 1 seeds)" in table
+  assert "1 runs (each one fold and one seed: 1 folds, 1 seeds)" in table
 
 
 def test_missing_baseline_raises():
@@ -122,7 +122,7 @@ def test_markdown_table_cells():
   table = report.markdown_table(results)
   assert "synthetic_affect/pain_binary" in table
   assert "scored per frame: CCC over every annotated test frame" in table
-  assert "6 runs (3 folds × 2 seeds)" in table
+  assert "6 runs (each one fold and one seed: 3 folds, 2 seeds)" in table
   assert "standard error" in table
   header = "| method | accuracy | macro_f1 | Δ accuracy vs visual_only | "
   assert header + "Δ macro_f1 vs visual_only | runs |" in table

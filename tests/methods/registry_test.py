@@ -6,8 +6,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments.configs import synthetic_mtpkdot
+from experiments.configs import synthetic_cmkt, synthetic_mtpkdot
 from mtpkd_jax import ot
+from mtpkd_jax.comparison import runner
 from mtpkd_jax.losses import distill
 from mtpkd_jax.methods import objective, registry
 
@@ -39,6 +40,15 @@ def test_method_variants_override_their_method_parameters():
     ("mt_pkdot:kk=3", "mt_pkdot has no parameter 'kk'"),
     ("mt_pkdot:k=0.5", "k: expected a int, got '0.5'"),
     ("mt_pkdot:anchors=mots", r"anchors must be one of \('least', 'most', 'all'\)"),
+    (
+      "mt_pkdot:schedule.name=fixd",
+      r"variant 'mt_pkdot:schedule.name=fixd': schedule is not a valid Sinkhorn schedule: "
+      r"Unknown schedule 'fixd'; expected one of \['anneal', 'fixed', 'tolerance'\]",
+    ),
+    ("mt_pkdot:k=64", r"k must be in \[1, 64\) .*`config.stages.student.batch_size`"),
+    # PKDOT distils the joint teacher alone: it has no routing to vary.
+    ("pkdot:routing=softmin", "pkdot has no parameter 'routing'"),
+    ("pkdot:tau=2.0", "pkdot has no parameter 'tau'"),
     ("mt_pkdot:k", "'k' is not `key=value`"),
     ("visual_only:k=3", "config.method_params has no 'visual_only'"),
   ],
@@ -46,6 +56,96 @@ def test_method_variants_override_their_method_parameters():
 def test_bad_method_variants_name_what_is_wrong(name, message):
   with pytest.raises(ValueError, match=message):
     registry.method_params(synthetic_mtpkdot.get_config(), name)
+
+
+def _set(config, path, value):
+  *parents, leaf = path.split(".")
+  node = config
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+
+
+@pytest.mark.parametrize(
+  "get_config, path, value, message",
+  [
+    (
+      synthetic_mtpkdot.get_config,
+      "method_params.mt_pkdot.routing",
+      "minloss",
+      r"Method 'mt_pkdot': `config.method_params.mt_pkdot.routing` must be one of "
+      r"\('min_loss', 'joint', 'mean', 'softmin'\), got 'minloss'",
+    ),
+    (
+      synthetic_mtpkdot.get_config,
+      "method_params.pkdot.anchors",
+      "top",
+      r"`config.method_params.pkdot.anchors` must be one of \('least', 'most', 'all'\)",
+    ),
+    (
+      synthetic_mtpkdot.get_config,
+      "method_params.mt_pkdot.schedule.name",
+      "anneall",
+      r"`config.method_params.mt_pkdot.schedule` is not a valid Sinkhorn schedule: "
+      r"Unknown schedule 'anneall'; expected one of \['anneal', 'fixed', 'tolerance'\]",
+    ),
+    (
+      synthetic_mtpkdot.get_config,
+      "method_params.pkdot.schedule.params.scaling",
+      1.5,
+      r"`config.method_params.pkdot.schedule` .*`scaling` must be in \(0, 1\)",
+    ),
+    (
+      synthetic_mtpkdot.get_config,
+      "stages.student.batch_size",
+      16,
+      r"Method 'pkdot': `config.method_params.pkdot.k` must be in \[1, 16\) .*got 30",
+    ),
+    (
+      synthetic_cmkt.get_config,
+      "method_params.cmkt.decoder.kind",
+      "gru",
+      r"`config.method_params.cmkt.decoder.kind` must be one of \('mlp', 'transformer'\)",
+    ),
+    (
+      synthetic_mtpkdot.get_config,
+      "baseline",
+      "visual_onyl",
+      r"`config.baseline` 'visual_onyl' is not one of `config.methods` \('joint_teacher'",
+    ),
+  ],
+)
+def test_bad_base_parameters_fail_the_up_front_check(get_config, path, value, message):
+  config = get_config()
+  registry.check_methods(config)
+  _set(config, path, value)
+  with pytest.raises(ValueError, match=message):
+    registry.check_methods(config)
+
+
+def test_a_run_checks_its_methods_before_it_opens_the_dataset(monkeypatch, tmp_path):
+  config = synthetic_mtpkdot.get_config("pain_binary,smoke")
+  config.method_params.mt_pkdot.routing = "minloss"
+  monkeypatch.setattr(runner, "open_dataset", lambda _: pytest.fail("opened the dataset"))
+  with pytest.raises(ValueError, match="config.method_params.mt_pkdot.routing"):
+    runner.run(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+  "arg", ["pain_binary", "pain_binary,ablation", "pain_binary,smoke,ablation"]
+)
+def test_pkdot_has_only_the_parameters_it_uses(arg):
+  config = synthetic_mtpkdot.get_config(arg)
+  registry.check_methods(config)
+  assert set(registry.method_params(config, "pkdot")) == {
+    "alpha",
+    "beta",
+    "gamma",
+    "anchors",
+    "k",
+    "backend",
+    "schedule",
+  }
 
 
 def test_only_students_have_variants():
@@ -82,8 +182,6 @@ def _ot_cfg(**kw):
       "k": 3,
       "backend": "fused",
       "schedule": {"name": "anneal", "params": {"blur": 0.1, "scaling": 0.5}},
-      "routing": "min_loss",
-      "tau": 1.0,
       **kw,
     }
   )
@@ -106,7 +204,7 @@ def test_mt_pkdot_routes_to_the_candidate_with_the_lowest_task_loss():
   right = 10.0 * (2 * np.eye(2)[np.asarray(labels)] - 1)
   teacher_out = jnp.asarray(np.stack([-right, right, -right], axis=1), jnp.float32)
   batch = {"teacher_z": teacher_z, "teacher_out": teacher_out, "y": labels}
-  cfg = _ot_cfg()
+  cfg = _ot_cfg(routing="min_loss", tau=1.0)
   loss, metrics = _loss("mt_pkdot", cfg, 0.5, z_s, None, batch)
   ot_value, aux = ot.structural_ot_loss(z_s, jnp.swapaxes(teacher_z, 0, 1)[1:2], k=3)
   assert int(metrics["routed_teacher"]) == 1

@@ -346,3 +346,45 @@ def test_the_tnets_are_selected_on_their_own_validation_loss(trained):
   pairs = zip(np.asarray(hallucinated, np.float64), real, strict=True)
   loss = sum(np.mean(np.square(h - r)) for h, r in pairs)
   np.testing.assert_allclose(loss, logged[best_step], rtol=1e-5)
+
+
+@pytest.mark.fast_compile
+def test_with_fine_tuned_backbones_the_whole_joint_model_comes_from_its_best_score_step(tmp_path):
+  """A T-Net reads the fine-tuned visual features of its own step: no part selection then.
+
+  The handed-on T-Nets, run on the handed-on visual encoder's features, give the T-Net loss
+  logged at the best-score step (recomputed here in NumPy), not that of another step.
+  """
+  config = smoke_config(tmp_path / "tfds", num_devices=1)
+  config.stages.joint.finetune_backbones = True
+  ctx = make_context(config, tmp_path / "run")
+  for modality in ctx.modalities:
+    unimodal.train_unimodal(ctx, modality)
+  joint_stage.train_joint(ctx, Memo())
+  logs = checkpoint.stage_dir(ctx.workdir, "joint") / "logs" / "metrics.jsonl"
+  logged = {
+    row["step"]: row["val/tnet_loss"] for row in map(json.loads, logs.open()) if "val/score" in row
+  }
+  joint, meta = checkpoint.load_stage_output(ctx.workdir, "joint")
+  # The T-Nets' own best step is another one here: T-Nets taken from it would show.
+  assert min(logged, key=logged.get) != meta["step"]
+  assert meta["parts"] == {}
+
+  val = ctx.split["val"]
+  columns = ctx.dataset.table.take(val, list(ctx.modalities))
+  encoder_variables = [
+    {name: tree[f"encoders_{i}"] for name, tree in joint.items() if f"encoders_{i}" in tree}
+    for i in range(len(ctx.modalities))
+  ]
+  tokens = [
+    ctx.encoder(m).apply(v, columns[m])
+    for v, m in zip(encoder_variables, ctx.modalities, strict=True)
+  ]
+  hallucinated = joint_stage.joint_model(ctx).apply(
+    {"params": joint["params"]}, tokens[0], method=networks.JointTeacher.hallucinate
+  )
+  assert len(val) < 2 * config.stages.joint.batch_size  # One validation batch.
+  pairs = zip(np.asarray(hallucinated, np.float64), tokens[1:], strict=True)
+  loss = sum(np.mean(np.square(h - np.asarray(t, np.float64).mean(1))) for h, t in pairs)
+  np.testing.assert_allclose(loss, logged[meta["step"]], rtol=1e-5)
+  assert meta["metrics"]["tnet_loss"] == pytest.approx(logged[meta["step"]])

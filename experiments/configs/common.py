@@ -18,10 +18,10 @@ def _structural_ot(k: int) -> dict:
 
 
 def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.ConfigDict:
-  """The shared fields; ``smoke`` shrinks them to a seconds-scale run.
+  """The shared fields; ``smoke`` shrinks them to a short run (minutes, mostly compilation).
 
   Args:
-    smoke: shrink everything to a seconds-scale run.
+    smoke: shrink everything to a short run (minutes, mostly compilation).
     val_subjects: validation subjects per fold, a count or a fraction (the type is fixed
       here: a locked config keeps it); ``None`` for 3 (1 with ``smoke``).
   """

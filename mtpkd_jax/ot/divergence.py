@@ -31,9 +31,13 @@ class DivergenceOutput(NamedTuple):
   Attributes:
     value: ``[P]`` debiased divergence (or ``OT_eps(a, b)`` when ``debias=False``).
     ot: ``[P]`` the cross term ``OT_eps(a, b)``.
-    iterations: ``[P]`` iterations run (the most of the problem's terms).
+    iterations: ``[P]`` iterations run: the terms of a problem run together, until the
+      last of them stops (``Tolerance``: until every term's error is at most the threshold).
     marginal_error: ``[P]`` largest L1 marginal error of the problem's terms.
-    converged: ``[P]`` whether every term's error is at most ``schedule.threshold``.
+    converged: ``[P]`` whether every term's error is at most ``schedule.threshold``. Under
+      ``Anneal``, a fixed schedule that stops whatever the error, this is a diagnostic,
+      usually False at the default settings, and says nothing against the value
+      (GeomLoss's); see :class:`~mtpkd_jax.ot.schedules.Anneal`.
   """
 
   value: jnp.ndarray

@@ -90,7 +90,10 @@ def structural_ot_loss(
     ``(loss, aux)``: ``loss = Σ_t w_t (OT_t + centroid_weight * centroid_t)``, a scalar that
     is NaN whenever the embeddings are not all finite; ``aux`` holds ``ot`` and ``centroid``
     (``[T]``), ``iterations`` (most run by any problem), ``marginal_error`` (largest),
-    ``converged`` and ``finite`` (booleans).
+    ``converged`` and ``finite`` (booleans). Under ``Anneal`` (the default), a fixed
+    schedule, ``marginal_error`` is that of the last annealing iterate and ``converged`` is
+    usually False; neither says anything against the loss, which is GeomLoss's (see
+    :class:`~mtpkd_jax.ot.schedules.Anneal`).
 
   Raises:
     ValueError: at trace time, for bad shapes or arguments.

@@ -22,9 +22,9 @@ the extrapolation (GeomLoss's rule: its last step runs with autograd on, on deta
 potentials). Like GeomLoss's, these costs are built so that each carries the gradient of its
 rows' points only (``C_xy = c(x, sg(y))``, ``C_yx = c(y, sg(x))``, ``C_xx = c(x, sg(x))``;
 see :func:`run_batched`). ``gradient="unrolled"`` runs the same loop as a masked
-``lax.scan`` of ``max_iterations`` steps and differentiates through every iteration (kept to
-compare against; memory grows with the number of iterations). Marginal weights and epsilon
-are treated as constants.
+``lax.scan`` of ``max_iterations`` steps (truncating a longer ``Anneal`` schedule) and
+differentiates through every iteration (kept to compare against; memory grows with the
+number of iterations). Marginal weights and epsilon are treated as constants.
 """
 
 from __future__ import annotations
@@ -49,8 +49,11 @@ class SinkhornOutput(NamedTuple):
     g: ``[P, m]`` final potentials of the second measure (no gradient).
     epsilon: ``[P]`` epsilon at which the final potentials were computed.
     iterations: ``[P]`` iterations each problem ran.
-    marginal_error: ``[P]`` L1 marginal error of the last iterate's plan.
-    converged: ``[P]`` whether ``marginal_error <= schedule.threshold``.
+    marginal_error: ``[P]`` L1 marginal error of the last iterate's plan, at ``epsilon``.
+    converged: ``[P]`` whether ``marginal_error <= schedule.threshold``. Under ``Anneal``, a
+      fixed schedule that stops whatever the error, this is a diagnostic, usually False at
+      the default settings, and says nothing against the value (GeomLoss's); see
+      :class:`~mtpkd_jax.ot.schedules.Anneal`.
   """
 
   value: jnp.ndarray
@@ -212,12 +215,16 @@ def _extrapolate(blocks, pots, eps, warm):
   return final, values, _errors(blocks, pots, final, eps)
 
 
-def _epsilon_fn(schedule, diameter, num_problems, dtype):
-  """``step -> eps [P]`` and the per-problem number of steps ``[P]``."""
+def _epsilon_fn(schedule, diameter, num_problems, dtype, unrolled):
+  """``step -> eps [P]`` and the per-problem number of steps ``[P]``.
+
+  The envelope gradient's while loop runs an ``Anneal`` schedule to its end; the unrolled
+  gradient's scan, of static length ``max_iterations``, truncates a longer one.
+  """
   if isinstance(schedule, schedules_lib.Anneal):
     return (
-      lambda step: schedule.epsilon_at(step, diameter).astype(dtype),
-      schedule.num_steps(diameter),
+      lambda step: schedule.epsilon_at(step, diameter, truncate=unrolled).astype(dtype),
+      schedule.num_steps(diameter, truncate=unrolled),
     )
   eps = jnp.full((num_problems,), schedule.target_epsilon, dtype)
   return (lambda step: eps), jnp.full((num_problems,), schedule.max_iterations, jnp.int32)
@@ -251,7 +258,7 @@ def _loop(schedule, unrolled, warm, blocks, diameter):
   num_problems, dtype = blocks.log_w.shape[1], blocks.log_w.dtype
   averaged = isinstance(schedule, schedules_lib.Anneal)
   tolerance = isinstance(schedule, schedules_lib.Tolerance)
-  epsilon_at, num_steps = _epsilon_fn(schedule, diameter, num_problems, dtype)
+  epsilon_at, num_steps = _epsilon_fn(schedule, diameter, num_problems, dtype, unrolled)
 
   def active(state):
     step, _, error, _ = state

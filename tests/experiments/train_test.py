@@ -130,9 +130,13 @@ def test_a_rerun_with_a_changed_stage_config_says_what_it_retrains(tmp_path):
     f"Stage 'unimodal_video' is stale (changed: config.stage.learning_rate): retraining it; "
     f"the old one is in {stale}."
   )
-  warnings = lambda run: re.findall(r"^[WEF]\d{4} .*$", run.stderr, re.MULTILINE)  # noqa: E731
-  assert warnings(first) == []
-  assert [line.split("] ", 1)[1] for line in warnings(rerun)] == [message], rerun.stderr[-2000:]
+  assert _warnings(first) == []
+  assert [line.split("] ", 1)[1] for line in _warnings(rerun)] == [message], rerun.stderr[-2000:]
+
+
+def _warnings(run):
+  """The absl warning, error and fatal lines of a finished subprocess."""
+  return re.findall(r"^[WEF]\d{4} .*$", run.stderr, re.MULTILINE)
 
 
 def _train_logs(workdir):

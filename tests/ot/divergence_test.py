@@ -55,9 +55,31 @@ def test_anneal_equals_numpy_transcription_of_geomloss(blur, scaling, debias):
   with jax.enable_x64(True):
     out = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule, debias=debias)
   for p in range(2):
-    want, steps, _, _ = references.geomloss_sinkhorn(x[p], y[p], blur, scaling, debias=debias)
+    want, steps, _, _, error = references.geomloss_sinkhorn(x[p], y[p], blur, scaling, debias)
     np.testing.assert_allclose(out.value[p], want, rtol=1e-10)
     assert int(out.iterations[p]) == steps
+    # A fixed schedule: its last iterate's error is reported, far above the threshold.
+    np.testing.assert_allclose(out.marginal_error[p], error, rtol=1e-8)
+    assert error > 100 * schedule.threshold
+    assert not out.converged[p]
+
+
+def test_anneal_runs_schedules_longer_than_max_iterations_to_their_end():
+  # blur = 0.01, scaling = 0.95: GeomLoss's schedule has 143 steps, the scan's length is 100.
+  rng = np.random.default_rng(10)
+  x, y = 2 * rng.normal(size=(1, 30, 3)), 2 * rng.normal(size=(1, 30, 3)) + 1
+  schedule = schedules.Anneal(blur=0.01, scaling=0.95)
+  want, steps, want_x, want_y, _ = references.geomloss_sinkhorn(x[0], y[0], 0.01, 0.95)
+  assert steps > schedule.max_iterations
+  with jax.enable_x64(True):
+    value, grads = _value_and_grads(x, y, schedule)
+    out = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule)
+    unrolled = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule, gradient="unrolled")
+  np.testing.assert_allclose(value, want, rtol=1e-10)
+  _assert_grads_close((grads[0][0], grads[1][0]), (want_x, want_y), rtol=1e-6)
+  assert int(out.iterations[0]) == steps
+  # The unrolled gradient's static scan truncates the schedule, and its output says so.
+  assert int(unrolled.iterations[0]) == schedule.max_iterations
 
 
 def _value_and_grads(x, y, schedule, debias=True):
@@ -81,7 +103,7 @@ def test_anneal_gradient_equals_geomloss_last_extrapolation(structure, blur, sca
   with jax.enable_x64(True):
     _, grads = _value_and_grads(x, y, schedules.Anneal(blur=blur, scaling=scaling), debias)
   for p in range(2):
-    _, _, want_x, want_y = references.geomloss_sinkhorn(x[p], y[p], blur, scaling, debias)
+    _, _, want_x, want_y, _ = references.geomloss_sinkhorn(x[p], y[p], blur, scaling, debias)
     _assert_grads_close((grads[0][p], grads[1][p]), (want_x, want_y), rtol=1e-6)
 
 
@@ -106,7 +128,7 @@ def test_constant_epsilon_gradient_is_the_envelope_of_pot_plans(schedule, struct
 def test_float32_anneal_gradient_is_close_to_geomloss():
   x, y = _structured_clouds(7, "weak", p=1, n=64, m=64, d=16)
   _, grads = _value_and_grads(x.astype(np.float32), y.astype(np.float32), schedules.Anneal())
-  _, _, want_x, want_y = references.geomloss_sinkhorn(x[0], y[0], 0.1, 0.5)
+  _, _, want_x, want_y, _ = references.geomloss_sinkhorn(x[0], y[0], 0.1, 0.5)
   _assert_grads_close((grads[0][0], grads[1][0]), (want_x, want_y), rtol=1e-3)
 
 
@@ -120,7 +142,37 @@ def test_anneal_on_clouds_narrower_than_blur_starts_at_their_diameter(size):
   assert all(w[1] == 2 for w in want)
   np.testing.assert_allclose(value, sum(w[0] for w in want), rtol=1e-9)
   for p in range(2):
-    _assert_grads_close((grads[0][p], grads[1][p]), want[p][2:], rtol=1e-6)
+    _assert_grads_close((grads[0][p], grads[1][p]), want[p][2:4], rtol=1e-6)
+
+
+def test_tolerance_stops_only_once_the_debiasing_terms_meet_the_threshold():
+  # A tight cloud against a spread one: OT(a, b) and the tight cloud's own term converge
+  # within a few iterations, the spread cloud's own term last (OT(a, a) in problem 0,
+  # OT(b, b) in problem 1).
+  rng = np.random.default_rng(9)
+  spread, tight = rng.normal(size=(12, 2)), 1e-3 * rng.normal(size=(12, 2)) + 0.5
+  x, y = np.stack([spread, tight]), np.stack([tight, spread])
+  eps, threshold = 0.5, 1e-9
+  schedule = schedules.Tolerance(threshold=threshold, max_iterations=1000, epsilon=eps)
+  with jax.enable_x64(True):
+    out = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule)
+  w = np.full(12, 1 / 12)
+  for p, slowest in ((0, "xx"), (1, "yy")):
+    errors = {
+      term: references.sinkhorn_marginal_errors(
+        references.half_sq_dist(u, v), w, w, eps, 60, symmetric=term != "xy"
+      )
+      for term, (u, v) in {"xy": (x[p], y[p]), "xx": (x[p], x[p]), "yy": (y[p], y[p])}.items()
+    }
+    assert all(np.any(e <= threshold) for e in errors.values())
+    first = {term: int(np.argmax(e <= threshold)) for term, e in errors.items()}
+    assert first[slowest] > 3 * max(i for term, i in first.items() if term != slowest)
+    # The loop stops after the iteration that measured the last term's error under the
+    # threshold, and reports the error of the iterate that iteration made.
+    assert int(out.iterations[p]) == first[slowest] + 1
+    want = max(e[first[slowest] + 1] for e in errors.values())
+    np.testing.assert_allclose(out.marginal_error[p], want, rtol=1e-5)
+    assert out.converged[p]
 
 
 def test_debiased_divergence_of_a_cloud_with_itself_is_zero():

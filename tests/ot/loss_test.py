@@ -49,7 +49,7 @@ def _np_structural(student, teacher, k, blur, scaling, centroid_weight):
   s_s, s_t, unit, norm, idx = _np_anchored(student, teacher, k)
   t_pts = np.take_along_axis(s_t - s_t.min(), idx, 1)
   u_pts = np.take_along_axis(s_s - s_s.min(), idx, 1)
-  ot_value, _, grad_pts, _ = references.geomloss_sinkhorn(u_pts, t_pts, blur, scaling)
+  ot_value, _, grad_pts, *_ = references.geomloss_sinkhorn(u_pts, t_pts, blur, scaling)
   centroid = np.linalg.norm(s_t.mean(0) - s_s.mean(0))
   grad_s = np.zeros_like(s_s)
   np.put_along_axis(grad_s, idx, grad_pts, 1)

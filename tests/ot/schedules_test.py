@@ -26,6 +26,16 @@ def test_anneal_epsilons_equal_geomloss_schedule(diameter, blur, scaling):
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_anneal_schedule_is_cut_to_max_iterations_only_when_truncated():
+  schedule = schedules.Anneal(blur=0.01, scaling=0.95)
+  d = np.float32(40.0)
+  assert int(schedule.num_steps(d)) == len(_geomloss_epsilon_list(40.0, 0.01, 0.95)) == 164
+  assert int(schedule.num_steps(d, truncate=True)) == schedule.max_iterations == 100
+  eps = [float(schedule.epsilon_at(np.int32(i), d, truncate=True)) for i in (98, 99)]
+  np.testing.assert_allclose(eps, [1600 * 0.95 ** (2 * 97), 1e-4], rtol=1e-5)
+  assert float(schedule.epsilon_at(np.int32(99), d)) > 1e-4
+
+
 def test_anneal_with_diameter_below_blur_starts_at_the_diameter():
   schedule = schedules.Anneal(blur=0.1, scaling=0.5)
   d = np.float32(0.04)

@@ -14,7 +14,9 @@ student's points.
 * ``ott_plain``: ott-jax as a user calls it: a Python loop over teachers, each calling a
   jitted ``ott.tools.sinkhorn_divergence.sinkhorn_divergence(PointCloud, ...)`` with absolute
   ``epsilon = blur²``, ``scale_cost = 2`` (cost ``½‖x - y‖²``), ott's default solver: the
-  converged ``OT_{blur²}`` divergence.
+  converged ``OT_{blur²}`` divergence. Each teacher's arguments are sliced once beforehand;
+  a timed call is the ``T`` solver calls and, for the ``loss`` forward+backward, one compiled
+  sum of their gradients w.r.t. the student's embeddings.
 * ``pot`` (``loss``, forward only: POT's NumPy backend has no autodiff): per teacher the three
   terms with :func:`mtpkd_jax.bench.pot.entropic_ot` at ``eps = blur²`` (L2 threshold 1e-3).
 * ``geomloss``: ``SamplesLoss("sinkhorn", p=2, blur, scaling, debias=True,
@@ -95,14 +97,24 @@ def _batched_runners(backend, config, fn_of, args, directions):
   return _jax_runners(fn_of(schedule, backend), args, summarize, directions)
 
 
-def _ott_plain_runners(config, per_teacher, args_of_teacher, directions):
+def _ott_plain_runners(config, per_teacher, teacher_args, combine, directions):
   """ott-jax as a user calls it: a Python loop over teachers of a jitted per-teacher loss.
+
+  The timed call is the solver calls alone: every teacher's arguments are built beforehand
+  (slicing them in the loop would time eager dispatches that are not ott-jax's), and the
+  teachers' gradients are combined by a compiled function whose result is waited on too.
 
   Args:
     config: the run's configuration.
     per_teacher: ``(u, v) -> (points_u, points_v)``, the clouds of one teacher.
-    args_of_teacher: ``t -> (u, v)``, teacher ``t``'s arguments (same shapes for every ``t``).
+    teacher_args: every teacher's arguments ``(u, v)`` (same shapes for every teacher).
+    combine: ``[gradient w.r.t. u of each teacher] -> gradient w.r.t. the student's input``
+      where every teacher's ``u`` is the same (the sum over teachers, compiled), or ``None``
+      where each teacher has its own student points (their gradients are already apart).
     directions: directions to build.
+
+  The forward+backward call returns ``(per-teacher outputs, gradient)``, the gradient
+  combined, or the list of the teachers' gradients where ``combine`` is ``None``.
   """
   from ott.geometry import pointcloud
   from ott.tools import sinkhorn_divergence as ott_divergence
@@ -117,21 +129,27 @@ def _ott_plain_runners(config, per_teacher, args_of_teacher, directions):
     )
     return div / num_teachers, jnp.stack(out.n_iters)
 
-  batch = args_of_teacher(0)[0].shape[0]
+  u = teacher_args[0][0]
+  batch = u.shape[0]
   runners = {}
   for direction in directions:
     fn = teacher_loss if direction == "fwd" else jax.value_and_grad(teacher_loss, has_aux=True)
     # One compile serves every teacher (same shapes), as jax.jit's cache would.
-    compiled, seconds, memory = timing.compile_aot(fn, *args_of_teacher(0))
+    compiled, seconds, memory = timing.compile_aot(fn, *teacher_args[0])
+    combined = None
+    if direction == "fwd+bwd" and combine is not None:
+      combined, combine_s, _ = timing.compile_aot(combine, [u] * len(teacher_args))
+      seconds += combine_s
 
-    def call(compiled=compiled, direction=direction):
-      outs = [compiled(*args_of_teacher(t)) for t in range(num_teachers)]
-      if direction == "fwd+bwd":
-        # The user sums the teachers' gradients.
-        functools.reduce(jnp.add, [o[1] for o in outs])
-      return jax.block_until_ready(outs)
+    def call(compiled=compiled, combined=combined, direction=direction):
+      outs = [compiled(*args) for args in teacher_args]
+      if direction == "fwd":
+        return jax.block_until_ready(outs)
+      grads = [grad for _, grad in outs]
+      return jax.block_until_ready((outs, grads if combined is None else combined(grads)))
 
-    def summarize(outs, direction=direction):
+    def summarize(out, direction=direction):
+      outs = out if direction == "fwd" else out[0]
       primal = [_primal(o, direction) for o in outs]
       iters = [np.asarray(p[1]) for p in primal]
       value = sum(float(p[0]) for p in primal)
@@ -266,7 +284,11 @@ def _loss_builders(config, student, teachers) -> dict[str, Callable[[], dict]]:
     "fused": lambda: _batched_runners("fused", config, loss_of, args, DIRECTIONS),
     "ott_backend": lambda: _batched_runners("ott", config, loss_of, args, DIRECTIONS),
     "ott_plain": lambda: _ott_plain_runners(
-      config, per_teacher, lambda t: (j_student, j_teachers[t]), DIRECTIONS
+      config,
+      per_teacher,
+      [(j_student, j_teachers[t]) for t in range(config.num_teachers)],
+      lambda grads: functools.reduce(jnp.add, grads),
+      DIRECTIONS,
     ),
     "pot": lambda: _pot_runners(config, student, teachers),
     "geomloss": lambda: _geomloss_runners(
@@ -300,7 +322,11 @@ def _solve_builders(config, student, teachers) -> dict[str, Callable[[], dict]]:
     "fused": lambda: _batched_runners("fused", config, solve_of, args, directions),
     "ott_backend": lambda: _batched_runners("ott", config, solve_of, args, directions),
     "ott_plain": lambda: _ott_plain_runners(
-      config, lambda s, t: (s, t), lambda t: (s_pts[t], t_pts[t]), directions
+      config,
+      lambda s, t: (s, t),
+      [(s_pts[t], t_pts[t]) for t in range(config.num_teachers)],
+      None,
+      directions,
     ),
     "geomloss": lambda: _geomloss_runners(
       config,

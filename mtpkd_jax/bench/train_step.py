@@ -12,12 +12,15 @@ on the synthetic dataset's shapes and the experiment config's encoders:
   embeddings and outputs (``T = 1 + privileged`` teachers) and frozen T-Nets;
 * ``student_no_ot``: the same step without the structural OT loss (no
   ``structural_ot_loss`` call: neither ``L_OT`` nor ``L_cent``, nor the routing), so that
-  ``ot_share = 1 - t(student_no_ot) / t(student)``;
+  ``ot_share`` is ``1 - t(student_no_ot) / t(student)``, the median over rounds;
 * ``backbone``: stage 0, the visual encoder + head on random clips.
 
 Each step is compiled ahead of time (compile time reported apart), called ``warmup`` times,
-then timed ``repeats`` times; the median is reported. ``efficiency = t(1) / t(N)`` at a fixed
-per-device batch (1 is perfect weak scaling).
+then the steps are timed in ``repeats`` rounds of one call each, in a shuffled order
+(:func:`mtpkd_jax.bench.timing.timed_in_turn`); each step's median is reported. The OT share
+pairs the two student steps' calls of a round (medians timed apart moved it between 15 % and
+57 % on a loaded VM). ``efficiency = t(1) / t(N)`` at a fixed per-device batch (1 is perfect
+weak scaling).
 """
 
 from __future__ import annotations
@@ -134,14 +137,15 @@ def measure_devices(config, num_devices: int) -> list[dict]:
 
   Returns:
     One row per step: ``step``, ``devices``, ``per_device_batch``, ``global_batch``,
-    ``compile_s``, ``times_s``, ``median_s``, ``examples_per_s``, ``loss``.
+    ``compile_s``, ``times_s`` (one call per round, in the same rounds for every step),
+    ``median_s``, ``examples_per_s``, ``loss``.
   """
   global_batch = config.per_device_batch * num_devices
   with tempfile.TemporaryDirectory() as workdir:
     ctx = _context(config, num_devices, Path(workdir))
     built = _steps(ctx, global_batch)
   mesh = ctx.mesh
-  rows = []
+  calls, compile_s = {}, {}
   for name in STEPS:
     per_device_step, state, batch, frozen = built[name]
     step = parallel.data_parallel(per_device_step, mesh, donate_state=False)
@@ -153,22 +157,24 @@ def measure_devices(config, num_devices: int) -> list[dict]:
     )
     start = time.perf_counter()
     compiled = step.lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    out, times = timing.timed(
-      lambda c=compiled, a=args: jax.block_until_ready(c(*a)), config.repeats, config.warmup
-    )
-    median = statistics.median(times)
+    compile_s[name] = time.perf_counter() - start
+    calls[name] = functools.partial(lambda c, a: jax.block_until_ready(c(*a)), compiled, args)
+  # In rounds, so that the OT share pairs the two student steps' samples of each round.
+  outs, times, _ = timing.timed_in_turn(calls, config.repeats, config.warmup)
+  rows = []
+  for name in STEPS:
+    median = statistics.median(times[name])
     rows.append(
       {
         "step": name,
         "devices": num_devices,
         "per_device_batch": config.per_device_batch,
         "global_batch": global_batch,
-        "compile_s": compile_s,
-        "times_s": times,
+        "compile_s": compile_s[name],
+        "times_s": times[name],
         "median_s": median,
         "examples_per_s": global_batch / median,
-        "loss": float(out[1]["loss"]),
+        "loss": float(outs[name][1]["loss"]),
       }
     )
   return rows
@@ -202,16 +208,20 @@ def run_devices(config, num_devices: int) -> list[dict]:
 
 
 def summarize(rows: list[dict]) -> dict:
-  """Adds ``efficiency = t(1) / t(N)`` to every row and ``ot_share`` per device count."""
+  """Adds ``efficiency = t(1) / t(N)`` to every row and ``ot_share`` per device count.
+
+  ``ot_share`` is the median over rounds of ``1 - t(student_no_ot) / t(student)``, the two
+  steps' ``times_s`` of one device count being sampled in the same rounds (one each a round).
+  """
   one = {r["step"]: r["median_s"] for r in rows if r["devices"] == 1}
   for r in rows:
     r["efficiency"] = one[r["step"]] / r["median_s"] if r["step"] in one else None
-  by = {(r["step"], r["devices"]): r["median_s"] for r in rows}
-  shares = {
-    n: 1.0 - by[("student_no_ot", n)] / by[("student", n)]
-    for (step, n) in by
-    if step == "student" and ("student_no_ot", n) in by
-  }
+  times = {(r["step"], r["devices"]): r["times_s"] for r in rows}
+  shares = {}
+  for (step, n), t_ot in times.items():
+    t_no_ot = times.get(("student_no_ot", n))
+    if step == "student" and t_no_ot is not None:
+      shares[n] = statistics.median(1.0 - b / a for a, b in zip(t_ot, t_no_ot, strict=True))
   return {"rows": rows, "ot_share": {str(n): s for n, s in sorted(shares.items())}}
 
 

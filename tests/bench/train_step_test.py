@@ -1,6 +1,7 @@
 """The train-step scaling benchmark's smoke mode: its JSON, and efficiency and OT share."""
 
 import json
+import statistics
 
 import pytest
 
@@ -27,18 +28,31 @@ def test_smoke_run_writes_rows_efficiency_and_ot_share(tmp_path, monkeypatch):
     assert r["efficiency"] == pytest.approx(rows[(step, 1)]["median_s"] / r["median_s"])
     assert r["loss"] > 0 and r["compile_s"] > 0
   for n in (1, 2):
-    want = 1 - rows[("student_no_ot", n)]["median_s"] / rows[("student", n)]["median_s"]
+    student, no_ot = rows[("student", n)]["times_s"], rows[("student_no_ot", n)]["times_s"]
+    want = statistics.median(1 - b / a for a, b in zip(student, no_ot, strict=True))
     assert result["ot_share"][str(n)] == pytest.approx(want)
   # Without the OT term the student's loss is alpha times the task loss alone: lower.
   assert rows[("student_no_ot", 1)]["loss"] < rows[("student", 1)]["loss"]
 
 
-def test_summarize_efficiency_is_t1_over_tn():
+def test_summarize_efficiency_is_t1_over_tn_and_ot_share_pairs_rounds():
+  # Per round: student, student_no_ot. Round shares at 1 device 0.5, 0.25, 0.5 (median 0.5,
+  # where the medians' ratio gives 1 - 3/4 = 0.25); at 4 devices 0.25, 0.75, 0.25 (median
+  # 0.25, the medians' ratio 1 - 3/8 = 0.625).
+  times = {
+    ("student", 1): [2.0, 4.0, 10.0],
+    ("student_no_ot", 1): [1.0, 3.0, 5.0],
+    ("student", 4): [4.0, 8.0, 8.0],
+    ("student_no_ot", 4): [3.0, 2.0, 6.0],
+    ("backbone", 1): [1.0, 1.0, 1.0],
+    ("backbone", 4): [0.5, 0.5, 0.5],
+  }
+  medians = {("student", 1): 4.0, ("student_no_ot", 1): 3.0, ("student", 4): 8.0}
+  medians |= {("student_no_ot", 4): 3.0, ("backbone", 1): 1.0, ("backbone", 4): 0.5}
   rows = [
-    {"step": s, "devices": n, "median_s": t}
-    for s, n, t in [("student", 1, 2.0), ("student", 4, 4.0), ("student_no_ot", 1, 1.5)]
-    + [("student_no_ot", 4, 3.0), ("backbone", 1, 1.0), ("backbone", 4, 0.5)]
+    {"step": s, "devices": n, "times_s": t, "median_s": medians[s, n]}
+    for (s, n), t in times.items()
   ]
   result = train_step.summarize(rows)
-  assert [r["efficiency"] for r in result["rows"]] == [1.0, 0.5, 1.0, 0.5, 1.0, 2.0]
-  assert result["ot_share"] == {"1": 0.25, "4": 0.25}
+  assert [r["efficiency"] for r in result["rows"]] == [1.0, 1.0, 0.5, 1.0, 1.0, 2.0]
+  assert result["ot_share"] == {"1": 0.5, "4": 0.25}

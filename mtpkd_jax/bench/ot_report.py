@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import statistics
 from typing import Any
 
 import jax
@@ -37,11 +36,7 @@ def add_ratios(results: list[timing.Measurement]) -> None:
   }
   for r in results:
     reference = fused.get((r.case, tuple(sorted(r.size.items())), r.direction))
-    r.ratio_to_fused = (
-      None
-      if reference is None
-      else statistics.median(t / f for t, f in zip(r.times_s, reference, strict=True))
-    )
+    r.ratio_to_fused = None if reference is None else timing.paired_ratio(r.times_s, reference)
 
 
 def format_table(results: list[timing.Measurement], geomloss_missing: str | None) -> str:

@@ -89,6 +89,15 @@ def timed_in_turn(
   return outs, times, number
 
 
+def paired_ratio(times: list[float], reference: list[float]) -> float:
+  """Median over rounds of ``times / reference``, two calls' samples from the same rounds.
+
+  A ratio of two medians would compare samples from different stretches of a machine's
+  load; each round's own ratio does not.
+  """
+  return statistics.median(t / r for t, r in zip(times, reference, strict=True))
+
+
 def memory_bytes(compiled) -> int | None:
   """Temp + output bytes of a compiled JAX function (``None`` where XLA does not say)."""
   analysis = compiled.memory_analysis()

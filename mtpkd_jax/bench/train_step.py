@@ -221,7 +221,7 @@ def summarize(rows: list[dict]) -> dict:
   for (step, n), t_ot in times.items():
     t_no_ot = times.get(("student_no_ot", n))
     if step == "student" and t_no_ot is not None:
-      shares[n] = statistics.median(1.0 - b / a for a, b in zip(t_ot, t_no_ot, strict=True))
+      shares[n] = 1.0 - timing.paired_ratio(t_no_ot, t_ot)
   return {"rows": rows, "ot_share": {str(n): s for n, s in sorted(shares.items())}}
 
 

@@ -29,8 +29,8 @@ from mtpkd_jax.methods import cmkt, context, registry, students, unimodal
 from mtpkd_jax.train import parallel
 
 
-def _run_dir(workdir: Path, config: ml_collections.ConfigDict, run: int) -> tuple[Path, int]:
-  """The folder and seed of run ``run`` of ``config``, as the runner named them."""
+def _run_dir(workdir: Path, config: ml_collections.ConfigDict, run: int) -> Path:
+  """The folder of run ``run`` of ``config``, as the runner named it."""
   if not 0 <= run < config.num_runs:
     raise FileNotFoundError(
       f"{workdir / 'config.json'} gives runs 0 to {config.num_runs - 1}, not run {run}."
@@ -44,7 +44,7 @@ def _run_dir(workdir: Path, config: ml_collections.ConfigDict, run: int) -> tupl
       f"{runs or 'no runs'}. Run folders of another fold or seed are from an earlier "
       "`experiments.train` run in this workdir with another config; predict does not serve them."
     )
-  return run_dir, runner.fold_and_seed(config, run)[1]
+  return run_dir
 
 
 def load_context(workdir: str | Path, run: int = 0) -> context.Context:
@@ -64,14 +64,14 @@ def load_context(workdir: str | Path, run: int = 0) -> context.Context:
   config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
   config.privileged = tuple(config.privileged)
   schema = schema_lib.Schema.from_json(json.loads((workdir / "schema.json").read_text()))
-  run_dir, seed = _run_dir(workdir, config, run)
+  run_dir = _run_dir(workdir, config, run)
   return context.Context(
     config=config,
     schema=schema,
     dataset=None,
     split={},
     workdir=run_dir,
-    seed=seed,
+    seed=runner.fold_and_seed(config, run)[1],
     mesh=parallel.make_mesh(1),
   )
 

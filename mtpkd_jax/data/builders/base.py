@@ -209,29 +209,22 @@ class ManualBuilder(records.Written):
   def build_command(self) -> str:
     """The ``experiments.build_dataset`` command that builds this dataset where it is read.
 
-    It names the registered config this one derives from (:func:`with_options`) and the
-    options that change it, so that it builds into this builder's folder; ``DIR`` stands for
-    the folder holding the downloaded files.
+    It names the registered config this one derives from (a registered config, or one that
+    :func:`with_options` named ``<registered>_<digest>``, as ``pipeline.builder`` makes them)
+    and the options that change it, so that it builds into this builder's folder; ``DIR``
+    stands for the folder holding the downloaded files.
     """
     config = self.builder_config
-    options = {name: changed_fields(config, c) for name, c in self.builder_configs.items()}
-    # The config this one was made from reproduces its name; a config made by hand has none,
-    # and the closest registered one is the best guess.
-    base = min(
-      options,
-      key=lambda n: (
-        with_options(self.builder_configs[n], options[n]).name != config.name,
-        len(options[n]),
-      ),
-    )
+    base = config.name if config.name in self.builder_configs else config.name.rsplit("_", 1)[0]
+    options = changed_fields(config, self.builder_configs[base])
     command = [
       "python -m experiments.build_dataset",
       f"--dataset={self.name}/{base}",
       f"--data_dir={shlex.quote(str(self._root))}",
       "--manual_dir=DIR",
     ]
-    if options[base]:
-      command.append(f"--options={shlex.quote(json.dumps(options[base]))}")
+    if options:
+      command.append(f"--options={shlex.quote(json.dumps(options))}")
     return " ".join(command)
 
   @property

@@ -1,8 +1,9 @@
 """What a comparison ran on: processor, XLA flags and package versions.
 
 Training is deterministic on one machine, but XLA compiles for the processor it runs on, so
-the same code and seed give other models on another processor (README, "Results of the main
-job"). A comparison's ``results.json`` records this, so that two results can be told apart.
+the same code and seed give other models on another processor
+(``docs/results/synthetic_mtpkdot.md``). A comparison's ``results.json`` records this, so that
+two results can be told apart.
 """
 
 from __future__ import annotations

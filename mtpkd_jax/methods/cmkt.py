@@ -2,7 +2,8 @@
 
 Rajan, Brutti and Cavallaro's cross-modal knowledge transfer (arXiv 2108.00809) is known here
 from its abstract only; what the abstract does not pin down is a config option
-(``config.method_params.cmkt``), and ``README.md`` says which parts are reconstructed.
+(``config.method_params.cmkt``), and ``docs/results/synthetic_cmkt.md`` says which parts are
+reconstructed.
 
 * Stage 1 is stage 0's model of the strong modality, ``unimodal_<strong>``: its encoder
   ``E_s`` and head ``C``, trained on the task. It is frozen from then on.

@@ -169,7 +169,7 @@ class FrameTransformer(nn.Module):
   `num_layers` post-LayerNorm encoder layers attend over the frames, so every token carries
   its time step and the mean-pooled clip embedding depends on temporal order. There is no
   normalisation in the frame CNN: GroupNorm per frame or per clip both fitted faster and
-  validated worse (README).
+  validated worse (``docs/results/synthetic_mtpkdot.md``).
 
   Attributes:
     features: Token width `d`.

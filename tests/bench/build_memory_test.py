@@ -1,4 +1,4 @@
-"""The build-memory benchmark's code path, at tiny sizes (its figures are in the README)."""
+"""The build-memory benchmark's code path, at tiny sizes (its figures: docs/benchmarks.md)."""
 
 import json
 

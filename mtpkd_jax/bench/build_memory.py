@@ -86,9 +86,9 @@ def run(name: str, sizes: tuple[int, int] | None, out_dir: Path) -> dict:
       builds are replaced).
 
   Returns:
-    ``{"dataset", "options", "grows", "rows": [one per size], "ratio", "delta_mib",
-    "examples_delta_mib"}``: the peak RSS of the large build over the small one's, their
-    difference, and how much more memory the large build's examples take.
+    A dict with keys ``dataset``, ``options``, ``grows``, ``rows`` (one per size), ``ratio``,
+    ``delta_mib`` and ``examples_delta_mib``: the peak RSS of the large build over the small
+    one's, their difference, and how much more memory the large build's examples take.
 
   Raises:
     ValueError: on an unknown ``name``, or sizes that are not two increasing positive ints.

@@ -1,5 +1,7 @@
-"""The MT-PKDOT loss, end to end (``loss``) and its debiased solve alone (``solve``), timed
-for every implementation that is installed.
+"""The MT-PKDOT loss, end to end and its solve alone, per installed implementation.
+
+The loss end to end (``loss``) and its debiased solve alone (``solve``), timed for every
+implementation that is installed.
 
 ``loss``: ``T`` teachers and a student of ``B`` embeddings, ``k`` least-similar anchors, the
 debiased Sinkhorn divergence at ``blur``, ``scaling``, forward (``fwd``) and forward+backward

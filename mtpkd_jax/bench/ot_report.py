@@ -154,8 +154,11 @@ def _find(results, case, impl, direction, **size):
 
 
 def figures(results: list[timing.Measurement]) -> dict[str, str]:
-  """Ratios reported without a target: fused's speed-up over plain ott-jax (and GeomLoss) at
-  ``B = 128`` forward+backward, end to end and solve only."""
+  """Ratios reported without a target.
+
+  Fused's speed-up over plain ott-jax (and GeomLoss) at ``B = 128`` forward+backward, end to
+  end and solve only.
+  """
   out = {}
   for case, label in (("loss", "end to end"), ("solve", "solve only")):
     fused = _find(results, case, "fused", "fwd+bwd", B=128)

@@ -12,8 +12,13 @@ import numpy as np
 
 
 class PotSolution(NamedTuple):
-  """Attributes: ``value`` ``<π, C> + eps KL(π | a ⊗ b)``, ``linear`` ``<π, C>``, and the
-  ``iterations`` POT ran."""
+  """POT's solution of one entropic OT problem.
+
+  Attributes:
+    value: ``<π, C> + eps KL(π | a ⊗ b)``.
+    linear: ``<π, C>``.
+    iterations: the iterations POT ran.
+  """
 
   value: float
   linear: float

@@ -19,8 +19,11 @@ class _Failure:
 
 
 def peak_mib() -> float:
-  """This process's peak resident memory (Linux ``VmHWM``: reset by exec, unlike ``ru_maxrss``,
-  which a spawned child inherits from its parent's size at fork)."""
+  """This process's peak resident memory, MiB.
+
+  Linux's ``VmHWM``: reset by exec, unlike ``ru_maxrss``, which a spawned child inherits from
+  its parent's size at fork.
+  """
   for line in Path("/proc/self/status").read_text().splitlines():
     if line.startswith("VmHWM:"):
       return int(line.split()[1]) / 1024  # KiB.

@@ -107,7 +107,8 @@ def run(
     config: a features experiment config (``experiments/configs/features.py``); its file,
       modalities, methods and stage-0 schedule are set here.
     sizes: numbers of examples.
-    length, dim: the sequences' shape.
+    length: the sequences' length.
+    dim: the sequences' feature size.
     batch_size: the training batch.
     out_dir: where the files, the datasets and ``streaming.json`` go.
   """

@@ -125,8 +125,9 @@ def tracemalloc_peak(call: Callable[[], Any]) -> int:
 
 @functools.lru_cache(maxsize=4)
 def _exp_kernels(size: int) -> tuple[dict[str, Callable[[], Any]], int]:
-  """Calls of ``size`` float32 exponentials (rounded down to a square), by kind, compiled
-  once per size: ``(kind -> call, exponentials per call)``.
+  """Calls of ``size`` float32 exponentials, by kind, compiled once per size.
+
+  ``size`` is rounded down to a square; returns ``(kind -> call, exponentials per call)``.
 
   ``compute``: ``jnp.exp`` of a ``[side, side]`` array generated on the fly as an outer
   product and summed over rows, so that XLA fuses it into one loop with no memory traffic,

@@ -1,13 +1,15 @@
 """The features format: your own pre-extracted features in one ``.npz`` file.
 
-| key | shape, dtype | meaning |
-|---|---|---|
-| ``x_<modality>`` | float ``[N, d]`` or ``[N, L, d]`` | one per modality, any name (``x_face``) |
-| ``mask_<modality>`` | bool ``[N, L]``, optional | valid steps: a prefix of each row, not empty |
-| ``y`` | int ``[N]``, or float ``[N]`` / ``[N, K]`` | class index, or regression targets |
-| ``class_names`` / ``target_names`` | str ``[C]`` / ``[K]``, optional | names for the report |
-| ``subject`` | int ``[N]``, optional | subject-independent folds group by it |
-| ``split`` | str ``[N]``, optional | ``train`` / ``val`` / ``test``, used instead of folds |
+Its keys::
+
+  | key | shape, dtype | meaning |
+  |---|---|---|
+  | ``x_<modality>`` | float ``[N, d]`` or ``[N, L, d]`` | one per modality, any name (``x_face``) |
+  | ``mask_<modality>`` | bool ``[N, L]``, optional | valid steps: a prefix of each row, not empty |
+  | ``y`` | int ``[N]``, or float ``[N]`` / ``[N, K]`` | class index, or regression targets |
+  | ``class_names`` / ``target_names`` | str ``[C]`` / ``[K]``, optional | names for the report |
+  | ``subject`` | int ``[N]``, optional | subject-independent folds group by it |
+  | ``split`` | str ``[N]``, optional | ``train`` / ``val`` / ``test``, used instead of folds |
 
 The file is read with ``allow_pickle=False`` and checked before anything is built or
 trained (:func:`inspect_npz`); every problem is a ``ValueError`` naming the file, the key and
@@ -331,6 +333,7 @@ class FeaturesNpz(records.Written):
 
   @property
   def inspection(self) -> Inspection:
+    """The file's checked headers and schema (read once)."""
     if not hasattr(self, "_inspection"):
       config = self.builder_config
       self._inspection = inspect_npz(config.path, config.task)
@@ -338,6 +341,7 @@ class FeaturesNpz(records.Written):
 
   @property
   def schema(self) -> schema_lib.Schema:
+    """The dataset's schema, from the file's keys."""
     return self.inspection.schema
 
   def download_and_prepare(self) -> None:

@@ -368,9 +368,14 @@ def batches(
   A run resumed at step `s` gets exactly the batches an uninterrupted run gets from `s` on.
 
   Args:
-    table, indices, batch_size, seed, drop_remainder, num_epochs, keys: As for
-      `batch_dataset`.
+    table: As for `batch_dataset`.
+    indices: As for `batch_dataset`.
+    batch_size: As for `batch_dataset`.
+    seed: As for `batch_dataset`.
+    drop_remainder: As for `batch_dataset`.
+    num_epochs: As for `batch_dataset`.
     start_step: The first batch to yield (e.g. the step restored from a checkpoint).
+    keys: As for `batch_dataset`.
 
   Returns:
     An iterator of dicts of arrays with a leading `[batch]` axis.

@@ -122,7 +122,9 @@ class Written:
 
   @property
   def info(self) -> tfds.core.DatasetInfo:
+    """The written dataset's TFDS info (features, splits)."""
     return self._written.info
 
   def as_data_source(self, split: str):
+    """The random-access TFDS data source of ``split``."""
     return self._written.as_data_source(split=split)

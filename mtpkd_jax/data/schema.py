@@ -6,16 +6,16 @@ whether examples carry a subject id and an official split. Below ``experiments/`
 names a modality or a target: it reads them from the schema, and the config picks the roles
 (the test-time ``visual`` modality and the ``privileged`` ones) by name.
 
-Every dataset is read as the same *canonical examples* (see :mod:`mtpkd_jax.data.pipeline`):
+Every dataset is read as the same *canonical examples* (see :mod:`mtpkd_jax.data.pipeline`)::
 
-| key | per example | meaning |
-|---|---|---|
-| ``<modality>`` | the modality's ``shape`` | one per modality |
-| ``mask_<modality>`` | bool ``[L]`` | valid steps of a masked sequence modality |
-| ``y`` | int ``[]`` / float ``[K]`` | class index, or the K regression targets |
-| ``subject`` | int ``[]`` | subject id (when the dataset has subjects) |
-| ``split`` | int ``[]`` | ``SPLITS`` index (when the dataset has an official split) |
-| ``index`` | int ``[]`` | position of the example in the dataset, ``0..N-1`` |
+  | key | per example | meaning |
+  |---|---|---|
+  | ``<modality>`` | the modality's ``shape`` | one per modality |
+  | ``mask_<modality>`` | bool ``[L]`` | valid steps of a masked sequence modality |
+  | ``y`` | int ``[]`` / float ``[K]`` | class index, or the K regression targets |
+  | ``subject`` | int ``[]`` | subject id (when the dataset has subjects) |
+  | ``split`` | int ``[]`` | ``SPLITS`` index (when the dataset has an official split) |
+  | ``index`` | int ``[]`` | position of the example in the dataset, ``0..N-1`` |
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ class Schema:
 
   @property
   def names(self) -> tuple[str, ...]:
+    """The modalities' names, in order."""
     return tuple(m.name for m in self.modalities)
 
   @property
@@ -159,13 +160,16 @@ class Schema:
       )
 
   def to_json(self) -> dict[str, Any]:
+    """The schema as JSON-compatible values (``schema.json``)."""
     return dataclasses.asdict(self)
 
   @classmethod
   def from_json(cls, value: Mapping[str, Any]) -> Schema:
+    """The schema that :meth:`to_json` wrote."""
     modalities = tuple(Modality(**{**m, "shape": tuple(m["shape"])}) for m in value["modalities"])
     task = Task(value["task"]["kind"], tuple(value["task"]["names"]))
     return cls(modalities, task, value["has_subject"], value["has_split"])
 
   def fingerprint(self) -> str:
+    """A short hash of the schema's JSON: equal schemas, equal fingerprints."""
     return hashlib.sha1(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]

@@ -128,8 +128,10 @@ class SyntheticAffectConfig(tfds.core.BuilderConfig):
 
   @property
   def shapes(self) -> dict[str, tuple[int, ...]]:
-    """Per-example shapes of the modalities: `video`, `physio` and `audio`, or for
-    `"sentiment"` `text`, `audio` and `visual`."""
+    """Per-example shapes of the modalities.
+
+    `video`, `physio` and `audio`, or for `"sentiment"` `text`, `audio` and `visual`.
+    """
     if self.task == "sentiment":
       sizes = (self.text_features, self.audio_features, self.visual_features)
       return {name: (self.max_words, size) for name, size in zip(SEQUENCES, sizes, strict=True)}
@@ -141,8 +143,11 @@ class SyntheticAffectConfig(tfds.core.BuilderConfig):
 
   @property
   def schema(self) -> schema_lib.Schema:
-    """The dataset's schema: `pain` classifies `label`, `va` regresses valence and arousal,
-    `sentiment` regresses the score or classifies `label2` or `label7` (masked sequences)."""
+    """The dataset's schema.
+
+    `pain` classifies `label`, `va` regresses valence and arousal, `sentiment` regresses the
+    score or classifies `label2` or `label7` (masked sequences).
+    """
     if self.task == "sentiment":
       modalities = tuple(
         schema_lib.Modality(name, "sequence", shape, masked=True)
@@ -262,10 +267,12 @@ class SyntheticAffect(tfds.core.GeneratorBasedBuilder):
 
   @property
   def schema(self) -> schema_lib.Schema:
+    """The config's schema."""
     return self.builder_config.schema
 
   @property
   def target_keys(self) -> tuple[str, ...]:
+    """The config's target keys."""
     return self.builder_config.target_keys
 
   def _info(self) -> tfds.core.DatasetInfo:

@@ -76,8 +76,11 @@ def lexicon(rng: np.random.Generator, config: SyntheticAffectConfig) -> dict[str
 
 
 def _loadings(rng: np.random.Generator, features: int) -> np.ndarray:
-  """Random orthogonal directions of polarity and emphasis, `[features, 2]`, each of norm
-  `sqrt(features)` (a unit gain on every feature on average): every seed is as hard."""
+  """Random orthogonal directions of polarity and emphasis, `[features, 2]`.
+
+  Each of norm `sqrt(features)` (a unit gain on every feature on average): every seed is as
+  hard.
+  """
   directions, _ = np.linalg.qr(rng.normal(size=(features, 2)))
   return directions * np.sqrt(features)
 

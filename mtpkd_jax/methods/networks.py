@@ -55,6 +55,12 @@ class Unimodal(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(outputs [B, C], tokens [B, L, d])``.
+
+    Args:
+      x: the modality's input batch (a dict ``{"x", "mask"}`` for a masked sequence).
+      train: train mode (dropout, batch statistics).
+    """
     tokens = call_encoder(self.encoder, x, train)
     return models.Head(self.num_outputs, name="head")(tokens.mean(axis=1)), tokens
 
@@ -80,6 +86,7 @@ class JointTeacher(nn.Module):
   encoders: Sequence[nn.Module] = ()
 
   def setup(self):
+    """Builds the fusion block and one T-Net per privileged modality."""
     self.fusion = models.FusionBlock(
       self.num_outputs, dropout_rate=self.dropout_rate, modality_dropout=self.modality_dropout
     )

@@ -83,7 +83,7 @@ def encoder(arch: str, **kwargs) -> nn.Module:
 
 
 def torch_name(path: tuple[str, ...], factorized: bool) -> str:
-  """torchvision's state-dict name of the Flax leaf at `path` (collection left out).
+  """The torchvision state-dict name of the Flax leaf at `path` (collection left out).
 
   Args:
     path: e.g. `("stages", "stage2_block1", "conv1", "spatial", "kernel")`.
@@ -118,12 +118,12 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str) -> dict:
   """The encoder variables of a torchvision `arch` state dict.
 
   Args:
-    state_dict: torchvision's names to arrays, e.g. `{k: v.numpy() for k, v in
-      torch.load(path, weights_only=True).items()}`.
+    state_dict: torchvision's names to arrays, e.g. the items of
+      `torch.load(path, weights_only=True)`, each converted with `v.numpy()`.
     arch: `r3d_18` or `r2plus1d_18`.
 
   Returns:
-    `{"params": ..., "batch_stats": ...}` of `encoder(arch)`, float32 NumPy arrays.
+    ``{"params": ..., "batch_stats": ...}`` of `encoder(arch)`, float32 NumPy arrays.
 
   Raises:
     ValueError: Naming every missing, unexpected and mis-shaped entry, if the state dict

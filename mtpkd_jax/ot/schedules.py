@@ -49,10 +49,12 @@ class Fixed:
 
   @property
   def max_iterations(self) -> int:
+    """The most Sinkhorn iterations the schedule runs: ``iterations``."""
     return self.iterations
 
   @property
   def target_epsilon(self) -> float:
+    """The epsilon of the returned plan and value: ``epsilon``."""
     return self.epsilon
 
 
@@ -78,6 +80,7 @@ class Tolerance:
 
   @property
   def target_epsilon(self) -> float:
+    """The epsilon of the returned plan and value: ``epsilon``."""
     return self.epsilon
 
 
@@ -134,6 +137,7 @@ class Anneal:
 
   @property
   def target_epsilon(self) -> float:
+    """The epsilon of the returned plan and value: ``blur²``."""
     return self.blur**2
 
   def num_steps(self, diameter: jnp.ndarray, truncate: bool = False) -> jnp.ndarray:

@@ -1,6 +1,6 @@
 """Per-stage checkpoints with orbax: resume, best-on-validation copy and the stage output.
 
-Layout of one stage (each leaf directory is an orbax `CheckpointManager` of step folders):
+Layout of one stage (each leaf directory is an orbax `CheckpointManager` of step folders)::
 
     <workdir>/<stage>/
       checkpoints/<step>/state/     the full TrainState tree (step, params, batch_stats,
@@ -304,7 +304,7 @@ def load_stage_output(
     workdir: Root directory of the experiment.
     stage: Name of the stage to load, e.g. `"backbone_visual"`.
     target: Optional `{"params": ..., "batch_stats": ...}` of arrays or
-      `jax.ShapeDtypeStruct`s giving the structure, dtypes and shardings to restore into.
+      `jax.ShapeDtypeStruct` values giving the structure, dtypes and shardings to restore into.
       Without it, arrays are restored onto the first device (with several processes,
       replicated on every device of every process); read from disk once per process and
       written output, kept in host memory, and put on the devices anew by every load.

@@ -11,7 +11,7 @@ from mtpkd_jax.train import distributed
 
 
 def _import_summary_writer():
-  """tensorboardX's ``SummaryWriter``, imported without PyTorch.
+  """Imports tensorboardX's ``SummaryWriter`` without PyTorch.
 
   tensorboardX imports torch whenever it is installed, only to accept torch tensors; these
   writers pass floats. Left alone, every training process in an environment that has torch

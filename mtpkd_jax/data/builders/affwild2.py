@@ -49,14 +49,15 @@ INVALID = -5.0
 
 @dataclasses.dataclass(eq=False)
 class Affwild2Config(base.ManualConfig):
-  """Attributes:
+  """The Aff-Wild2 builder's settings.
 
-  clip_length: frames per clip.
-  clip_stride: frames between clip starts.
-  image_size: frames are resized to ``image_size`` x ``image_size`` (the crops are 112).
-  audio_rate: the audio is resampled to this rate, Hz.
-  window_s: the log-mel window, seconds.
-  n_mels: mel bands.
+  Attributes:
+    clip_length: frames per clip.
+    clip_stride: frames between clip starts.
+    image_size: frames are resized to ``image_size`` x ``image_size`` (the crops are 112).
+    audio_rate: the audio is resampled to this rate, Hz.
+    window_s: the log-mel window, seconds.
+    n_mels: mel bands.
   """
 
   clip_length: int = 8
@@ -68,6 +69,7 @@ class Affwild2Config(base.ManualConfig):
 
   @property
   def n_fft(self) -> int:
+    """Samples per log-mel window."""
     return round(self.window_s * self.audio_rate)
 
 
@@ -89,6 +91,7 @@ Aff-Wild2 is licensed: request it from the ABAW organisers
 
   @classmethod
   def write_dummy(cls, root: Path, config: Affwild2Config) -> None:
+    """Writes dummy files in Aff-Wild2's layout under ``root`` (for tests and smoke runs)."""
     from mtpkd_jax.data.builders.dummy import affwild2 as dummy
 
     dummy.write(root)

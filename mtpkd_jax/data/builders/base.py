@@ -84,8 +84,10 @@ class Plan:
 
 
 def _canonical(value: Any, like: Any) -> Any:
-  """``value`` in the form of ``like``, the value its field holds: a list as the tuple the
-  field holds, an int as a float where the field holds a float."""
+  """``value`` in the form of ``like``, the value its field holds.
+
+  A list as the tuple the field holds, an int as a float where the field holds a float.
+  """
   if isinstance(like, tuple) and isinstance(value, list | tuple):
     if len(like) != len(value):
       # A tuple of any length (`tuple[str, ...]`): its items are alike, and when it is empty
@@ -159,6 +161,7 @@ class ManualBuilder(records.Written):
 
   @property
   def full_name(self) -> str:
+    """``<name>/<config name>``, as TFDS names a builder."""
     return f"{self.name}/{self.builder_config.name}"
 
   @property

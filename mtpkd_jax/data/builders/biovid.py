@@ -43,16 +43,17 @@ SAMPLE = re.compile(r"(?P<subject>[^-]+)-(?P<level>BL1|PA[1-4])-\d{3}")
 
 @dataclasses.dataclass(eq=False)
 class BiovidConfig(base.ManualConfig):
-  """Attributes:
+  """The BioVid builder's settings.
 
-  part: ``"a"`` or ``"b"``.
-  classes: the pain levels kept, in class order (e.g. ``("BL1", "PA4")``).
-  num_frames: frames per clip, taken evenly from ``frame_window``.
-  frame_window: first and last frame (0-based, inclusive) to sample from.
-  image_size: frames are resized to ``image_size`` x ``image_size``.
-  signals: ``"filtered"`` (``biosignals_filtered``) or ``"raw"`` (``biosignals_raw``).
-  channels: biosignal columns kept; ``()`` for the part's (``CHANNELS``).
-  signal_window: ``(start, stop)`` seconds of the biosignals kept.
+  Attributes:
+    part: ``"a"`` or ``"b"``.
+    classes: the pain levels kept, in class order (e.g. ``("BL1", "PA4")``).
+    num_frames: frames per clip, taken evenly from ``frame_window``.
+    frame_window: first and last frame (0-based, inclusive) to sample from.
+    image_size: frames are resized to ``image_size`` x ``image_size``.
+    signals: ``"filtered"`` (``biosignals_filtered``) or ``"raw"`` (``biosignals_raw``).
+    channels: biosignal columns kept; ``()`` for the part's (``CHANNELS``).
+    signal_window: ``(start, stop)`` seconds of the biosignals kept.
   """
 
   part: str = "a"
@@ -66,15 +67,18 @@ class BiovidConfig(base.ManualConfig):
 
   @property
   def channel_names(self) -> tuple[str, ...]:
+    """The biosignal columns kept, in order."""
     return tuple(self.channels) or CHANNELS[self.part]
 
   @property
   def frame_indices(self) -> np.ndarray:
+    """The frames of a clip: ``num_frames`` indices spread evenly over ``frame_window``."""
     first, last = self.frame_window
     return np.round(np.linspace(first, last, self.num_frames)).astype(np.int64)
 
   @property
   def signal_rows(self) -> tuple[int, int]:
+    """``signal_window`` in rows of the biosignal files: ``(start, stop)``."""
     return round(self.signal_window[0] * RATE), round(self.signal_window[1] * RATE)
 
 
@@ -105,6 +109,7 @@ down, `PartA/` (or `PartB/`; any case) with `video/<subject>/<sample>.mp4`,
 
   @classmethod
   def write_dummy(cls, root: Path, config: BiovidConfig) -> None:
+    """Writes dummy files in BioVid's layout under ``root`` (for tests and smoke runs)."""
     from mtpkd_jax.data.builders.dummy import biovid as dummy
 
     dummy.write(root, part=config.part, classes=config.classes)

@@ -56,6 +56,7 @@ def _search(root: Path, names: Sequence[str], depth: int, want_dir: bool) -> Pat
 
 
 def describe(names: Sequence[str]) -> str:
+  """``names`` for a message: ``'a' or 'b'``."""
   return " or ".join(repr(n) for n in names)
 
 

@@ -64,14 +64,15 @@ PICKLE_KEYS = {"text": "text", "audio": "audio", "visual": "vision"}  # Role -> 
 
 @dataclasses.dataclass(eq=False)
 class MosiConfig(base.ManualConfig):
-  """Attributes:
+  """The CMU-MOSI builder's settings.
 
-  task: ``sentiment`` (regression of the score) or ``binary`` (negative vs non-negative).
-  visual: the visual features, a key of ``VISUAL``.
-  max_words: words per segment kept from the ``.csd`` (the rest cut), masked; a pickle's
-    sequences keep their own lengths.
-  pickle: a MulT / MMSA pickle (path under ``manual_dir``) to read instead of the ``.csd``.
-  allow_pickle: read ``pickle`` (unpickling runs code: only for files you trust).
+  Attributes:
+    task: ``sentiment`` (regression of the score) or ``binary`` (negative vs non-negative).
+    visual: the visual features, a key of ``VISUAL``.
+    max_words: words per segment kept from the ``.csd`` (the rest cut), masked; a pickle's
+      sequences keep their own lengths.
+    pickle: a MulT / MMSA pickle (path under ``manual_dir``) to read instead of the ``.csd``.
+    allow_pickle: read ``pickle`` (unpickling runs code: only for files you trust).
   """
 
   task: str = "sentiment"
@@ -105,6 +106,7 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
 
   @classmethod
   def write_dummy(cls, root: Path, config: MosiConfig) -> None:
+    """Writes dummy files in CMU-MOSI's layout under ``root`` (for tests and smoke runs)."""
     from mtpkd_jax.data.builders.dummy import mosi as dummy
 
     dummy.write(root)

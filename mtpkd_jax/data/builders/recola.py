@@ -44,14 +44,15 @@ _ID = re.compile(r"^(train|dev)_(\d+)$")
 
 @dataclasses.dataclass(eq=False)
 class RecolaConfig(base.ManualConfig):
-  """Attributes:
+  """The RECOLA builder's settings.
 
-  dimension: the target, ``arousal`` or ``valence`` (its feature folders are used).
-  modalities: the feature sets, keys of ``FOLDERS``.
-  window: frames per example (40 ms each).
-  stride: frames between window starts.
-  label_delay: frames the gold standard lags the features by (annotators' reaction time):
-    features at frame ``t`` are paired with the gold standard at ``t + label_delay``.
+  Attributes:
+    dimension: the target, ``arousal`` or ``valence`` (its feature folders are used).
+    modalities: the feature sets, keys of ``FOLDERS``.
+    window: frames per example (40 ms each).
+    stride: frames between window starts.
+    label_delay: frames the gold standard lags the features by (annotators' reaction time):
+      features at frame ``t`` are paired with the gold standard at ``t + label_delay``.
   """
 
   dimension: str = "arousal"
@@ -80,6 +81,7 @@ organisers (https://diuf.unifr.ch/main/diva/recola/). Unpack it so that the fold
 
   @classmethod
   def write_dummy(cls, root: Path, config: RecolaConfig) -> None:
+    """Writes dummy files in RECOLA's layout under ``root`` (for tests and smoke runs)."""
     from mtpkd_jax.data.builders.dummy import recola as dummy
 
     dummy.write(root)

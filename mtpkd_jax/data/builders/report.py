@@ -67,6 +67,7 @@ class BuildReport:
   repaired: list[dict] = dataclasses.field(default_factory=list)
 
   def skip(self, unit: str, error: BadFile) -> None:
+    """Lists a unit left out because a file of it is bad; it counts toward the bad fraction."""
     self.skipped.append({"unit": unit, "path": error.path, "reason": error.reason})
 
   def drop(self, example: str, path: str | Path, reason: str) -> None:
@@ -78,6 +79,7 @@ class BuildReport:
     self.excluded.append({"unit": unit, "path": str(path), "reason": reason})
 
   def repair(self, unit: str, path: str | Path, reason: str) -> None:
+    """Lists a file read despite a fault the builder worked around; it is not counted as bad."""
     self.repaired.append({"unit": unit, "path": str(path), "reason": reason})
 
   def summary(self) -> str:
@@ -135,4 +137,5 @@ class BuildReport:
         )
 
   def write(self, path: str | Path) -> None:
+    """Writes the report to ``path`` as JSON."""
     Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=1))

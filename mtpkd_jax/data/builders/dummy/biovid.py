@@ -68,7 +68,8 @@ def write(
     subjects: number of subjects.
     samples_per_class: samples per subject and level.
     frames: frames per video (the release has 138; the default window needs 71).
-    width, height: video size (the release: 1388 x 1038).
+    width: video width (the release: 1388).
+    height: video height (the release: 1038).
     samples_csv: ``"root"``, ``"starting_point"`` or ``""`` (no index file).
     nest: unzipped twice: ``video/video/`` and ``biosignals_filtered/biosignals_filtered/``.
     seed: the random seed.

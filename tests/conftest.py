@@ -49,6 +49,7 @@ SLOWEST_FILES = (
   "models/sequence_test.py",  # 41
   "train/multihost_test.py",  # 38
   "ot/sinkhorn_test.py",  # 34
+  "bench/input_speed_test.py",  # 34
   "ot/divergence_test.py",  # 30
   "experiments/bench_ot_test.py",  # 28
   "models/fusion_test.py",  # 22

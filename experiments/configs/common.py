@@ -29,6 +29,9 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   c.data_dir = config_dict.placeholder(str)  # None: TFDS's default (~/tensorflow_datasets).
   # Read every example into memory (True), stream it from disk (False), or decide by size.
   c.in_memory = config_dict.placeholder(bool)
+  # Processes a build of a licensed dataset (on first use) decodes its units in; None: a core
+  # each. The dataset is the same whatever the number (experiments.build_dataset --num_workers).
+  c.build_workers = config_dict.placeholder(int)
   c.methods = ("joint_teacher", "visual_only", "pkd", "pkdot", "mt_pkdot")
   c.baseline = "visual_only"
   # CMKT's strong modality, one of `privileged`; None: the first privileged one. Its weak

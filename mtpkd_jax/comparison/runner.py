@@ -231,7 +231,9 @@ def open_dataset(config: ml_collections.ConfigDict) -> pipeline.Dataset:
   args = (config.dataset, config.data_dir, options.to_dict() if options else None)
   # Process 0 builds the dataset, if needed, before the others open it.
   if distributed.is_main():
-    dataset = pipeline.open_dataset(*args, in_memory=config.get("in_memory"))
+    dataset = pipeline.open_dataset(
+      *args, in_memory=config.get("in_memory"), num_workers=config.get("build_workers")
+    )
   distributed.barrier("dataset_built")
   if not distributed.is_main():
     dataset = pipeline.open_dataset(*args, in_memory=config.get("in_memory"))

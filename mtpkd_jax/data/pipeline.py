@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent import futures
 from typing import Any
 
 import grain
@@ -24,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from mtpkd_jax.data import features, synthetic_affect
+from mtpkd_jax.data import features, records, synthetic_affect
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.data.builders import affwild2, base, biovid, mosi, recola, report
@@ -40,6 +41,8 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
 }
 # Datasets whose examples take at most this many bytes are read into memory by default.
 IN_MEMORY_BYTES = 1 << 30
+# Batches read ahead, in as many threads, while training uses one (see `ReadAhead`).
+READ_AHEAD = 2
 
 
 def _resolve(
@@ -180,6 +183,7 @@ def open_dataset(
   *,
   in_memory: bool | None = None,
   chunk_size: int = 256,
+  num_workers: int | None = None,
 ) -> Dataset:
   """Builds a dataset if needed and opens it for random access.
 
@@ -194,6 +198,8 @@ def open_dataset(
     in_memory: read every example into memory (fast for small data); ``None`` does so when
       the examples take less than ``IN_MEMORY_BYTES``. Both give identical tables.
     chunk_size: examples read at once.
+    num_workers: processes a build of a licensed dataset loads its units in (``None``: one
+      per core; see ``ManualBuilder.download_and_prepare``); other builds ignore it.
 
   Returns:
     The :class:`Dataset`, examples in ``index`` order. A build that skipped, dropped or repaired
@@ -203,12 +209,16 @@ def open_dataset(
     ValueError: as `builder`, or on a dataset whose file fails its checks.
   """
   dataset_builder = builder(name, data_dir, overrides)
-  built = dataset_builder.download_and_prepare()
+  if isinstance(dataset_builder, base.ManualBuilder):
+    built = dataset_builder.download_and_prepare(num_workers=num_workers)
+  else:
+    built = dataset_builder.download_and_prepare()
   if built is not None and (built.skipped or built.dropped or built.repaired):
     # Training builds on first use, where no one reads the JSON report: say what was lost.
     logging.warning("%s\nReport: %s", built.summary(), dataset_builder.report_path)
   schema = dataset_builder.schema
-  source = dataset_builder.as_data_source(split="train")
+  # Decoding only the features read (`records.Source`), else with TFDS's data source.
+  source = records.Source.of(dataset_builder) or dataset_builder.as_data_source(split="train")
   features_info = dataset_builder.info.features
   dtypes = {key: features_info[key].np_dtype for key in features_info}
   convert = _converter(schema, dataset_builder.target_keys, dtypes)
@@ -362,6 +372,7 @@ def batches(
   num_epochs: int | None = 1,
   start_step: int = 0,
   keys: Sequence[str] | None = None,
+  read_ahead: int = READ_AHEAD,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Iterates over batches `start_step, start_step + 1, ...` of `batch_dataset`.
 
@@ -376,6 +387,8 @@ def batches(
     num_epochs: As for `batch_dataset`.
     start_step: The first batch to yield (e.g. the step restored from a checkpoint).
     keys: As for `batch_dataset`.
+    read_ahead: Batches read ahead in as many threads while one is used (`0`: each read
+      when asked for); the batches are the same.
 
   Returns:
     An iterator of dicts of arrays with a leading `[batch]` axis.
@@ -394,5 +407,44 @@ def batches(
     num_epochs=num_epochs,
     keys=keys,
   )
-  options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+  options = grain.ReadOptions(num_threads=read_ahead, prefetch_buffer_size=read_ahead)
   return iter(dataset[start_step:].to_iter_dataset(options))
+
+
+class ReadAhead:
+  """`step -> batch` of a `batch_dataset`, the next batches read in threads meanwhile.
+
+  Training asks for batch `s` while the device runs step `s - 1`; the batches `s + 1` to
+  `s + depth` are then being read in `depth` threads, so a step waits for a read only when
+  reading is slower than the device. A batch is a pure function of its step, so the
+  batches are exactly those of `dataset[s]` in any order of asking (a resumed run included);
+  a step asked for out of turn is read then.
+
+  Args:
+    dataset: The batches (`batch_dataset`).
+    depth: Batches read ahead; `0` reads each batch when asked for.
+
+  Raises:
+    ValueError: on a negative `depth`.
+  """
+
+  def __init__(self, dataset: grain.MapDataset, depth: int = READ_AHEAD):
+    if depth < 0:
+      raise ValueError(f"`depth` must be non-negative, got {depth}.")
+    self._dataset, self._depth = dataset, depth
+    self._pending: dict[int, futures.Future] = {}
+    # Idle threads end when the executor is garbage collected with this object.
+    self._executor = futures.ThreadPoolExecutor(depth, "read-ahead") if depth else None
+
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
+    """Batch `step` of the dataset."""
+    if self._executor is None:
+      return self._dataset[step]
+    ahead = range(step + 1, min(step + 1 + self._depth, len(self._dataset)))
+    for stale in [s for s in self._pending if s != step and s not in ahead]:
+      self._pending.pop(stale).cancel()
+    for s in ahead:
+      if s not in self._pending:
+        self._pending[s] = self._executor.submit(self._dataset.__getitem__, s)
+    future = self._pending.pop(step, None)
+    return self._dataset[step] if future is None else future.result()

@@ -12,12 +12,15 @@ records keep their order (record ``i`` is example ``i``); no TensorFlow is neede
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow_datasets as tfds
 from array_record.python import array_record_module
+from tensorflow_datasets.proto import tf_example_generated_pb2 as tf_example_pb2
 
 _TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 
@@ -128,3 +131,101 @@ class Written:
   def as_data_source(self, split: str):
     """The random-access TFDS data source of ``split``."""
     return self._written.as_data_source(split=split)
+
+
+class Source:
+  """Random access to a split's records, each feature decoded only when it is read.
+
+  TFDS's data source decodes every feature of every record it reads, copying each array
+  twice; training reads a few columns (a clip and its label, not the signals) of each
+  batch. Here a record is parsed (``tf.train.Example``, TFDS's own proto, no TensorFlow)
+  and a feature decoded when asked for: a fixed-shape array stored as bytes is a view of
+  them (``np.frombuffer``), the values TFDS's decoder gives (tests compare the two).
+  :meth:`of` gives one for datasets whose features are all such tensors or text, ``None``
+  otherwise (read them with TFDS's data source).
+
+  Args:
+    directory: the dataset's version folder.
+    features: its features (``info.features``).
+    split: the split's info (file names and shard lengths, in order).
+  """
+
+  def __init__(
+    self, directory: str | Path, features: tfds.features.FeaturesDict, split: tfds.core.SplitInfo
+  ):
+    self._paths = [str(Path(directory) / name) for name in split.filenames]
+    self._ends = np.cumsum(split.shard_lengths)
+    self._features = dict(features.items())
+    self._readers: list = [None] * len(self._paths)
+    self._lock = threading.Lock()
+
+  @classmethod
+  def of(cls, builder: tfds.core.DatasetBuilder, split: str = "train") -> Source | None:
+    """The source of a built dataset's ``split``, or ``None`` if a feature is not plain."""
+    features = builder.info.features
+    if not all(_plain(feature) for feature in features.values()):
+      return None
+    return cls(builder.data_dir, features, builder.info.splits[split])
+
+  def __len__(self) -> int:
+    return int(self._ends[-1]) if len(self._ends) else 0
+
+  def _reader(self, shard: int):
+    with self._lock:  # Opened once, by one thread; array_record's readers are thread-safe.
+      if self._readers[shard] is None:
+        self._readers[shard] = array_record_module.ArrayRecordReader(self._paths[shard])
+      return self._readers[shard]
+
+  def __getitems__(self, positions: Sequence[int]) -> list[Mapping[str, Any]]:
+    """The records at ``positions`` (any order), as mappings decoding a feature when read."""
+    positions = np.asarray(positions, np.int64)
+    if positions.size and not (0 <= positions.min() and positions.max() < len(self)):
+      raise IndexError(f"Record positions must be in [0, {len(self)}), got {positions}.")
+    shards = np.searchsorted(self._ends, positions, side="right")
+    records: list = [None] * len(positions)
+    for shard in np.unique(shards):
+      mine = np.flatnonzero(shards == shard)
+      start = self._ends[shard - 1] if shard else 0
+      raw = self._reader(shard).read((positions[mine] - start).tolist())
+      for i, data in zip(mine, raw, strict=True):
+        records[i] = _Record(tf_example_pb2.Example.FromString(data), self._features)
+    return records
+
+
+def _plain(feature: tfds.features.FeatureConnector) -> bool:
+  """A fixed-shape tensor stored as values or bytes, or text: what :class:`Source` decodes."""
+  if isinstance(feature, tfds.features.Text):
+    return True
+  encoding = getattr(feature, "_encoding", None)
+  return (
+    type(feature) is tfds.features.Tensor
+    and None not in feature.shape
+    and (
+      encoding == tfds.features.Encoding.BYTES
+      # TFDS stores uint64 values bitcast to int64.
+      or (encoding == tfds.features.Encoding.NONE and feature.np_dtype != np.uint64)
+    )
+  )
+
+
+class _Record(Mapping):
+  """A parsed record; ``record[key]`` decodes that feature as TFDS's NumPy decoder does."""
+
+  def __init__(self, example, features: Mapping[str, tfds.features.FeatureConnector]):
+    self._values, self._features = example.features.feature, features
+
+  def __getitem__(self, key: str) -> Any:
+    feature, value = self._features[key], self._values[key]
+    if isinstance(feature, tfds.features.Text):
+      return value.bytes_list.value[0]
+    if feature._encoding == tfds.features.Encoding.BYTES:  # noqa: SLF001
+      return np.frombuffer(value.bytes_list.value[0], feature.np_dtype).reshape(feature.shape)
+    values = getattr(value, value.WhichOneof("kind")).value
+    array = np.array(values, feature.np_dtype)
+    return array.reshape(feature.shape) if feature.shape else array.item()
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self._features)
+
+  def __len__(self) -> int:
+    return len(self._features)

@@ -102,7 +102,7 @@ def fit(
       stage=stage,
       workdir=workdir,
       mesh=mesh,
-      batch_for_step=dataset.__getitem__,
+      batch_for_step=pipeline.ReadAhead(dataset),
       num_steps=epochs * epoch_steps,
       rng=rng,
       frozen=frozen,

@@ -230,3 +230,30 @@ def test_process_shards_are_the_blocks_of_the_one_process_batches():
 def test_shards_that_do_not_split_every_batch_raise(kwargs):
   with pytest.raises(ValueError, match="num_shards"):
     pipeline.batch_dataset(ARRAYS, INDICES, batch_size=8, seed=0, **kwargs)
+
+
+def test_read_ahead_changes_no_batch(tiny_dir):
+  # Streamed from the array_record files: the reads ahead run in threads on the one source.
+  streamed = pipeline.open_dataset("synthetic_affect/tiny", tiny_dir, in_memory=False)
+  kwargs = dict(batch_size=4, seed=7, drop_remainder=True)
+  indices = np.arange(3, 40)
+  dataset = pipeline.batch_dataset(streamed.table, indices, num_epochs=None, **kwargs)
+  read_ahead = pipeline.ReadAhead(dataset, depth=3)
+  # In turn, then a resume (back to 2), a jump ahead and a step asked for twice.
+  steps = [*range(12), 2, 3, 4, 30, 31, 31, 5]
+  for step in steps:
+    got, expected = read_ahead(step), dataset[step]
+    assert got.keys() == expected.keys()
+    for key in got:
+      np.testing.assert_array_equal(got[key], expected[key], err_msg=f"step {step}: {key}")
+  plain = pipeline.batches(streamed.table, indices, num_epochs=3, read_ahead=0, **kwargs)
+  ahead = pipeline.batches(streamed.table, indices, num_epochs=3, read_ahead=3, **kwargs)
+  for a, b in zip(plain, ahead, strict=True):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_negative_read_ahead_is_named():
+  dataset = pipeline.batch_dataset(ARRAYS, INDICES, batch_size=4, seed=0, drop_remainder=True)
+  with pytest.raises(ValueError, match="`depth` must be non-negative"):
+    pipeline.ReadAhead(dataset, depth=-1)

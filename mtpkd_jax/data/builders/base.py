@@ -26,6 +26,7 @@ built with ``experiments/build_dataset.py --options`` is the one training finds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shlex
@@ -40,8 +41,8 @@ import tqdm
 from mtpkd_jax.data import features as features_lib
 from mtpkd_jax.data import records
 from mtpkd_jax.data import schema as schema_lib
-from mtpkd_jax.data.builders import files
-from mtpkd_jax.data.builders.report import BadFile, BuildReport
+from mtpkd_jax.data.builders import files, workers
+from mtpkd_jax.data.builders.report import BuildReport
 
 ConfigT = TypeVar("ConfigT", bound=tfds.core.BuilderConfig)
 VERSION = "1.0.0"
@@ -252,20 +253,29 @@ class ManualBuilder(records.Written):
       self._cached_plan = self._scan(manual_dir)
     return self._cached_plan
 
-  def download_and_prepare(self, *, progress: bool = False) -> BuildReport | None:
+  def download_and_prepare(
+    self, *, progress: bool = False, num_workers: int | None = None
+  ) -> BuildReport | None:
     """Builds the dataset once; returns the build's report (``None`` if already built).
 
     Args:
       progress: show a progress bar over the units.
+      num_workers: processes loading units at once (:mod:`~.workers`); ``None`` for as
+        many as this process may use cores, ``1`` for this process alone. The dataset and
+        the report are the same, byte for byte, whatever the number. With more than one,
+        a script must start from ``if __name__ == "__main__":`` (the workers import its
+        main module, as any ``multiprocessing`` program's do).
 
     Raises:
       MissingFilesError: naming what was expected where, with the download instructions.
       TooManyBadFilesError: when more than ``max_bad_fraction`` of the units were skipped
         or of the examples dropped, or (``NoExampleWrittenError``) when no example was
         written (no dataset is written; the report is).
+      ValueError: on a ``num_workers`` that is not a positive integer or ``None``.
     """
     if self._is_built():
       return None
+    num_workers = workers.check_count(num_workers)
     plan = self._plan()
     feature_dict = features_lib.canonical_features(plan.schema)
     feature_dict |= {key: tfds.features.Text() for key in ID_FEATURES} | plan.extra
@@ -275,7 +285,7 @@ class ManualBuilder(records.Written):
         self.data_dir,
         self.name,
         tfds.features.FeaturesDict(feature_dict),
-        self._examples(plan, report, progress),
+        self._examples(plan, report, progress, num_workers),
         description=f"{self.full_name} from {self.manual_dir}",
         files={_SCHEMA: json.dumps(plan.schema.to_json())},
       )
@@ -284,19 +294,27 @@ class ManualBuilder(records.Written):
       report.write(self.report_path)
     return report
 
-  def _examples(self, plan: Plan, report: BuildReport, progress: bool) -> Iterator[dict]:
-    bar = tqdm.tqdm(plan.units, desc=self.full_name, unit="unit", disable=not progress)
-    for unit, load in bar:
-      report.units += 1
-      try:
-        examples = iter(load(report))
-        example = next(examples, None)
-      except BadFile as error:
-        report.skip(unit, error)
-        continue
-      # One example referenced at a time (none kept for the unit), so memory stays flat.
-      while example is not None:
-        yield example | {"index": np.int64(report.examples)}
+  def _examples(
+    self, plan: Plan, report: BuildReport, progress: bool, num_workers: int
+  ) -> Iterator[dict]:
+    bar = tqdm.tqdm(total=len(plan.units), desc=self.full_name, unit="unit", disable=not progress)
+    make_units = functools.partial(
+      _units, type(self), self.builder_config, self._root, self._manual_dir
+    )
+    results = workers.unit_results(
+      make_units, plan.units, self.full_name, num_workers, preload=[type(self).__module__]
+    )
+    for kind, value in results:
+      if kind == "example":
+        yield value | {"index": np.int64(report.examples)}
         report.examples += 1
-        example = next(examples, None)
+      else:
+        report.add(value)
+        bar.update()
+    bar.close()
     report.check()
+
+
+def _units(cls: type[ManualBuilder], config, root: Path, manual_dir: Path | None) -> list:
+  """The units of a build, scanned anew (in a build's worker process)."""
+  return cls(config=config, data_dir=root, manual_dir=manual_dir)._plan().units

@@ -21,7 +21,13 @@ _WINDOWS = 256  # Log-mel windows transformed at once.
 
 
 def video_frames(path: Path, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
-  """Frames ``indices`` (0-based, decoding order) of a video, resized, RGB.
+  """Frames ``indices`` (0-based, in presentation order) of a video, resized, RGB.
+
+  Only what is kept is decoded: the decoder seeks to the keyframe at or before the first
+  wanted frame and decodes forward to the last, with FFmpeg's own threads; each kept frame
+  is converted and resized once. Frame numbers come from the timestamps at the container's
+  constant frame rate; a video whose timestamps do not number its frames one by one (a
+  variable frame rate, a seek that lands past the frame) is decoded from its first frame.
 
   Args:
     path: the video file.
@@ -35,21 +41,76 @@ def video_frames(path: Path, indices: Sequence[int], size: tuple[int, int]) -> n
     BadFile: if the file cannot be decoded or has fewer frames than ``max(indices) + 1``.
   """
   wanted = sorted(set(int(i) for i in indices))
-  frames: dict[int, np.ndarray] = {}
   try:
-    with av.open(str(path)) as container:
-      if not container.streams.video:
-        raise BadFile(path, "no video stream")
-      for number, frame in enumerate(container.decode(video=0)):
-        if number in wanted:
-          frames[number] = frame.to_ndarray(width=size[1], height=size[0], format="rgb24")
-        if number >= wanted[-1]:
-          break
+    frames = _frames(path, wanted, size, seek=True)
+    if frames is None:
+      frames = _frames(path, wanted, size, seek=False)
   except (av.FFmpegError, OSError) as error:
     raise BadFile(path, f"unreadable video ({error})") from None
   if len(frames) < len(wanted):
     raise BadFile(path, f"has {len(frames) and max(frames) + 1} frames, needs {wanted[-1] + 1}")
   return np.stack([frames[int(i)] for i in indices])
+
+
+def _frames(path: Path, wanted: list[int], size, seek: bool) -> dict[int, np.ndarray] | None:
+  """The ``wanted`` frames (sorted) of the file, by number; ``None`` where the seek failed."""
+  with av.open(str(path)) as container:
+    if not container.streams.video:
+      raise BadFile(path, "no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if seek and wanted[0]:
+      return _seek_and_decode(container, stream, wanted, size)
+    return _decode(enumerate(container.decode(stream)), wanted, size)
+
+
+def _decode(numbered, wanted: list[int], size: tuple[int, int]) -> dict[int, np.ndarray]:
+  """The wanted frames of ``(number, frame)`` pairs, converted; stops after the last."""
+  frames = {}
+  for number, frame in numbered:
+    if number in wanted:
+      frames[number] = frame.to_ndarray(width=size[1], height=size[0], format="rgb24")
+    if number >= wanted[-1]:
+      break
+  return frames
+
+
+def _seek_and_decode(container, stream, wanted: list[int], size) -> dict[int, np.ndarray] | None:
+  """The wanted frames, decoded from the keyframe before the first; ``None`` if not possible.
+
+  Not possible: no frame rate or time base, a frame count that is not the duration at that
+  rate, or timestamps that do not number the frames one by one (each decoded frame one
+  after the previous, the first at or before the first wanted frame).
+  """
+  rate, base = stream.average_rate, stream.time_base
+  if not rate or not base:
+    return None
+  if stream.frames and stream.duration and stream.frames != round(stream.duration * base * rate):
+    return None  # The container's frame count is not its duration at the average rate.
+  start = stream.start_time or 0
+  container.seek(start + int(wanted[0] / rate / base), stream=stream, backward=True)
+
+  def numbered():
+    previous = None
+    for frame in container.decode(stream):
+      if frame.pts is None:
+        raise _Unnumbered
+      number = round((frame.pts - start) * base * rate)
+      if (previous is None and number > wanted[0]) or (
+        previous is not None and number != previous + 1
+      ):
+        raise _Unnumbered
+      previous = number
+      yield number, frame
+
+  try:
+    return _decode(numbered(), wanted, size)
+  except _Unnumbered:
+    return None
+
+
+class _Unnumbered(Exception):  # noqa: N818  (a signal inside this module, never raised out)
+  """The timestamps after a seek do not number the frames one by one."""
 
 
 def video_rate(path: Path) -> float:

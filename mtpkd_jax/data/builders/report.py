@@ -32,6 +32,10 @@ class BadFile(Exception):  # noqa: N818  (a unit's verdict, raised to skip it)
     super().__init__(f"{path}: {reason}")
     self.path, self.reason = str(path), reason
 
+  def __reduce__(self):
+    """Pickles it with its two arguments (a build's worker hands it to the build)."""
+    return type(self), (self.path, self.reason)
+
 
 class TooManyBadFilesError(ValueError):
   """More than the allowed fraction of a build's units were skipped or examples dropped."""
@@ -81,6 +85,12 @@ class BuildReport:
   def repair(self, unit: str, path: str | Path, reason: str) -> None:
     """Lists a file read despite a fault the builder worked around; it is not counted as bad."""
     self.repaired.append({"unit": unit, "path": str(path), "reason": reason})
+
+  def add(self, unit: BuildReport) -> None:
+    """Counts a unit and appends what its own report lists (see ``workers.load_unit``)."""
+    self.units += 1
+    for entries in ("skipped", "dropped", "excluded", "repaired"):
+      getattr(self, entries).extend(getattr(unit, entries))
 
   def summary(self) -> str:
     """A few lines: counts, then each kind of entry (the first few of each)."""

@@ -1,8 +1,12 @@
-"""Log-mel features against a window-by-window NumPy reference written here."""
+"""Log-mel features against a window-by-window NumPy reference written here; frames decoded
+after a seek against a decode of every frame from the first."""
 
+import av
 import numpy as np
+import pytest
 
-from mtpkd_jax.data.builders import media
+from mtpkd_jax.data.builders import media, report
+from mtpkd_jax.data.builders.dummy import biovid as biovid_dummy
 
 RATE, N_FFT, N_MELS = 8000, 256, 16
 
@@ -32,3 +36,45 @@ def test_a_tone_peaks_in_the_band_of_its_frequency():
   mels = media.log_mel(tone, RATE, np.array([0.5]), N_FFT, N_MELS)[0]
   filters = media.mel_filterbank(RATE, N_FFT, N_MELS)
   assert mels.argmax() == filters[round(1000 * N_FFT / RATE)].argmax()
+
+
+def _full_decode(path):
+  """Every frame of a video, decoded from the first one by one (no seek), ``[T, H, W, 3]``."""
+  with av.open(str(path)) as container:
+    return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+@pytest.fixture(scope="module")
+def gop_video(tmp_path_factory):
+  """138 distinct frames (the BioVid length), a keyframe every 12: seeks land before frames."""
+  rng = np.random.default_rng(0)
+  background = rng.integers(0, 200, (48, 64, 3))
+  frames = [(background + 7 * i) % 200 + rng.integers(0, 50, (48, 64, 3)) for i in range(138)]
+  path = tmp_path_factory.mktemp("video") / "gop.mp4"
+  biovid_dummy.write_video(path, np.array(frames, np.uint8), keyframe_every=12)
+  return path
+
+
+@pytest.mark.parametrize(
+  "indices",
+  [[0, 3, 5], [50, 52, 70, 61, 50], [60], [130, 137], np.round(np.linspace(50, 70, 10))],
+  ids=["start", "middle-repeats", "keyframe", "end", "biovid"],
+)
+def test_seeking_gives_the_frames_of_a_full_decode(gop_video, monkeypatch, indices):
+  seeks = []
+  seek_and_decode = media._seek_and_decode
+
+  def watched(*args):
+    seeks.append(seek_and_decode(*args))
+    return seeks[-1]
+
+  monkeypatch.setattr(media, "_seek_and_decode", watched)
+  got = media.video_frames(gop_video, indices, (48, 64))
+  np.testing.assert_array_equal(got, _full_decode(gop_video)[np.asarray(indices, int)])
+  # Past the first frame the decoder seeked (no fallback to a decode from the start).
+  assert [s is not None for s in seeks] == ([True] if min(indices) > 0 else [])
+
+
+def test_a_video_shorter_than_the_frames_is_a_bad_file(gop_video):
+  with pytest.raises(report.BadFile, match="needs 141"):
+    media.video_frames(gop_video, [100, 140], (48, 64))

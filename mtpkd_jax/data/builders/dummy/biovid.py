@@ -20,13 +20,25 @@ from mtpkd_jax.data.builders import biovid
 ROWS = 2816
 
 
-def write_video(path: Path, frames: np.ndarray, rate: int = 25) -> None:
-  """Writes uint8 frames ``[T, H, W, 3]`` (even H, W) as an MPEG-4 video with PyAV."""
+def write_video(
+  path: Path, frames: np.ndarray, rate: int = 25, keyframe_every: int | None = None
+) -> None:
+  """Writes uint8 frames ``[T, H, W, 3]`` (even H, W) as an MPEG-4 video with PyAV.
+
+  Args:
+    path: the file to write.
+    frames: the frames.
+    rate: frames per second.
+    keyframe_every: frames from one keyframe to the next (the encoder's GOP size); ``None``
+      for the encoder's default.
+  """
   path.parent.mkdir(parents=True, exist_ok=True)
   with av.open(str(path), "w") as container:
     stream = container.add_stream("mpeg4", rate=rate)
     stream.height, stream.width = frames.shape[1:3]
     stream.pix_fmt = "yuv420p"
+    if keyframe_every is not None:
+      stream.codec_context.gop_size = keyframe_every
     for frame in frames:
       container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
     container.mux(stream.encode(None))

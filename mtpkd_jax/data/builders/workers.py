@@ -1,0 +1,176 @@
+"""Loading a build's units in worker processes, their examples delivered in unit order.
+
+A build's units (a video with its signals, a recording, a trial) are independent, so
+:func:`unit_results` loads them in ``num_workers`` processes, unit ``i`` in worker
+``i % num_workers``, each worker loading its units in order. Each worker hands its results
+over through a queue of at most ``queue_size`` items and the build reads unit ``0``'s, then
+unit ``1``'s, ...: the examples and the report arrive as one process would produce them,
+whatever the number of workers, and memory holds at most ``queue_size + 1`` examples per
+worker, however many units or examples there are (a worker ahead of the build waits).
+
+The workers are started with ``forkserver``: a process that has imported JAX (training
+starts builds) runs threads that ``fork`` would copy in an unknown state. The forkserver
+starts once per process (imports included: about as long as the process's own), its
+workers in a fraction of that. A worker builds
+its own list of units with ``make_units`` (a picklable callable: the builder's scan, run
+once per worker), so units need not be picklable, only their examples.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import queue as queue_lib
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from mtpkd_jax.data.builders.report import BadFile, BuildReport
+
+Unit = tuple[str, Callable[[BuildReport], Iterable[dict[str, Any]]]]
+# How often the build, waiting for a worker, checks that the worker is still alive.
+_POLL_S = 1.0
+
+
+def default_count() -> int:
+  """The cores this process may run on (what ``taskset`` allows)."""
+  return len(os.sched_getaffinity(0))
+
+
+def check_count(num_workers: int | None) -> int:
+  """``num_workers``, or the cores this process may run on when ``None``.
+
+  Raises:
+    ValueError: if ``num_workers`` is not a positive integer.
+  """
+  if num_workers is None:
+    return default_count()
+  if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+    raise ValueError(f"`num_workers` must be a positive integer or None, got {num_workers!r}.")
+  return num_workers
+
+
+def load_unit(name: str, load, dataset: str) -> Iterator[tuple[str, Any]]:
+  """One unit's results: ``("example", example)`` for each, then ``("done", report)``.
+
+  ``report`` is the unit's own :class:`BuildReport`: what ``load`` dropped, excluded or
+  repaired, and the unit itself under ``skipped`` when ``load`` raised ``BadFile`` before
+  its first example (a ``BadFile`` after it fails the build, as any other exception).
+  """
+  report = BuildReport(dataset, 0.0)
+  try:
+    examples = iter(load(report))
+    example = next(examples, None)
+  except BadFile as error:
+    report.skip(name, error)
+    yield "done", report
+    return
+  # One example referenced at a time (none kept for the unit), so memory stays flat.
+  while example is not None:
+    yield "example", example
+    example = next(examples, None)
+  yield "done", report
+
+
+def unit_results(
+  make_units: Callable[[], Sequence[Unit]],
+  units: Sequence[Unit],
+  dataset: str,
+  num_workers: int,
+  queue_size: int = 4,
+  preload: Sequence[str] = (),
+) -> Iterator[tuple[str, Any]]:
+  """The results of :func:`load_unit` for every unit, in unit order.
+
+  Args:
+    make_units: a picklable callable returning the units, the same as ``units`` (a worker's
+      own copy).
+    units: the units, ``(name, load)``.
+    dataset: ``<builder>/<config>``, for the units' reports.
+    num_workers: processes loading units; ``1`` loads them in this process.
+    queue_size: results a worker may hand over ahead of the build.
+    preload: modules the forkserver imports when it starts (the first build of a process
+      that uses workers), so that its workers start with them imported.
+
+  Returns:
+    An iterator of ``("example", example)`` and ``("done", unit report)`` pairs.
+
+  Raises:
+    Whatever a unit's loading raised (``BadFile`` after a first example, a bug), or
+    RuntimeError when a worker died without one (e.g. killed for memory).
+  """
+  num_workers = min(num_workers, len(units))
+  if num_workers <= 1:
+    for name, load in units:
+      yield from load_unit(name, load, dataset)
+    return
+  context = multiprocessing.get_context("forkserver")
+  context.set_forkserver_preload(list(preload))
+  queues = [context.Queue(maxsize=queue_size) for _ in range(num_workers)]
+  workers = [
+    context.Process(
+      target=_work,
+      args=(make_units, len(units), range(w, len(units), num_workers), dataset, queues[w]),
+      daemon=True,
+    )
+    for w in range(num_workers)
+  ]
+  try:
+    for worker in workers:
+      worker.start()
+    for number, (name, _) in enumerate(units):
+      kind = None
+      while kind != "done":
+        kind, value = _next(queues[number % num_workers], workers[number % num_workers], name)
+        yield kind, value
+  finally:
+    for worker in workers:
+      if worker.is_alive():
+        worker.terminate()
+      worker.join()
+    for queue in queues:
+      queue.close()
+      queue.cancel_join_thread()
+
+
+def _next(queue, worker, name: str) -> tuple[str, Any]:
+  """The worker's next result for the unit ``name``; raises what the worker raised."""
+  while True:
+    # Alive before the wait: if it had died by then, all it sent is already in the pipe.
+    alive = worker.is_alive()
+    try:
+      kind, value = queue.get(timeout=_POLL_S)
+      break
+    except queue_lib.Empty:
+      if not alive:
+        raise RuntimeError(
+          f"The build's worker loading {name!r} died (exit code {worker.exitcode}; negative: "
+          "killed by that signal, -9 often for memory) without a result."
+        ) from None
+  if kind == "error":
+    error, text = value
+    raise error from RuntimeError(f"In the build's worker:\n{text}")
+  return kind, value
+
+
+def _work(make_units, count: int, numbers: range, dataset: str, queue) -> None:
+  """A worker: the results of units ``numbers`` put on ``queue``, or the error that stopped it."""
+  try:
+    units = make_units()
+    if len(units) != count:
+      raise RuntimeError(f"A worker's scan found {len(units)} units, the build's {count}.")
+    for number in numbers:
+      for result in load_unit(*units[number], dataset):
+        queue.put(result)
+  except BaseException as error:  # Handed to the build, which raises it.
+    queue.put(("error", (_picklable(error), "".join(traceback.format_exception(error)))))
+
+
+def _picklable(error: BaseException) -> BaseException:
+  """``error`` if it pickles, else a RuntimeError with its type and message."""
+  try:
+    pickle.loads(pickle.dumps(error))
+    return error
+  except Exception:  # noqa: BLE001  (any failure to pickle)
+    return RuntimeError(f"{type(error).__name__}: {error}")

@@ -1,0 +1,62 @@
+"""The build-speed benchmark's code path at a tiny size, its memory probe and its estimate."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from mtpkd_jax.bench import build_speed
+
+
+def test_three_builds_side_by_side(tmp_path):
+  result = build_speed.run(4, 64, 48, 12, tmp_path)
+  assert result["videos"] == 4 and [r["units"] for r in result["rows"]] == [4, 4, 4]
+  assert [r["setting"] for r in result["rows"]][:2] == ["1 core", "1 worker"]
+  assert result["rows"][0]["speedup"] == 1.0
+  for row in result["rows"]:
+    assert row["s_per_video"] == pytest.approx(row["build_s"] / 4)
+    assert row["peak_rss_mib"] > 50
+  table = build_speed.markdown(result)
+  assert "| 1 core |" in table and "8700 videos" in table
+  assert json.loads((tmp_path / "build_speed.json").read_text())["rows"] == result["rows"]
+
+
+def test_the_estimate_scales_the_measured_speed():
+  rows = [
+    {"s_per_video": 0.4, "speedup": 1.0},
+    {"s_per_video": 0.25, "speedup": 1.6},
+  ]
+  estimate = build_speed.estimate({"cores": 2, "rows": rows})
+  assert estimate["parallel_efficiency"] == pytest.approx(0.8)
+  assert estimate["2_cores_h"] == pytest.approx(8700 * 0.25 / 3600)
+  assert estimate["16_cores_h"] == pytest.approx(8700 * 0.4 / (16 * 0.8) / 3600)
+
+
+def test_the_memory_probe_sums_a_process_tree():
+  # A child holding 200 MiB more than a bare interpreter: the tree holds both.
+  code = "import numpy, time; a = numpy.ones(200 * 2**18, numpy.float32); time.sleep(30)"
+  alone = build_speed.tree_rss_mib(os.getpid())
+  child = subprocess.Popen([sys.executable, "-c", code])
+  try:
+    time.sleep(3)
+    grown = build_speed.tree_rss_mib(os.getpid())
+  finally:
+    child.kill()
+    child.wait()
+  assert grown - alone > 200
+
+
+def test_texture_moves_a_pixel_a_frame():
+  frames = build_speed.texture(64, 48, frames=3)
+  assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8
+  np.testing.assert_array_equal(frames[1, :, :-1], frames[0, :, 1:])
+
+
+@pytest.mark.parametrize("videos, width", [(3, 64), (0, 64), (4, 63)])
+def test_bad_arguments_are_named(tmp_path, videos, width):
+  with pytest.raises(ValueError, match="even"):
+    build_speed.run(videos, width, 48, 12, tmp_path)

@@ -1,0 +1,99 @@
+"""A build in worker processes writes the bytes and the report of a build in one process."""
+
+import pickle
+
+import pytest
+
+from mtpkd_jax.data import pipeline
+from mtpkd_jax.data.builders import report, workers
+from mtpkd_jax.data.builders.dummy import affwild2, biovid, mosi, recola
+
+
+def _corrupt(path):
+  path.write_bytes(b"not what it should be")
+
+
+# Dataset -> (dummy writer, its arguments, build options, a file to corrupt: a unit skipped).
+CASES = {
+  "biovid/part_a_binary": (
+    biovid,
+    {"subjects": 2, "samples_per_class": 2},
+    {"image_size": 8},
+    "PartA/video/*/*-PA4-001.mp4",
+  ),
+  # Every trial repairs a missing crop; a corrupt video skips its trial.
+  "affwild2/va": (affwild2, {}, {"image_size": 8, "clip_length": 4}, "batch1/1-30-*.mp4"),
+  "recola/arousal": (recola, {"recordings": 2}, {"window": 20}, "features_ECG/arousal/dev_1.arff"),
+  "mosi/sentiment": (mosi, {"videos_per_fold": 1}, {"max_words": 4}, None),
+}
+
+
+def _build(manual_dir, data_dir, name, options, num_workers):
+  """Every file of the built dataset and its report: ``{relative path: bytes}``."""
+  builder = pipeline.builder(name, str(data_dir), options, str(manual_dir))
+  built = builder.download_and_prepare(num_workers=num_workers)
+  assert built.examples > 2
+  written = {p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*") if p.is_file()}
+  return written, built
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_one_and_two_workers_write_the_same_bytes_and_report(tmp_path, name):
+  dummy, files, options, corrupt = CASES[name]
+  dummy.write(tmp_path / "manual", **files)
+  if corrupt:
+    _corrupt(next((tmp_path / "manual").glob(corrupt)))
+  options = {**options, "max_bad_fraction": 0.5}
+  one, one_report = _build(tmp_path / "manual", tmp_path / "one", name, options, 1)
+  two, two_report = _build(tmp_path / "manual", tmp_path / "two", name, options, 2)
+  assert one.keys() == two.keys()
+  assert any(path.suffix == ".json" and "build_report" in path.name for path in one)
+  for path in one:
+    assert one[path] == two[path], path
+  assert one_report == two_report
+  assert bool(one_report.skipped) == bool(corrupt)
+
+
+def test_an_error_in_a_worker_stops_the_build_with_it():
+  # Unit 2 raises (a bug, not a bad file): units 0 and 1 come first, in order, then the error.
+  units = [(f"u{i}", _Loader(i)) for i in range(4)]
+  results = workers.unit_results(_Units(units), units, "test", num_workers=2)
+  kinds = []
+  with pytest.raises(ValueError, match="unit 2 is broken"):
+    for kind, value in results:
+      kinds.append((kind, value.get("n") if kind == "example" else value.skipped))
+  assert kinds == [("example", 0), ("done", []), ("example", 1), ("done", [])]
+
+
+class _Loader:
+  """A unit's loader (picklable): one example, or an error for unit 2."""
+
+  def __init__(self, number):
+    self.number = number
+
+  def __call__(self, build_report):
+    del build_report
+    if self.number == 2:
+      raise ValueError("unit 2 is broken")
+    return [{"n": self.number}]
+
+
+class _Units:
+  """``make_units`` for the workers: the units given."""
+
+  def __init__(self, units):
+    self.units = units
+
+  def __call__(self):
+    return self.units
+
+
+def test_bad_files_pickle_with_their_path_and_reason():
+  error = pickle.loads(pickle.dumps(report.BadFile("a/b.mp4", "truncated")))
+  assert (error.path, error.reason, str(error)) == ("a/b.mp4", "truncated", "a/b.mp4: truncated")
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_bad_worker_counts_are_named(value):
+  with pytest.raises(ValueError, match="`num_workers` must be a positive integer"):
+    workers.check_count(value)

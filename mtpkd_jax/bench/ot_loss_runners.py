@@ -310,7 +310,14 @@ def _solve_builders(config, student, teachers) -> dict[str, Callable[[], dict]]:
 
   def solve_of(schedule, backend):
     def solve(s, t):
-      out = mot.sinkhorn_divergence(s, t, schedule=schedule, backend=backend)
+      # The loss's own solve: its loop as long as the bound on the clouds' diameter says.
+      out = mot.sinkhorn_divergence(
+        s,
+        t,
+        schedule=schedule,
+        backend=backend,
+        max_diameter=similarity.anchored_diameter_bound(s.shape[-1]),
+      )
       return jnp.mean(out.value), {"iterations": jnp.max(out.iterations)}
 
     return solve

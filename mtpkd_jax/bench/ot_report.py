@@ -236,9 +236,11 @@ def check_targets(
 
 
 def solver_form() -> dict[str, Any]:
-  """How the fused solver runs on this backend (both choices depend on it)."""
+  """How the fused solver runs on this backend (every choice depends on it)."""
   return {
     "log_sum_exp": "one-pass" if sinkhorn_lib.one_pass_lse() else "two-pass",
+    "loss_loop": "bounded scan, finished steps "
+    + ("skipped" if sinkhorn_lib.skip_finished_steps() else "masked"),
     "check_every": sinkhorn_lib.check_every(),
   }
 
@@ -304,7 +306,10 @@ def run(config, output_dir: str) -> dict[str, Any]:
   plot(results, os.path.join(output_dir, "bench_ot.png"))
   print(f"device: {device.platform} {device.device_kind}, {os.cpu_count()} CPUs; {versions}")
   form = report["fused_solver"]
-  print(f"fused solver: {form['log_sum_exp']} log-sum-exp, check_every={form['check_every']}")
+  print(
+    f"fused solver: {form['log_sum_exp']} log-sum-exp; the loss's Anneal loop a "
+    f"{form['loss_loop']}; while loops (solve, Tolerance) check_every={form['check_every']}"
+  )
   print(
     f"timing: per call, median of {config.repeats} samples of back-to-back calls lasting at "
     f"least {1e3 * config.min_sample_s:g} ms, after {config.warmup} warm-up calls; the "

@@ -78,6 +78,11 @@ def structural_ot_loss(
     anchors: ``least | most | all`` (see :func:`~mtpkd_jax.ot.similarity.select_anchors`).
     k: anchors per row, ``1 <= k < B``; ignored for ``all``.
     schedule: Sinkhorn schedule; the default is the research release's GeomLoss setting.
+      Under ``Anneal`` (``fused`` backend, ``envelope`` gradient) the loop runs as many steps
+      as the widest anchored clouds would need (every coordinate lies in ``[0, 2]``), each
+      teacher's steps past its own schedule masked: GeomLoss's results, and a loop whose
+      trip count is known at compile time, so that an accelerator runs the whole loss
+      without the host.
     teacher_weights: Array of shape ``[T]`` weighting the teachers (e.g. a one-hot for
       ``min_loss`` routing); ``None`` averages them. Treated as constants.
     centroid_weight: weight of the centroid term inside each teacher's loss.
@@ -109,8 +114,14 @@ def structural_ot_loss(
   s_student = similarity.cosine_similarity(student)
   s_teachers = jax.lax.stop_gradient(similarity.cosine_similarity(teachers))
   teacher_points, student_points = _anchored_points(s_teachers, s_student, anchors, k)
+  # The known bound on the clouds' diameter gives the loop a static trip count.
   out = divergence.sinkhorn_divergence(
-    student_points, teacher_points, schedule=schedule, backend=backend, gradient=gradient
+    student_points,
+    teacher_points,
+    schedule=schedule,
+    backend=backend,
+    gradient=gradient,
+    max_diameter=similarity.anchored_diameter_bound(student_points.shape[-1]),
   )
   centroid = similarity.centroid_distance(s_teachers, s_student)
   if teacher_weights is None:

@@ -1,9 +1,12 @@
 """The fused solver: batched log-domain Sinkhorn over a leading problem axis.
 
 All problems of a batch, and for a debiased divergence its three terms ``OT(a, b)``,
-``OT(a, a)`` and ``OT(b, b)``, advance together in one ``lax.while_loop``
-(:func:`check_every` iterations a trip). Every Sinkhorn transform of every term of every
-problem is a block of one stacked cost tensor, so an iteration is a single batched
+``OT(a, a)`` and ``OT(b, b)``, advance together in one loop: a ``lax.while_loop``
+(:func:`check_every` iterations a trip), or, when the number of steps has a static bound (an
+``Anneal`` schedule on clouds of bounded diameter, as in the MT-PKDOT loss; see
+:func:`bounded_length`), a ``lax.scan`` whose trip count XLA knows, so that an accelerator
+runs it without asking the host whether to go on. Every Sinkhorn transform of every term
+of every problem is a block of one stacked cost tensor, so an iteration is a single batched
 log-sum-exp (two with alternating updates), with no solver call per problem or term.
 Problems that have finished (their schedule is over, or they converged) are frozen by a
 mask, so a problem's result never depends on the other problems of the batch.
@@ -218,7 +221,7 @@ def _extrapolate(blocks, pots, eps, warm):
 def _epsilon_fn(schedule, diameter, num_problems, dtype, unrolled):
   """``step -> eps [P]`` and the per-problem number of steps ``[P]``.
 
-  The envelope gradient's while loop runs an ``Anneal`` schedule to its end; the unrolled
+  The envelope gradient's loop runs an ``Anneal`` schedule to its end; the unrolled
   gradient's scan, of static length ``max_iterations``, truncates a longer one.
   """
   if isinstance(schedule, schedules_lib.Anneal):
@@ -253,8 +256,59 @@ def one_pass_lse() -> bool:
   return jax.default_backend() == "cpu"
 
 
-def _loop(schedule, unrolled, warm, blocks, diameter):
-  """Runs the schedule up to the extrapolation; returns ``(pots, iterations)``."""
+def skip_finished_steps() -> bool:
+  """Whether the bounded loop's steps past every problem's end are skipped (on a CPU).
+
+  A step of the scan of :func:`bounded_length` after every problem of the batch has finished
+  changes nothing; a CPU would still pay for it in full (at the loss's default sizes, 2 of 9
+  steps, about 8 % of its time), so there each step runs inside a ``lax.cond`` that skips it.
+  On a GPU a conditional is a round trip to the host (see :func:`one_pass_lse`), the very
+  thing the bound removes, so there the steps run masked.
+  """
+  return jax.default_backend() == "cpu"
+
+
+def bounded_length(schedule, gradient, max_diameter, dtype) -> int | None:
+  """Static length of the envelope gradient's loop for clouds no wider than ``max_diameter``.
+
+  An ``Anneal`` schedule's length depends on the clouds' diameter, a traced value, so its loop
+  cannot know its trip count, and on an accelerator a ``lax.while_loop`` asks the host whether
+  to go on at every trip. Given an upper bound on the diameter (the MT-PKDOT loss knows one:
+  its points are shifted cosine similarities), the schedule of the bound is the longest, and
+  the loop becomes a ``lax.scan`` of that many steps, each problem's steps past its own
+  schedule masked: the same potentials, values and ``iterations``, and a loop that XLA runs
+  without the host.
+
+  Args:
+    schedule: a :mod:`~mtpkd_jax.ot.schedules` schedule.
+    gradient: ``envelope | unrolled``.
+    max_diameter: a bound on the clouds' diameter, or ``None``.
+    dtype: the dtype of the diameters, in which the data's schedule length is computed.
+
+  Returns:
+    The schedule's length at ``max_diameter`` under ``Anneal`` with ``gradient="envelope"``
+    and a bound; otherwise ``None`` (the unrolled gradient's scan already has a static
+    length, and ``Fixed`` and ``Tolerance`` do not depend on the diameter).
+  """
+  if max_diameter is None or gradient != "envelope":
+    return None
+  if not isinstance(schedule, schedules_lib.Anneal):
+    return None
+  if not max_diameter > 0:
+    raise ValueError(f"`max_diameter` must be positive, got {max_diameter!r}.")
+  with jax.ensure_compile_time_eval():
+    return int(schedule.num_steps(jnp.asarray(max_diameter, dtype)))
+
+
+def _loop(schedule, unrolled, warm, blocks, diameter, length):
+  """Runs the schedule up to the extrapolation; returns ``(pots, iterations)``.
+
+  Three forms, the same iterates: the unrolled gradient's ``lax.scan`` of ``max_iterations``
+  masked steps; with a bounded ``length`` (:func:`bounded_length`), a ``lax.scan`` of that
+  many steps, masked, or skipped where :func:`skip_finished_steps`; otherwise a
+  ``lax.while_loop`` of :func:`check_every` masked iterations a trip, until every problem
+  has finished.
+  """
   num_problems, dtype = blocks.log_w.shape[1], blocks.log_w.dtype
   averaged = isinstance(schedule, schedules_lib.Anneal)
   tolerance = isinstance(schedule, schedules_lib.Tolerance)
@@ -287,32 +341,42 @@ def _loop(schedule, unrolled, warm, blocks, diameter):
     jnp.full((num_problems,), jnp.inf, dtype),
     jnp.zeros((num_problems,), jnp.int32),
   )
+
+  def skipping_iteration(state):
+    def skip(state):
+      return (state[0] + 1, *state[1:])
+
+    return jax.lax.cond(jnp.any(active(state)), masked_iteration, skip, state)
+
   if unrolled:
     state, _ = jax.lax.scan(
       lambda s, _: (masked_iteration(s), None), state, None, length=schedule.max_iterations
     )
+  elif length is not None:
+    step_fn = skipping_iteration if skip_finished_steps() else masked_iteration
+    state, _ = jax.lax.scan(lambda s, _: (step_fn(s), None), state, None, length=length)
   else:
     state = jax.lax.while_loop(lambda s: jnp.any(active(s)), body, state)
   _, pots, _, iterations = state
   return pots, iterations
 
 
-def _run(schedule, unrolled, blocks, diameter):
+def _run(schedule, unrolled, length, blocks, diameter):
   """Runs the schedule; returns ``((final_pots, values, eps, iterations, error), pots)``."""
   warm = not unrolled and one_pass_lse()
-  pots, iterations = _loop(schedule, unrolled, warm, blocks, diameter)
+  pots, iterations = _loop(schedule, unrolled, warm, blocks, diameter, length)
   eps = jnp.full(iterations.shape, schedule.target_epsilon, blocks.log_w.dtype)
   final, values, error = _extrapolate(blocks, pots, eps, warm)
   return (final, values, eps, iterations, error), pots
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _run_envelope(schedule, blocks, diameter):
-  return _run(schedule, False, blocks, diameter)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _run_envelope(schedule, length, blocks, diameter):
+  return _run(schedule, False, length, blocks, diameter)[0]
 
 
-def _run_envelope_fwd(schedule, blocks, diameter):
-  out, pots = _run(schedule, False, blocks, diameter)
+def _run_envelope_fwd(schedule, length, blocks, diameter):
+  out, pots = _run(schedule, False, length, blocks, diameter)
   final, _, eps, _, _ = out
   # The potentials the extrapolation's gradient holds constant (see the module docstring).
   held = pots if isinstance(schedule, schedules_lib.Anneal) else final
@@ -336,13 +400,13 @@ def transport_plan(cost: jnp.ndarray, out: SinkhornOutput, a=None, b=None) -> jn
   return _plan(cost, log_a, log_b, out.f, out.g, out.epsilon)
 
 
-def _run_envelope_bwd(schedule, residuals, cotangents):
+def _run_envelope_bwd(schedule, length, residuals, cotangents):
   """Block ``k``'s cost gets ``π(T_k(φ), φ)``, ``φ`` its source's held potential.
 
   The cross value ``<a, T(g)> + <b, T(f)>`` holds each of blocks 0 and 1 once; a symmetric
   value ``2 <w, T(φ)>`` holds its block twice.
   """
-  del schedule
+  del schedule, length
   blocks, final, held, eps, diameter = residuals
   ct_values = cotangents[1]
   scale = [ct_values["xy"], ct_values["xy"]]
@@ -381,6 +445,7 @@ def run_batched(
   log_a: jnp.ndarray,
   log_b: jnp.ndarray,
   diameter: jnp.ndarray,
+  max_diameter: float | None = None,
 ):
   """Solves ``P`` problems (and their debiasing terms when given) in one loop.
 
@@ -400,6 +465,10 @@ def run_batched(
     log_a: Array of shape ``[P, n]``, log-weights of the first measures.
     log_b: Array of shape ``[P, m]``, log-weights of the second measures.
     diameter: Array of shape ``[P]``: the clouds' diameters (used by ``Anneal`` only).
+    max_diameter: a static bound on ``diameter``, or ``None``. Under ``Anneal`` with the
+      envelope gradient, the loop is then a scan of the bound's schedule length
+      (:func:`bounded_length`), whose trip count XLA knows; a diameter above the bound is
+      annealed as if it were the bound.
 
   Returns:
     ``(potentials, values, eps, iterations, marginal_error)``: dicts keyed by ``f, g``
@@ -409,10 +478,13 @@ def run_batched(
     raise ValueError(f"`gradient` must be one of {GRADIENTS}, got {gradient!r}.")
   blocks = _blocks(cost_xy, cost_yx, cost_xx, cost_yy, log_a, log_b)
   diameter = jax.lax.stop_gradient(diameter)
+  length = bounded_length(schedule, gradient, max_diameter, diameter.dtype)
+  if length is not None:
+    diameter = jnp.minimum(diameter, max_diameter)
   if gradient == "unrolled":
-    (final, values, eps, iterations, error), _ = _run(schedule, True, blocks, diameter)
+    (final, values, eps, iterations, error), _ = _run(schedule, True, None, blocks, diameter)
   else:
-    final, values, eps, iterations, error = _run_envelope(schedule, blocks, diameter)
+    final, values, eps, iterations, error = _run_envelope(schedule, length, blocks, diameter)
   sizes = {"f": log_a.shape[1], "g": log_b.shape[1], "f_xx": log_a.shape[1], "g_yy": log_b.shape[1]}
   potentials = {
     name: jax.lax.stop_gradient(pot[:, : sizes[name]])

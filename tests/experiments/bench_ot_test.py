@@ -94,8 +94,12 @@ def test_metadata_is_recorded(report):
   assert written["device"]["device_kind"]
   assert written["device"]["cpu_count"] >= 1
   assert written["versions"]["jax"] and written["versions"]["ott-jax"]
-  # On this CPU: the one-pass log-sum-exp, one iteration a trip.
-  assert written["fused_solver"] == {"log_sum_exp": "one-pass", "check_every": 1}
+  # On this CPU: the one-pass log-sum-exp, finished steps skipped, one iteration a trip.
+  assert written["fused_solver"] == {
+    "log_sum_exp": "one-pass",
+    "loss_loop": "bounded scan, finished steps skipped",
+    "check_every": 1,
+  }
   assert written["exp_rate_per_s"] > 0 and written["exp_rate_memory_bound_per_s"] > 0
 
 

@@ -10,7 +10,8 @@ from tests.ot import references
 
 # Jitted, as users call it: one compiled program per test instead of one per operation.
 _divergence = jax.jit(
-  divergence.sinkhorn_divergence, static_argnames=("schedule", "backend", "gradient", "debias")
+  divergence.sinkhorn_divergence,
+  static_argnames=("schedule", "backend", "gradient", "debias", "max_diameter"),
 )
 
 
@@ -80,6 +81,34 @@ def test_anneal_runs_schedules_longer_than_max_iterations_to_their_end():
   assert int(out.iterations[0]) == steps
   # The unrolled gradient's static scan truncates the schedule, and its output says so.
   assert int(unrolled.iterations[0]) == schedule.max_iterations
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_a_diameter_bound_changes_nothing_below_it_and_caps_the_schedule_above(scale):
+  # Clouds of diameters 8.1 and 3.8, whose schedules have 9 and 8 steps. A bound of 1.01
+  # times the wider: 9 steps, the second problem's last masked, GeomLoss's values and
+  # iterations. Half of that: the wider pair anneals from the bound (8 steps), as GeomLoss
+  # would with that diameter; the other, narrower than the bound, is unchanged.
+  x, y = _clouds(0, n=9, m=11)
+  x[1], y[1] = 0.5 * x[1], 0.5 * y[1]
+  diameters = [np.linalg.norm(np.ptp(np.concatenate([x[p], y[p]]), axis=0)) for p in range(2)]
+  bound = scale * 1.01 * max(diameters)
+  blur, scaling = 0.1, 0.5
+  schedule = schedules.Anneal(blur=blur, scaling=scaling)
+  with jax.enable_x64(True):
+    out = _divergence(jnp.asarray(x), jnp.asarray(y), schedule=schedule, max_diameter=bound)
+  want = [
+    references.geomloss_sinkhorn(x[p], y[p], blur, scaling, diameter=min(bound, diameters[p]))
+    for p in range(2)
+  ]
+  np.testing.assert_allclose(out.value, [w[0] for w in want], rtol=1e-10)
+  assert [int(i) for i in out.iterations] == [w[1] for w in want] == [9 if scale == 1 else 8, 8]
+
+
+def test_a_non_positive_diameter_bound_raises():
+  x, y = _clouds(0)
+  with pytest.raises(ValueError, match="max_diameter"):
+    divergence.sinkhorn_divergence(jnp.asarray(x), jnp.asarray(y), max_diameter=0.0)
 
 
 def _value_and_grads(x, y, schedule, debias=True):

@@ -1,6 +1,7 @@
 """Tests of structural_ot_loss: invariances, gradients, compilation, parallelism, errors."""
 
 import functools
+import re
 
 import chex
 import jax
@@ -147,6 +148,78 @@ def test_float32_anneal_gradient_is_geomloss_to_1e_3(batch):
   _, want = _np_structural(student, teachers[0], 30, 0.1, 0.5, 0.0)
   np.testing.assert_allclose(np.linalg.norm(grad), np.linalg.norm(want), rtol=1e-3)
   np.testing.assert_allclose(grad, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def _np_points(student, teacher, k):
+  """The student's and the teacher's anchored clouds, each ``[B, k]``."""
+  s_s, s_t, _, _, idx = _np_anchored(student, teacher, k)
+  return np.take_along_axis(s_s - s_s.min(), idx, 1), np.take_along_axis(s_t - s_t.min(), idx, 1)
+
+
+def _np_schedule_length(student, teacher, k, blur, scaling):
+  """Length of GeomLoss's epsilon list for one teacher's anchored clouds."""
+  points = np.concatenate(_np_points(student, teacher, k))
+  diameter = np.linalg.norm(points.max(0) - points.min(0))
+  return len(references.geomloss_epsilon_list(diameter, blur, scaling))
+
+
+def _bound_length(k, blur, scaling):
+  """GeomLoss's schedule length for the widest anchored clouds: every coordinate in [0, 2]."""
+  return len(references.geomloss_epsilon_list(2 * np.sqrt(k), blur, scaling))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_anneal_loss_masks_the_steps_past_each_teachers_own_schedule(backend, monkeypatch):
+  # At scaling 0.7 the teachers' schedules have 14, 13 and 14 steps, the bound's 16: the loop
+  # runs 16 steps, the second teacher's last 3 and everyone's last 2 masked (on a CPU the
+  # last 2 skipped). The GPU form (faked): the two-pass log-sum-exp, every step masked.
+  if backend == "gpu":
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  student, teachers = _structured_embeddings(0, "strong", t=3)
+  blur, scaling = 0.1, 0.7
+  lengths = [_np_schedule_length(student, t, 30, blur, scaling) for t in teachers]
+  assert lengths == [14, 13, 14] and _bound_length(30, blur, scaling) == 16
+  schedule = schedules.Anneal(blur=blur, scaling=scaling)
+  with jax.enable_x64(True):
+    (value, aux), grad = jax.jit(
+      jax.value_and_grad(
+        lambda s: loss_lib.structural_ot_loss(s, jnp.asarray(teachers), schedule=schedule),
+        has_aux=True,
+      )
+    )(jnp.asarray(student))
+  want = [_np_structural(student, t, 30, blur, scaling, 0.0) for t in teachers]
+  want_ot = [
+    references.geomloss_sinkhorn(*_np_points(student, t, 30), blur, scaling)[0] for t in teachers
+  ]
+  # The data's own schedule length, not the bound's.
+  assert int(aux["iterations"]) == max(lengths)
+  np.testing.assert_allclose(aux["ot"], want_ot, rtol=1e-9)
+  np.testing.assert_allclose(value, np.mean([w[0] for w in want]), rtol=1e-9)
+  want_grad = np.mean([w[1] for w in want], axis=0)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-6 * np.abs(want_grad).max())
+
+
+def _default_loss_hlo(student, teachers):
+  """Compiled HLO of the default loss's forward and backward."""
+  fn = jax.jit(jax.value_and_grad(loss_lib.structural_ot_loss, has_aux=True))
+  return fn.lower(jnp.asarray(student, jnp.float32), jnp.asarray(teachers, jnp.float32)).compile()
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_default_loss_loops_have_a_known_trip_count(backend, monkeypatch):
+  # XLA runs a while loop of known trip count without asking the host at each trip (its
+  # GPU runtime's WhileThunk); a loop whose predicate reads the data asks once a trip. The
+  # GPU form (faked) has no conditional either: each is a round trip to the host there.
+  student, teachers = _structured_embeddings(1, "weak", b=48, t=2)
+  if backend == "gpu":
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  hlo = _default_loss_hlo(student, teachers).as_text()
+  loops = [line for line in hlo.splitlines() if " while(" in line]
+  assert loops
+  trips = [re.search(r'"known_trip_count":\{"n":"(\d+)"\}', line) for line in loops]
+  assert all(trips), [line[-200:] for line, t in zip(loops, trips, strict=True) if not t]
+  assert max(int(t.group(1)) for t in trips) == _bound_length(30, 0.1, 0.5) == 9
+  assert (" conditional(" in hlo) == (backend == "cpu")
 
 
 def test_envelope_gradient_matches_unrolled_at_convergence():

@@ -62,7 +62,7 @@ def geomloss_epsilon_list(diameter, blur, scaling, p=2):
   )
 
 
-def geomloss_sinkhorn(x, y, blur, scaling, debias=True):
+def geomloss_sinkhorn(x, y, blur, scaling, debias=True, diameter=None):
   """Transcription of GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur, scaling)``, with its gradient.
 
   Follows ``geomloss.sinkhorn_divergence.sinkhorn_loop`` (tensorised softmin, symmetric
@@ -72,7 +72,8 @@ def geomloss_sinkhorn(x, y, blur, scaling, debias=True):
   ``cost(y, x.detach())``, ``cost(x, x.detach())``, ``cost(y, y.detach())``. A softmin's
   derivative w.r.t. its cost row is the softmax weight of each column, so
   ``d<a, f>/dx_i = Σ_j π_ij (x_i - y_j)`` with ``π_ij = a_i b_j exp((f_i + g_j - C_ij) / ε)``,
-  ``f`` the extrapolated and ``g`` the detached potential.
+  ``f`` the extrapolated and ``g`` the detached potential. ``diameter``, when given, replaces
+  the clouds' own as the schedule's start.
 
   Returns:
     ``(value, steps, grad_x, grad_y, marginal_error)``: the loss, the length of the epsilon
@@ -84,7 +85,8 @@ def geomloss_sinkhorn(x, y, blur, scaling, debias=True):
   c_xx, c_yy, c_xy = half_sq_dist(x, x), half_sq_dist(y, y), half_sq_dist(x, y)
   c_yx = c_xy.T
   points = np.concatenate([x, y])
-  diameter = np.linalg.norm(points.max(0) - points.min(0))
+  if diameter is None:
+    diameter = np.linalg.norm(points.max(0) - points.min(0))
   eps_list = geomloss_epsilon_list(diameter, blur, scaling)
 
   def softmin(eps, c, h):

@@ -83,3 +83,30 @@ def test_centroid_distance_matches_numpy_and_has_zero_gradient_at_equality():
   np.testing.assert_allclose(got, want, rtol=1e-5)
   grad = jax.grad(lambda s: similarity.centroid_distance(s, s))(jnp.asarray(s_s))
   np.testing.assert_array_equal(grad, 0.0)
+
+
+@pytest.mark.parametrize("mode,k", [("least", 5), ("most", 7), ("all", 0)])
+def test_anchored_clouds_never_exceed_the_diameter_bound_and_can_reach_it(mode, k):
+  # Rows of +-e on one axis (and noise): similarities close to +-1, shifted entries close to
+  # 0 or 2, so a student whose rows are the teacher's with signs flipped at random fills
+  # every anchor's range [0, 2]: a joint box of diagonal 2 sqrt(columns), the bound without
+  # its margin. Random float32 embeddings stay below it.
+  rng = np.random.default_rng(3)
+  signs = np.where(rng.random(24) < 0.5, -1.0, 1.0)
+  teacher = np.outer(signs, np.eye(4)[0]) + 1e-3 * rng.normal(size=(24, 4))
+  student = teacher * np.where(rng.random(24) < 0.5, -1.0, 1.0)[:, None]
+  for s, t, tight in (
+    (student, teacher, True),
+    *[(z[0], z[1], False) for z in rng.normal(size=(5, 2, 24, 3))],
+  ):
+    cos = [similarity.cosine_similarity(jnp.asarray(z, jnp.float32)) for z in (t, s)]
+    t_pts, s_pts = similarity.select_anchors(*map(similarity.shift_nonnegative, cos), mode, k)
+    points = np.concatenate([np.asarray(t_pts), np.asarray(s_pts)])
+    columns = points.shape[1]
+    assert columns == (24 if mode == "all" else k)
+    bound = similarity.anchored_diameter_bound(columns)
+    np.testing.assert_allclose(bound, 2 * np.sqrt(columns) * 1.01)
+    diameter = np.linalg.norm(points.max(0) - points.min(0))
+    assert diameter <= bound
+    if tight:
+      np.testing.assert_allclose(diameter, 2 * np.sqrt(columns), rtol=1e-5)

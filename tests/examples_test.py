@@ -4,6 +4,10 @@ import re
 import runpy
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # The examples train.
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 

@@ -7,6 +7,7 @@ import pytest
 from mtpkd_jax.bench import build_memory
 
 
+@pytest.mark.slow
 def test_two_builds_side_by_side(tmp_path):
   result = build_memory.run("mosi", (1, 2), tmp_path)
   small, large = result["rows"]

@@ -12,6 +12,7 @@ import pytest
 from mtpkd_jax.bench import build_speed
 
 
+@pytest.mark.slow
 def test_three_builds_side_by_side(tmp_path):
   result = build_speed.run(4, 64, 48, 12, tmp_path)
   assert result["videos"] == 4 and [r["units"] for r in result["rows"]] == [4, 4, 4]

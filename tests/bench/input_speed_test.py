@@ -8,6 +8,7 @@ import pytest
 from mtpkd_jax.bench import input_speed
 
 
+@pytest.mark.slow
 def test_the_input_alone_and_feeding_stage_0(tmp_path):
   result = input_speed.run(32, 2, 1, [0, 2], tmp_path)
   assert result["videos"] == 32 and result["batch_size"] == 32

@@ -10,6 +10,7 @@ from mtpkd_jax.bench import train_step
 from tests import cpu_env
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_rows_efficiency_and_ot_share(tmp_path, monkeypatch):
   # Its processes inherit the environment; the figures are not checked here, so compile fast.
   monkeypatch.setenv(cpu_env.DISABLE_MOST_OPTIMIZATIONS, "1")

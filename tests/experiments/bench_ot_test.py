@@ -13,6 +13,8 @@ import pytest
 from experiments.configs import bench_ot as bench_config
 from mtpkd_jax.bench import ot_loss_runners
 
+pytestmark = pytest.mark.slow  # Runs the OT benchmark's app end to end.
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

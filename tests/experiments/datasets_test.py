@@ -12,6 +12,8 @@ from experiments.configs import affwild2, biovid, mosi, recola
 from mtpkd_jax.models import convert_torchvision
 from tests.cpu_env import cpu_env
 
+pytestmark = pytest.mark.slow  # Trains each dataset's smoke config through the app.
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -14,7 +14,8 @@ from mtpkd_jax.comparison import predict, runner
 from tests.cpu_env import cpu_env
 from tests.features_files import write_features
 
-pytestmark = pytest.mark.fast_compile  # Training flows, compared with themselves.
+# Training flows, compared with themselves.
+pytestmark = [pytest.mark.fast_compile, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("joint_teacher", "visual_only", "pkd", "pkdot", "mt_pkdot")

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from mtpkd_jax.train import checkpoint
 from tests.cpu_env import cpu_env
 from tests.experiments import train_test
 from tests.experiments.train_test import ROOT
+
+pytestmark = pytest.mark.slow  # Runs the main job on two processes.
 
 RUN = Path("run0_fold0_seed0")
 

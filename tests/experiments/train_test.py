@@ -11,9 +11,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from experiments.configs import synthetic_mtpkdot
 from tests.cpu_env import cpu_env
+
+pytestmark = pytest.mark.slow  # Runs the main job's app end to end, killed and resumed.
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "experiments/configs/synthetic_mtpkdot.py:pain_binary,smoke"

@@ -66,6 +66,7 @@ def _write_sentiment_features(path, n=48, seed=0):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 def test_cmkt_runs_on_a_features_file_with_named_strong_and_weak_modalities(tmp_path):
   _write_sentiment_features(tmp_path / "sentiment.npz")
@@ -92,6 +93,7 @@ def _context(config, workdir):
   return runner.make_context(config, runner.open_dataset(config), 0, workdir, parallel.make_mesh(1))
 
 
+@pytest.mark.slow
 def test_the_comparison_reports_mosi_metrics_for_every_method(trained):
   config, _, results = trained
   assert results["metrics"] == ["acc_2", "f1_2", "mae", "corr", "acc_7"]
@@ -102,6 +104,7 @@ def test_the_comparison_reports_mosi_metrics_for_every_method(trained):
     assert all(np.isfinite(v) for v in values.values()), (name, values)
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 def test_training_reduces_the_translation_and_alignment_losses(trained):
   """The stage's step on the smoke data: both terms fall on the training examples."""
@@ -125,6 +128,7 @@ def test_training_reduces_the_translation_and_alignment_losses(trained):
     assert after[term] < before[term] - 0.05 * abs(before[term]), (term, before, after)
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 def test_the_weak_model_predicts_from_the_weak_modality_alone(trained):
   config, workdir, results = trained
@@ -149,6 +153,7 @@ def test_the_weak_model_predicts_from_the_weak_modality_alone(trained):
   assert z_w.shape == (len(test), config.embed_dim)
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 def test_predict_serves_a_cmkt_method_from_a_file_of_the_weak_modality(trained, tmp_path):
   config, workdir, _ = trained
@@ -160,6 +165,7 @@ def test_predict_serves_a_cmkt_method_from_a_file_of_the_weak_modality(trained, 
   np.testing.assert_allclose(written["outputs"], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_frozen_head_stays_the_strong_models_head_and_a_finetuned_one_moves(trained):
   config, workdir, _ = trained
   run_dir = _context(config, workdir).workdir
@@ -260,6 +266,7 @@ def _run(ctx, method, batches, devices, tx=None):
   return initial, train_state.params, metrics
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 @pytest.mark.parametrize("method", ["cmkt_ot"])
 def test_the_cmkt_step_is_the_same_on_one_and_four_devices(tmp_path, method):

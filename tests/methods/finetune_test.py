@@ -10,7 +10,8 @@ from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint
 from tests.methods.conftest import make_context, smoke_config
 
-pytestmark = pytest.mark.fast_compile  # Training flows, compared with themselves.
+# Training flows, compared with themselves.
+pytestmark = [pytest.mark.fast_compile, pytest.mark.slow]
 
 
 def _distance(a, b):

@@ -8,7 +8,8 @@ import pytest
 
 from mtpkd_jax.comparison import predict, runner
 
-pytestmark = pytest.mark.fast_compile  # Compared with what the fast-compiled fixture evaluated.
+# Compared with what the fast-compiled fixture evaluated.
+pytestmark = [pytest.mark.fast_compile, pytest.mark.slow]
 
 METHODS = ("visual_only", "pkdot", "mt_pkdot")
 

@@ -22,6 +22,8 @@ from mtpkd_jax.train import state as state_lib
 from mtpkd_jax.train import step as step_lib
 from tests.methods.conftest import make_context, smoke_config
 
+pytestmark = pytest.mark.slow  # Trains the stages of the smoke comparison.
+
 
 def test_a_stage_whose_predecessor_is_missing_stops_with_a_clear_error(tmp_path):
   ctx = make_context(smoke_config(tmp_path / "tfds"), tmp_path / "run")

@@ -136,6 +136,7 @@ def test_the_wrong_arch_is_refused(r3d_state_dict):
     convert_torchvision.convert(r3d_state_dict, "mc3_18")
 
 
+@pytest.mark.slow
 def test_the_command_converts_a_state_dict_file(tmp_path, r3d_state_dict):
   source, output = tmp_path / "r3d_18.pth", tmp_path / "r3d_18.npz"
   torch.save({k: torch.from_numpy(v) for k, v in r3d_state_dict.items()}, source)

@@ -74,6 +74,7 @@ def test_fusion_outputs_in_train_mode_do_not_depend_on_the_device_count():
     np.testing.assert_allclose(mapped(batch["v"], batch["p"], key), reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.fast_compile
 def test_train_steps_with_dropout_agree_on_1_2_4_and_8_devices():
   _, initial, batch, per_device_step = _fusion_setup()

@@ -63,6 +63,7 @@ def _norm(tree):
   return float(np.sqrt(sum(np.sum(np.square(leaf)) for leaf in jax.tree.leaves(tree))))
 
 
+@pytest.mark.slow
 def test_spec_resnet18_trains_alike_on_one_and_four_devices():
   """BatchNorm's statistics over the "data" axis, gradients averaged over it: 4 equal 1."""
   rng = np.random.default_rng(0)

@@ -18,6 +18,8 @@ import train_toys
 from mtpkd_jax.train import checkpoint, loop, parallel
 from mtpkd_jax.train.writers import MetricWriter
 
+pytestmark = pytest.mark.slow  # Trains toy stages through the host loop.
+
 SCRIPT = Path(__file__).parent / "fit_toy_stage.py"
 REPO_ROOT = Path(__file__).parents[2]
 

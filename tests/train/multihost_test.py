@@ -17,6 +17,8 @@ import pytest
 
 from tests.cpu_env import cpu_env
 
+pytestmark = pytest.mark.slow  # Trains on two processes.
+
 SCRIPT = Path(__file__).parent / "multihost_worker.py"
 REPO_ROOT = Path(__file__).parents[2]
 # The survivor must stop within this long of its peer's death (heartbeat timeout: 5 s).

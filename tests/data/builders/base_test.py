@@ -37,6 +37,7 @@ def test_options_name_the_same_folder_however_they_are_typed():
   assert _folder({"image_size": 64, "signal_window": [0, 5.5]}) == _folder({"image_size": 64})
 
 
+@pytest.mark.slow
 def test_the_missing_files_command_builds_where_training_reads(tmp_path):
   # A space in the data directory: the command must quote it for the shell.
   data_dir = tmp_path / "my data"

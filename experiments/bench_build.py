@@ -1,7 +1,7 @@
 """Builds of licensed datasets from dummy files: BioVid's speed on 1 and every core, or memory.
 
-  python -m experiments.bench_build                 # BioVid: 96 videos of 640x480, 3 builds
-  python -m experiments.bench_build --videos=16 --width=1388 --height=1038
+  python -m experiments.bench_build                 # BioVid: 480 videos of 640x480, 3 builds
+  python -m experiments.bench_build --videos=192 --width=1388 --height=1038   # the release size
   python -m experiments.bench_build --measure=memory                    # BioVid, 16 and 64
   python -m experiments.bench_build --measure=memory --dataset=affwild2 # 200 and 800 frames
 
@@ -25,7 +25,7 @@ _DATASET = flags.DEFINE_enum(
   "dataset", "biovid", sorted(build_memory.CASES), "Dataset to build (memory)."
 )
 _SIZES = flags.DEFINE_list("sizes", None, "Small and large size (memory; default: the dataset's).")
-_VIDEOS = flags.DEFINE_integer("videos", 96, "Videos built (speed; even).")
+_VIDEOS = flags.DEFINE_integer("videos", 480, "Videos built (speed; even).")
 _WIDTH = flags.DEFINE_integer("width", 640, "Video width (speed; the release: 1388).")
 _HEIGHT = flags.DEFINE_integer("height", 480, "Video height (speed; the release: 1038).")
 _KEYFRAMES = flags.DEFINE_integer("keyframe_every", 12, "Frames between keyframes (speed).")

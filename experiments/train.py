@@ -13,7 +13,9 @@ TPU pod slice JAX finds the processes itself, elsewhere pass them (README, "Scal
       --process_id=0 ...
 """
 
+import importlib.util
 import logging as std_logging
+import sys
 from pathlib import Path
 
 import jax
@@ -21,15 +23,50 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import mtpkd_jax
-from mtpkd_jax.comparison import report, runner
+from mtpkd_jax.comparison import report, runner, settings
 from mtpkd_jax.train import distributed
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  str(Path(__file__).parent / "configs" / "synthetic_mtpkdot.py"),
-  "Experiment config file, optionally with ':<arg>'.",
-  lock_config=True,
-)
+_DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "synthetic_mtpkdot.py")
+
+
+def _load_config(argv: list[str]):
+  """The config ``--config`` names in ``argv`` (``file[:arg]``), as the flag loads it."""
+  spec = _DEFAULT_CONFIG
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      spec = arg.removeprefix("--config=")
+    elif arg == "--config" and i + 1 < len(argv):
+      spec = argv[i + 1]
+  path, _, config_arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(config_arg) if config_arg else module.get_config()
+
+
+def _exit_on_unknown_field(argv: list[str]) -> None:
+  """Exits 1, naming the flag, if a ``--config.<path>`` of ``argv`` names no config field.
+
+  ml_collections stops on ``--config.epochs=3`` (no such field) with ``AttributeError:
+  "'epochs'"``; this says which flag, the fields there and the closest names instead.
+  """
+  config = _load_config(argv)
+  paths = [a.removeprefix("--config.").split("=")[0] for a in argv if a.startswith("--config.")]
+  if messages := [m for p in paths if (m := settings.unknown_field(config, p))]:
+    sys.stderr.write(f"FATAL Flags parsing error: {messages[0]}\n")
+    sys.exit(1)
+
+
+try:  # Without `--config=`, the default config is loaded, with the overrides, right here.
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    _DEFAULT_CONFIG,
+    "Experiment config file, optionally with ':<arg>'.",
+    lock_config=True,
+  )
+except (AttributeError, KeyError):
+  _exit_on_unknown_field(sys.argv)
+  raise
 _WORKDIR = flags.DEFINE_string(
   "workdir",
   "results/synthetic_mtpkdot",
@@ -66,6 +103,15 @@ def _package_warnings_and_all_errors(record: std_logging.LogRecord) -> bool:
   return record.levelno >= std_logging.ERROR or Path(record.pathname).is_relative_to(_PACKAGE)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with an override of no config field named in words."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError):
+    _exit_on_unknown_field(argv)
+    raise
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -94,4 +140,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -196,13 +196,18 @@ def use_cmkt(c: ml_collections.ConfigDict, weak: str, strong: str) -> None:
 def parse_arg(arg: str | None, variants: tuple[str, ...], options: tuple[str, ...] = ("smoke",)):
   """``(variant, set of options)`` from ``"<variant>[,option...]"``; the first variant by default.
 
+  The variant may be left out (``"smoke"``, ``"smoke,ablation"``): the first one is meant.
+
   Raises:
     ValueError: naming the accepted variants and options.
   """
   variant, *given = (arg or variants[0]).split(",")
+  if variant in options:
+    variant, given = variants[0], [variant, *given]
   if variant not in variants or set(given) - set(options):
     raise ValueError(
-      f"Config argument must be one of {variants}, optionally followed by "
-      f"{', '.join(',' + o for o in options)}; got {arg!r}."
+      f"Config argument (after ':') must be '<variant>[,option...]' with a variant of "
+      f"{variants} (default {variants[0]!r}, may be left out) and options from {options}, "
+      f"e.g. '{variants[0]},{options[0]}' or '{options[0]}'; got {arg!r}."
     )
   return variant, set(given)

@@ -85,7 +85,7 @@ def read_visual(path: str | Path, schema: schema_lib.Schema, visual: str) -> tab
   Raises:
     ValueError: naming the file and key, on a missing key, a dtype that does not cast to the
       trained one within its kind (float pixels for uint8 video) or values outside it, a
-      shape other than the trained one, a mask of the wrong shape, or NaN or Inf.
+      shape other than the trained one, no example, a mask of the wrong shape, or NaN or Inf.
   """
   modality = schema.modality(visual)
   key, mask = f"x_{visual}", schema_lib.mask_key(visual)
@@ -104,13 +104,18 @@ def read_visual(path: str | Path, schema: schema_lib.Schema, visual: str) -> tab
         f"{path}: key {key!r} must be [N, {', '.join(map(str, modality.shape))}] as in "
         f"training, got {list(x.shape)}."
       )
+    if not len(x):
+      raise ValueError(f"{path}: key {key!r} holds no example (N = 0); give one or more.")
     if not np.all(np.isfinite(x)):
       raise ValueError(f"{path}: key {key!r} holds NaN or Inf.")
     columns = {visual: x}
     if modality.masked:
       m = np.asarray(npz[mask]) if mask in npz.files else np.ones(x.shape[:2], bool)
       if m.shape != x.shape[:2] or m.dtype != np.bool_:
-        raise ValueError(f"{path}: key {mask!r} must be bool {list(x.shape[:2])}.")
+        raise ValueError(
+          f"{path}: key {mask!r} must be bool {list(x.shape[:2])} (the valid steps of "
+          f"{key!r}), got {m.dtype} {list(m.shape)}."
+        )
       columns[mask] = m
   return table_lib.ArrayTable(columns)
 

@@ -20,7 +20,8 @@ import numpy as np
 from absl import logging
 
 from mtpkd_jax import ot
-from mtpkd_jax.comparison import environment, plots, report
+from mtpkd_jax.comparison import environment, plots, report, settings
+from mtpkd_jax.comparison import workdir as workdir_lib
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
 from mtpkd_jax.methods import cmkt, context, evaluation, registry, stages, students, unimodal
@@ -279,13 +280,33 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     paths of the written tables and plots under ``files``. In a multi-process run every process
     trains and evaluates; process 0 alone writes files, and the others' results have no
     ``files`` or ``plots``.
+
+  Raises:
+    ValueError: naming the config field, on any bad setting
+      (:mod:`~mtpkd_jax.comparison.settings`), before anything in ``workdir`` is written or
+      moved aside.
+    PermissionError: naming the folder, if ``workdir`` (or a folder in it) is read-only.
+    RuntimeError: if another training holds ``workdir``
+      (:func:`mtpkd_jax.comparison.workdir.lock`).
   """
   start = time.perf_counter()
   workdir = Path(workdir)
-  registry.check_methods(config)  # Fail on a typo before any data is built or stage trained.
+  # Every setting is checked before anything in the workdir is written or moved aside.
+  settings.check_config(config)
+  workdir_lib.check_writable(workdir)
   dataset = open_dataset(config)
   mesh = parallel.make_mesh(config.num_devices)
   contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
+  for ctx in contexts:
+    settings.check_run(ctx)
+  if not distributed.is_main():
+    return _run(config, workdir, dataset, contexts, start)
+  with workdir_lib.lock(workdir):
+    return _run(config, workdir, dataset, contexts, start)
+
+
+def _run(config, workdir: Path, dataset, contexts, start: float) -> dict:
+  """:func:`run` once its settings are checked (and, in process 0, the workdir locked)."""
   main = distributed.is_main()  # Files are written by process 0 alone.
   workdir.mkdir(parents=True, exist_ok=True)
   if main:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,16 @@ def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         _fail(path, f"member {info.filename!r} is not a .npy array.")
       with archive.open(info) as f:
         shape, _, dtype = _read_header(f)
+        header_size = f.tell()
       key = info.filename.removesuffix(".npy")
+      declared = math.prod(shape) * dtype.itemsize
+      if not dtype.hasobject and declared != info.file_size - header_size:
+        _fail(
+          path,
+          f"key {key!r} declares {dtype} {list(shape)} ({declared} bytes) but holds "
+          f"{info.file_size - header_size} bytes: the file is damaged or was cut short (an "
+          "interrupted write?). Write it again with np.savez.",
+        )
       if dtype.hasobject:
         _fail(
           path,
@@ -177,8 +187,10 @@ def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
 
   Raises:
     ValueError: naming the file, the key and what was expected: not an npz, a pickled
-      object array, no ``x_`` key, arrays whose N differ or are empty, a mask of the wrong
-      shape or dtype or whose row is not a prefix of one valid step or more,
+      object array, an array whose header declares more or less data than it holds (a
+      damaged or cut file), no ``x_`` key, arrays whose N differ or are empty, fewer than 3
+      examples, a mask on a vector modality, a mask of the wrong shape or dtype or whose
+      row is not a prefix of one valid step or more, a single class,
       ``y`` of the wrong rank or dtype, a non-integer or negative class index, a class
       with no example, a ``split`` value other than train/val/test or a split with no test
       example, a non-integer ``subject``.
@@ -199,6 +211,12 @@ def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
   num = sizes["y"]
   if num == 0:
     _fail(path, f"key 'y' holds no example: every array has N = 0, got {sizes}.")
+  if num < 3:
+    _fail(
+      path,
+      f"holds {num} example(s) (N = {num}); training, validation and test need one each at "
+      "least: write a file of 3 examples or more.",
+    )
 
   modalities = []
   for key in x_keys:
@@ -210,7 +228,14 @@ def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
     masked = mask_key in headers
     if masked:
       mask_shape, mask_dtype = headers[mask_key]
-      if len(shape) != 3 or mask_shape != shape[:2] or mask_dtype != np.bool_:
+      if len(shape) != 3:
+        _fail(
+          path,
+          f"key {mask_key!r} masks the steps of a sequence, but {key!r} is a vector "
+          f"{list(shape)} ([N, d], no steps): drop {mask_key!r}, or store {key!r} as "
+          "[N, L, d] sequences.",
+        )
+      if mask_shape != shape[:2] or mask_dtype != np.bool_:
         _fail(
           path,
           f"key {mask_key!r} must be bool {list(shape[:2])} for {key!r} "
@@ -243,6 +268,13 @@ def inspect_npz(path: str | Path, task: str | None = None) -> Inspection:
     empty = sorted(set(range(num_classes)) - set(np.unique(y).tolist()))
     if empty:
       _fail(path, f"classes {[names[c] for c in empty]} have no example in 'y'.")
+    if num_classes < 2:
+      _fail(
+        path,
+        f"key 'y' holds one class ({names[0]!r}) in its {num} examples; classification needs "
+        "two classes or more. For regression targets store 'y' as float (or set "
+        "--config.task=regression).",
+      )
   else:
     if y.dtype.kind not in "fiu" or y.ndim not in (1, 2):
       _fail(

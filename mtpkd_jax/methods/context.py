@@ -35,7 +35,8 @@ from mtpkd_jax.train import loop, parallel, provenance
 from mtpkd_jax.train import stage as stage_lib
 from mtpkd_jax.train import variables as variables_lib
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# The encoders' compute dtypes by the name `config.compute_dtype` gives.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class Memo:
@@ -141,7 +142,7 @@ class Context:
     spec = self.encoder_spec(modality)
     kwargs = {
       "features": self.config.embed_dim,
-      "dtype": _DTYPES[self.config.compute_dtype],
+      "dtype": DTYPES[self.config.compute_dtype],
       **spec.kwargs.to_dict(),
     }
     try:

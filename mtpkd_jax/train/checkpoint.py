@@ -16,17 +16,25 @@ Layout of one stage (each leaf directory is an orbax `CheckpointManager` of step
 
 Frozen inputs (a teacher) never appear: only the `TrainState` is written. A stage reads its
 predecessor with `load_stage_output`, which fails loudly when the predecessor has not run.
+
+A disk that fills or a machine that dies mid-write can leave a step folder damaged. A damaged
+train-state step is moved to `<stage>/damaged/checkpoints/<step>` and the stage resumes from
+the newest intact one, with a warning that names both; a damaged best copy or stage output
+(one of each is kept), or no intact train state, stops with `DamagedCheckpointError`, which
+names the step folder and the stage folder to delete to retrain the stage.
 """
 
 import copy
 import functools
 import hashlib
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -36,6 +44,28 @@ from mtpkd_jax.train.state import TrainState
 PyTree = Any
 
 _STATE_FIELDS = ("step", "params", "batch_stats", "opt_state")
+_SETTLE_S = 1.0
+
+
+class DamagedCheckpointError(RuntimeError):
+  """A saved step that cannot be read back: its folder, and what to delete to retrain."""
+
+
+def _damaged(stage: str, what: str, folder: Path, error: Exception) -> DamagedCheckpointError:
+  """The error for ``stage``'s unreadable ``what`` in ``folder`` (``<stage>/<kind>/<step>``).
+
+  The failed restore's other reads are still pending; when they end, their callbacks print
+  ``RuntimeError: Event loop is closed`` from their threads. A moment's wait lets that noise
+  come before this error, so that the user's last lines name the damaged folder.
+  """
+  time.sleep(_SETTLE_S)
+  stage_folder = folder.parent.parent
+  return DamagedCheckpointError(
+    f"Stage {stage!r}: its {what} {folder} is damaged ({type(error).__name__}: "
+    f"{str(error)[:300]}), e.g. by a full disk or a run killed while writing. Delete (or "
+    f"move away) {stage_folder} and rerun with the same workdir to retrain stage {stage!r}; "
+    "the stages built on it are retrained after it."
+  )
 
 
 def stage_dir(workdir: str | Path, stage: str) -> Path:
@@ -195,16 +225,39 @@ class StageCheckpointer:
         `apply_fn` and `tx`).
 
     Returns:
-      The restored state, or `state` itself if the stage has no checkpoint yet.
+      The restored state, or `state` itself if the stage has no checkpoint yet. A damaged
+      newest step is moved to `<stage>/damaged/checkpoints/<step>` (one process) and the
+      newest intact one restored, with a warning naming both.
+
+    Raises:
+      DamagedCheckpointError: if no step can be read (or, with several processes, the newest
+        cannot), naming the step and the folder to delete.
     """
-    step = self._states.latest_step()
-    if step is None:
-      return state
     target = {name: getattr(state, name) for name in _STATE_FIELDS}
-    restored = self._states.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)))
-    )
-    return state.replace(**restored["state"])
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)))
+    while (step := self._states.latest_step()) is not None:
+      folder = self.directory / "checkpoints" / str(step)
+      try:
+        return state.replace(**self._states.restore(step, args=args)["state"])
+      except Exception as error:  # noqa: BLE001  (orbax raises many kinds on a damaged step)
+        damaged = _damaged(self.stage, "newest train-state checkpoint", folder, error)
+        earlier = [s for s in self._states.all_steps() if s < step]
+        if not earlier or jax.process_count() > 1:
+          raise damaged from None
+        aside = self.directory / "damaged" / "checkpoints" / str(step)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(aside)
+        self._states.reload()
+        logging.warning(
+          "Stage %r: checkpoint step %d is damaged (%s: %s), moved to %s; resuming from step %d.",
+          self.stage,
+          step,
+          type(error).__name__,
+          str(error)[:200],
+          aside,
+          max(earlier),
+        )
+    return state
 
   def best(self, copy: str = "best") -> dict[str, Any] | None:
     """Meta of a best-on-validation copy (`step`, `metric`, `mode`, `value`, `metrics`).
@@ -216,7 +269,10 @@ class StageCheckpointer:
     step = manager.latest_step()
     if step is None:
       return None
-    return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    try:
+      return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as error:  # noqa: BLE001  (orbax raises many kinds on a damaged step)
+      raise _damaged(self.stage, f"{copy} copy", self.directory / copy / str(step), error) from None
 
   def save_best(
     self,
@@ -252,12 +308,17 @@ class StageCheckpointer:
 
     Raises:
       FileNotFoundError: If no such copy was saved.
+      DamagedCheckpointError: If it cannot be read, naming its folder.
     """
     manager = self._best(copy)
     if manager.latest_step() is None:
       raise FileNotFoundError(f"Stage {self.stage!r} has no {copy} copy in {self.directory}.")
     manager.wait_until_finished()
-    return _restore_variables(manager, target)
+    try:
+      return _restore_variables(manager, target)
+    except Exception as error:  # noqa: BLE001  (orbax raises many kinds on a damaged step)
+      folder = self.directory / copy / str(manager.latest_step())
+      raise _damaged(self.stage, f"{copy} copy", folder, error) from None
 
   def save_output(
     self,
@@ -317,6 +378,8 @@ def load_stage_output(
   Raises:
     FileNotFoundError: If `stage` has no saved output, naming the stage and the path; a
       stage must never start from scratch when its predecessor is missing.
+    DamagedCheckpointError: If the output cannot be read, naming its folder and the stage
+      folder to delete to retrain the stage.
   """
   directory = stage_dir(workdir, stage) / "output"
   manager = _manager(directory, keep=1, read_only=True) if directory.is_dir() else None
@@ -326,12 +389,15 @@ def load_stage_output(
       f"{who} the output of stage {stage!r}, but nothing was saved at {directory}. "
       f"Run stage {stage!r} first (with the same workdir)."
     )
-  with manager:
-    if target is not None:
-      return _restore_variables(manager, target)
-    step = manager.latest_step()
-  written = (directory / str(step)).stat()
-  host, meta = _read_output(directory, step, written.st_ino, written.st_mtime_ns)
+  step = manager.latest_step()
+  try:
+    with manager:
+      if target is not None:
+        return _restore_variables(manager, target)
+    written = (directory / str(step)).stat()
+    host, meta = _read_output(directory, step, written.st_ino, written.st_mtime_ns)
+  except Exception as error:  # noqa: BLE001  (orbax raises many kinds on a damaged step)
+    raise _damaged(stage, "saved output", directory / str(step), error) from None
   # Fresh device arrays and meta: a train step that donates its state, or a caller that edits
   # the meta, must not change what the next load gets.
   return jax.device_put(host, _default_sharding()), copy.deepcopy(meta)

@@ -8,6 +8,11 @@ stage resumes or is reused as before; different, the stage's folder is moved asi
 ``<stage>.stale`` (the previous stale copy is replaced) and the stage is retrained from
 scratch, with a warning that names what changed. A retrained stage's output gets a new
 fingerprint, so every stage that depends on it is retrained in turn.
+
+A rerun with a changed setting is the request to retrain: no other flag is needed. A bad
+setting never gets here: :func:`mtpkd_jax.comparison.runner.run` checks every setting
+(:mod:`mtpkd_jax.comparison.settings`) before any stage is looked at, so a refused rerun
+moves nothing.
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
 """Your own data end to end: a features file trained through the command, predict, provenance."""
 
+import hashlib
+import io
 import json
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import jax
@@ -11,6 +16,8 @@ import pytest
 
 from experiments.configs import features as features_config
 from mtpkd_jax.comparison import predict, runner
+from mtpkd_jax.comparison import workdir as workdir_lib
+from mtpkd_jax.train import checkpoint
 from tests.cpu_env import cpu_env
 from tests.features_files import write_features
 
@@ -162,3 +169,169 @@ def test_bad_roles_and_folds_stop_before_training_and_lose_nothing(tmp_path, ove
     runner.run(_config(tmp_path / "f.npz", tmp_path / "tfds", **overrides), work)
   assert "f.npz" in str(error.value)
   assert sorted(p.name for p in work.iterdir()) == ["results.json"]
+
+
+def _digests(root: Path) -> dict[str, str]:
+  """Every file under ``root`` by relative path, with a digest of its bytes."""
+  return {
+    str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+    for p in sorted(root.rglob("*"))
+    if p.is_file()
+  }
+
+
+def _huge_header(path: Path) -> None:
+  """A features file whose ``x_face`` header declares 1.9 TiB (its data is 20 floats)."""
+  arrays = write_features(path)
+  header = io.BytesIO()
+  np.lib.format.write_array_header_1_0(
+    header, {"descr": "<f4", "fortran_order": False, "shape": (10**11, 5)}
+  )
+  with zipfile.ZipFile(path, "w") as archive:
+    for key, value in ((k, v) for k, v in arrays.items() if k != "x_face"):
+      buffer = io.BytesIO()
+      np.save(buffer, value)
+      archive.writestr(f"{key}.npy", buffer.getvalue())
+    archive.writestr("x_face.npy", header.getvalue() + bytes(80))
+
+
+def _file(**arrays):
+  return lambda path: write_features(path, **arrays)
+
+
+def _flag(**overrides):
+  return overrides
+
+
+# Every bad input a user may give a finished workdir: config settings (as `--config.<field>`
+# would set them), features files, predict inputs, and the workdir itself. Each is refused
+# with a message that names the field, key or folder, and the workdir is left as it was.
+REFUSALS = {
+  # Settings: checked before anything is moved (mtpkd_jax/comparison/settings.py).
+  "epochs -1": (_flag(**{"stages.unimodal.epochs": -1}), r"`config.stages.unimodal.epochs`"),
+  "epochs 0": (_flag(**{"stages.student.epochs": 0}), r"`config.stages.student.epochs` must"),
+  "batch size 0": (_flag(**{"stages.joint.batch_size": 0}), r"`config.stages.joint.batch_size`"),
+  "batch larger than the data": (
+    _flag(**{"stages.student.batch_size": 1000}),
+    r"`config.stages.student.batch_size`=1000 is larger than the 24 training examples",
+  ),
+  "learning rate 0": (_flag(**{"stages.joint.learning_rate": 0.0}), r"learning_rate` must be"),
+  "num_folds 0": (_flag(num_folds=0), r"`config.num_folds` must be an integer >= 1, got 0"),
+  "num_runs 0": (_flag(num_runs=0), r"`config.num_runs` must be an integer >= 1"),
+  "compute_dtype float8": (
+    _flag(compute_dtype="float8"),
+    r"`config.compute_dtype` must be one of \('float32', 'bfloat16'\), got 'float8'",
+  ),
+  "dropout 1.5": (_flag(dropout_rate=1.5), r"`config.dropout_rate` must be a number in \[0, 1\)"),
+  "unknown encoder": (
+    _flag(**{"encoders_by_kind.vector.name": "mpl"}),
+    r"`config.encoders_by_kind.vector`: encoder 'mpl'.*known: .*mlp",
+  ),
+  "encoder kwarg typo": (
+    _flag(**{"encoders_by_kind.vector.kwargs": {"hiden": 8}}),
+    r"`config.encoders_by_kind.vector`: .*unexpected keyword argument 'hiden'",
+  ),
+  "encoder kwargs that do not fit the inputs": (
+    _flag(**{"encoders_by_kind.sequence.kwargs": {"num_layers": 1, "num_heads": 3}}),
+    r"encoder of modality 'eda'.*divisible by number of heads.*`config.encoders_by_kind.sequence`",
+  ),
+  "unknown method": (_flag(methods=("visual_only", "mt_pkdto")), r"Unknown method 'mt_pkdto'"),
+  "visual typo": (_flag(visual="eda_"), r"`config.visual` names 'eda_'"),
+  "too many folds": (_flag(num_folds=7), r"cannot split the dataset.*`num_folds`=7"),
+  # Features files: refused by their checks (mtpkd_jax/data/features.py) before any build.
+  "huge header": (_huge_header, r"key 'x_face' declares float32 \[100000000000, 5\].*cut short"),
+  "one class": (_file(y=np.zeros(48, int), class_names=None), r"'y' holds one class \('class0'\)"),
+  "one example": (
+    _file(num_subjects=1, per_subject=1, length=2),
+    r"holds 1 example\(s\) \(N = 1\).*3 examples or more",
+  ),
+  "mask on a vector": (
+    _file(mask_face=np.ones((48, 5), bool)),
+    r"'mask_face' masks the steps of a sequence, but 'x_face' is a vector \[48, 5\]",
+  ),
+  "NaN feature": (_file(x_face=np.full((48, 5), np.nan, np.float32)), r"'x_face' holds NaN"),
+  # Predict inputs (mtpkd_jax/comparison/predict.py).
+  "predict on no example": (
+    {"x_eda": np.zeros((0, 6, 3), np.float32)},
+    r"key 'x_eda' holds no example \(N = 0\)",
+  ),
+  "predict without the visual key": ({"x_face": np.zeros((4, 5))}, r"no key 'x_eda'"),
+  "predict on a bad mask": (
+    {"x_eda": np.zeros((4, 6, 3), np.float32), "mask_eda": np.ones((4, 5), bool)},
+    r"key 'mask_eda' must be bool \[4, 6\]",
+  ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_every_refusal_names_its_input_and_leaves_the_workdir_as_it_was(
+  classification, tmp_path, case
+):
+  root, _ = classification
+  work, (bad, message) = root / "work", REFUSALS[case]
+  before = _digests(work)
+  if isinstance(bad, dict) and case.startswith("predict"):
+    np.savez(tmp_path / "new.npz", **bad)
+    with pytest.raises(ValueError, match=message) as error:
+      predict.predict_file(work, "mt_pkdot", tmp_path / "new.npz", tmp_path / "p.npz")
+    assert not (tmp_path / "p.npz").exists()
+  elif isinstance(bad, dict):
+    config = _config(root / "f.npz", root / "tfds")
+    for key, value in bad.items():
+      *groups, field = key.split(".")
+      node = config
+      for group in groups:
+        node = node[group]
+      node[field] = value
+    with pytest.raises(ValueError, match=message) as error:
+      runner.run(config, work)
+  else:
+    bad(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match=message) as error:
+      runner.run(_config(tmp_path / "bad.npz", tmp_path / "tfds"), work)
+    assert str(tmp_path / "bad.npz") in str(error.value)
+  assert _digests(work) == before, error.value
+
+
+def test_a_second_training_in_the_same_workdir_is_refused(classification):
+  root, _ = classification
+  work = root / "work"
+  before = _digests(work)
+  with workdir_lib.lock(work):  # A training that is running there.
+    with pytest.raises(RuntimeError, match=rf"--workdir {work} is in use by another training"):
+      runner.run(_config(root / "f.npz", root / "tfds"), work)
+  assert _digests(work) == before
+
+
+def test_a_read_only_workdir_stops_at_once_naming_it(classification, monkeypatch):
+  root, _ = classification
+  work = root / "work"
+  (run_dir,) = work.glob("run0_*")
+  read_only = run_dir / "joint"
+  before = _digests(work)
+  if os.geteuid() == 0:  # Root writes anywhere: answer as a read-only disk would.
+    monkeypatch.setattr(workdir_lib.os, "access", lambda path, mode: Path(path) != read_only)
+  else:
+    read_only.chmod(0o555)
+  try:
+    with pytest.raises(PermissionError, match=rf"{read_only} is read-only"):
+      runner.run(_config(root / "f.npz", root / "tfds"), work)
+  finally:
+    read_only.chmod(0o755)
+  assert _digests(work) == before
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_damaged_stage_output_is_named_with_the_folder_to_delete(classification, tmp_path):
+  root, _ = classification
+  work = tmp_path / "work"
+  shutil.copytree(root / "work", work, ignore=shutil.ignore_patterns("jax_cache"))
+  (run_dir,) = work.glob("run0_*")
+  for path in (run_dir / "unimodal_eda" / "output").rglob("d/*"):
+    path.write_bytes(bytes(path.stat().st_size))  # A disk that lost the writes.
+  expected = rf"Stage 'unimodal_eda': its saved output {run_dir}/unimodal_eda/output/\d+ is damaged"
+  remedy = rf"Delete \(or move away\) {run_dir / 'unimodal_eda'} and rerun"
+  with pytest.raises(checkpoint.DamagedCheckpointError, match=rf"(?s){expected}.*{remedy}"):
+    predict.predict_file(work, "visual_only", root / "f.npz", tmp_path / "p.npz")
+  with pytest.raises(checkpoint.DamagedCheckpointError, match=rf"(?s){expected}.*{remedy}"):
+    runner.run(_config(root / "f.npz", root / "tfds"), work)

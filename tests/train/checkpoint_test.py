@@ -152,3 +152,72 @@ def test_stage_output_is_read_once_until_the_stage_is_rewritten(tmp_path, bn_sta
   rerun, meta = checkpoint.load_stage_output(tmp_path, "joint")
   assert len(reads) == 2 and meta["step"] == 7
   chex.assert_trees_all_close(rerun, jax.device_get(checkpoint.variables_of(_at_step(bn_state, 7))))
+
+
+# A failed restore's pending reads report `Event loop is closed` from their threads.
+_PENDING_READS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _zero_data(folder):
+  """Zeroes every array-data file under ``folder`` (a disk that lost the writes)."""
+  files = [p for p in folder.rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert files
+  for path in files:
+    path.write_bytes(bytes(path.stat().st_size))
+
+
+@_PENDING_READS
+def test_a_damaged_newest_step_is_moved_aside_and_the_previous_one_resumed(
+  tmp_path, bn_state, caplog
+):
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+    ckpt.save(_at_step(bn_state, 2))
+    ckpt.save(_at_step(bn_state, 4))
+  _zero_data(tmp_path / "s" / "checkpoints" / "4")
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+    restored = ckpt.restore_latest(bn_state)
+    assert ckpt.saved_steps() == [2]
+    assert ckpt.save(_at_step(bn_state, 4))  # The step is written anew, not skipped.
+  assert int(restored.step) == 2
+  chex.assert_trees_all_equal(restored.params, _at_step(bn_state, 2).params)
+  assert "checkpoint step 4 is damaged" in caplog.text and "resuming from step 2" in caplog.text
+  assert (tmp_path / "s" / "damaged" / "checkpoints" / "4" / "state").is_dir()
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+    assert int(ckpt.restore_latest(bn_state).step) == 4
+
+
+@_PENDING_READS
+@pytest.mark.parametrize("damage", ["zero_data", "zero_metadata", "no_manifest"])
+def test_a_damaged_only_step_stops_naming_the_step_and_what_to_delete(tmp_path, bn_state, damage):
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2) as ckpt:
+    ckpt.save(_at_step(bn_state, 2))
+  step = tmp_path / "s" / "checkpoints" / "2"
+  if damage == "zero_data":
+    _zero_data(step)
+  elif damage == "zero_metadata":
+    (step / "state" / "_METADATA").write_bytes(bytes(64))
+  else:
+    for path in step.rglob("manifest.ocdbt"):
+      path.unlink()
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2) as ckpt:
+    with pytest.raises(checkpoint.DamagedCheckpointError) as error:
+      ckpt.restore_latest(bn_state)
+  message = str(error.value)
+  assert f"checkpoint {step.resolve()} is damaged" in message
+  assert f"Delete (or move away) {(tmp_path / 's').resolve()} and rerun" in message
+  assert step.is_dir()  # Nothing is moved when nothing else can be resumed.
+
+
+@_PENDING_READS
+def test_a_damaged_output_or_best_copy_is_named(tmp_path, bn_state):
+  variables = checkpoint.variables_of(_at_step(bn_state, 4))
+  with checkpoint.StageCheckpointer(tmp_path, "joint", save_every=10) as ckpt:
+    ckpt.save_best(_at_step(bn_state, 4), "acc", "max", {"acc": 0.5})
+    ckpt.save_output(9, variables, source_step=4, selected_by="last")
+  _zero_data(tmp_path / "joint" / "output" / "9")
+  with pytest.raises(checkpoint.DamagedCheckpointError, match=r"saved output .*joint/output/9"):
+    checkpoint.load_stage_output(tmp_path, "joint", required_by="student")
+  (tmp_path / "joint" / "best" / "4" / "meta" / "metadata").write_bytes(bytes(8))
+  with checkpoint.StageCheckpointer(tmp_path, "joint", save_every=10) as ckpt:
+    with pytest.raises(checkpoint.DamagedCheckpointError, match=r"best copy .*joint/best/4"):
+      ckpt.best()

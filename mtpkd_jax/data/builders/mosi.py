@@ -83,8 +83,18 @@ class MosiConfig(base.ManualConfig):
 
 
 def _csd(path: Path):
-  """``(file, data group)`` of a computational sequence; its one top-level group's ``data``."""
-  handle = h5py.File(path, "r")
+  """``(file, data group)`` of a computational sequence; its one top-level group's ``data``.
+
+  Raises:
+    OSError: naming ``path``, if HDF5 cannot read it (e.g. a download cut short).
+  """
+  try:
+    handle = h5py.File(path, "r")
+  except OSError as error:
+    raise OSError(
+      f"{path}: unreadable computational sequence ({error}); a download cut short leaves "
+      "such a file: download it again."
+    ) from None
   return handle, handle[next(iter(handle.keys()))]["data"]
 
 
@@ -189,14 +199,17 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
     max_words = self.builder_config.max_words
 
     def read(role):
-      handle, data = _csd(paths[role])
-      with handle:
-        if video not in data:
-          raise BadFile(paths[role], f"has no video {video!r}")
-        group = data[video]
-        if "features" not in group or "intervals" not in group:
-          raise BadFile(paths[role], f"video {video!r} lacks features or intervals")
-        features, intervals = group["features"][()], group["intervals"][()]
+      try:
+        handle, data = _csd(paths[role])
+        with handle:
+          if video not in data:
+            raise BadFile(paths[role], f"has no video {video!r}")
+          group = data[video]
+          if "features" not in group or "intervals" not in group:
+            raise BadFile(paths[role], f"video {video!r} lacks features or intervals")
+          features, intervals = group["features"][()], group["intervals"][()]
+      except OSError as error:  # The file that failed, whichever of the five it is.
+        raise BadFile(paths[role], str(error).removeprefix(f"{paths[role]}: ")) from None
       if intervals.ndim != 2 or len(features) != len(intervals):
         raise BadFile(paths[role], f"video {video!r}: features and intervals differ in length")
       return features, intervals.astype(np.float64)
@@ -205,13 +218,10 @@ names (CMU_MOSI_TimestampedWordVectors_1.1.csd, CMU_MOSI_VisualFacet_4.1.csd) wo
       if split is None:
         report.exclude(video, paths["labels"], "in none of the SDK's standard folds")
         return
-      try:
-        labels, segments = read("labels")
-        vectors, word_times = read("text")
-        streams = {role: read(role) for role in ("audio", "visual")}
-        tokens = read("words")[0] if "words" in paths else None
-      except OSError as error:
-        raise BadFile(paths["labels"], f"unreadable .csd ({error})") from None
+      labels, segments = read("labels")
+      vectors, word_times = read("text")
+      streams = {role: read(role) for role in ("audio", "visual")}
+      tokens = read("words")[0] if "words" in paths else None
       keep = np.ones(len(vectors), bool)
       if tokens is not None and len(tokens) == len(vectors):
         keep = np.array([_text(np.ravel(t)[0]).strip() != "sp" for t in tokens])

@@ -1,0 +1,231 @@
+"""Every setting of a comparison checked before anything in its workdir is touched.
+
+A typo must never cost a trained stage: provenance moves a stage whose record changed aside
+(:mod:`mtpkd_jax.train.provenance`), so a setting that fails only once its stage starts would
+have moved that stage, and every stage after it, for nothing. :func:`check_config` checks
+what the config alone decides (runs, folds, dtypes, widths, every stage's schedule, the
+encoders' names and keyword arguments); :func:`check_run` what needs the dataset and the
+split (batches that fit the training examples and the devices, encoders that take the
+modality's inputs). :func:`mtpkd_jax.comparison.runner.run` calls both before it writes
+anything. Every error is a ``ValueError`` naming the config field (as ``--config.<field>``
+spells it), what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from collections.abc import Sequence
+
+import jax
+import ml_collections
+
+from mtpkd_jax import models
+from mtpkd_jax.data import pipeline
+from mtpkd_jax.methods import context, plan, registry, unimodal
+
+# Keys of a stage's section with the kinds of value they need (the rest are the methods').
+_STAGE_INTEGERS = ("epochs", "batch_size")
+_POSITIVE_INTEGERS = (
+  "num_runs",
+  "num_folds",
+  "embed_dim",
+  "eval_batch_size",
+  "plot_batch_size",
+  "checkpoint_every",
+  "keep_checkpoints",
+)
+_TNET_LOSSES = ("mse", "mmd")
+
+
+def _fail(field: str, expected: str, value) -> None:
+  raise ValueError(
+    f"`config.{field}` must be {expected}, got {value!r}: set --config.{field} (nothing was "
+    "trained or moved)."
+  )
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_positive_int(field: str, value) -> None:
+  if not _is_int(value) or value < 1:
+    _fail(field, "an integer >= 1", value)
+
+
+def _check_fraction(field: str, value) -> None:
+  """``value`` in ``[0, 1)``: a dropout rate or a chance."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    _fail(field, "a number in [0, 1)", value)
+
+
+def _check_stage(kind: str, section: ml_collections.ConfigDict) -> None:
+  for key in _STAGE_INTEGERS:
+    if key in section:
+      _check_positive_int(f"stages.{kind}.{key}", section[key])
+  for key in section:
+    value = section[key]
+    if key.endswith("learning_rate") and (
+      isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
+    ):
+      _fail(f"stages.{kind}.{key}", "a number > 0", value)
+  if "modality_dropout" in section:
+    _check_fraction(f"stages.{kind}.modality_dropout", section.modality_dropout)
+  if section.get("tnet_loss", "mse") not in _TNET_LOSSES:
+    _fail(f"stages.{kind}.tnet_loss", f"one of {_TNET_LOSSES}", section.tnet_loss)
+  hidden = section.get("tnet_hidden", (1,))
+  if not isinstance(hidden, Sequence) or not all(_is_int(h) and h >= 1 for h in hidden):
+    _fail(f"stages.{kind}.tnet_hidden", "a tuple of integers >= 1", hidden)
+
+
+def _check_encoder(field: str, spec, config: ml_collections.ConfigDict) -> None:
+  """An encoder entry: a registered ``name`` whose module takes its ``kwargs``."""
+  if not isinstance(spec, ml_collections.ConfigDict) or "name" not in spec:
+    _fail(field, "a dict with `name` and `kwargs` (e.g. {'name': 'mlp', 'kwargs': {}})", spec)
+  kwargs = spec.get("kwargs") or ml_collections.ConfigDict()
+  try:
+    models.get_encoder(
+      spec.name,
+      features=config.embed_dim,
+      dtype=context.DTYPES[config.compute_dtype],
+      **kwargs.to_dict(),
+    )
+  except (TypeError, ValueError) as error:
+    raise ValueError(
+      f"`config.{field}`: encoder {spec.name!r} cannot be built with the kwargs "
+      f"{kwargs.to_dict()}: {error}"
+    ) from None
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Checks every setting the config alone decides; see the module docstring.
+
+  Args:
+    config: an experiment config (``experiments/configs/``).
+
+  Raises:
+    ValueError: naming the field, what it must be and what it is: counts and widths that
+      are not integers >= 1 (runs, folds, ``embed_dim``, batch sizes, checkpoint interval),
+      a ``compute_dtype`` other than float32 or bfloat16, a dropout rate outside [0, 1), a
+      stage's ``epochs`` or ``batch_size`` below 1 or a learning rate <= 0, an unknown
+      encoder or one that does not take its ``kwargs``, a bad method (see
+      :func:`mtpkd_jax.methods.registry.check_methods`).
+  """
+  for field in _POSITIVE_INTEGERS:
+    _check_positive_int(field, config[field])
+  for field in ("seed", "split_seed"):
+    if not _is_int(config[field]):
+      _fail(field, "an integer", config[field])
+  if config.num_devices is not None:
+    _check_positive_int("num_devices", config.num_devices)
+  if config.compute_dtype not in context.DTYPES:
+    _fail("compute_dtype", f"one of {tuple(context.DTYPES)}", config.compute_dtype)
+  _check_fraction("dropout_rate", config.dropout_rate)
+  for kind in config.stages:
+    _check_stage(kind, config.stages[kind])
+  for modality in config.encoders:
+    _check_encoder(f"encoders.{modality}", config.encoders[modality], config)
+  for kind in config.get("encoders_by_kind") or {}:
+    _check_encoder(f"encoders_by_kind.{kind}", config.encoders_by_kind[kind], config)
+  registry.check_methods(config)
+
+
+def _stage_sections(ctx: context.Context) -> dict[str, str]:
+  """``{stage kind: a stage of that kind}`` of the stages ``config.methods`` train."""
+  config = ctx.config
+  needed = plan.plan(config.methods, ctx.modalities, ctx.strong)
+  kinds = {"unimodal": f"unimodal_{needed.unimodal[0]}"} if needed.unimodal else {}
+  kinds |= {"joint": "joint"} if needed.joint else {}
+  kinds |= {"alignment": "alignment"} if needed.alignment else {}
+  for name in config.methods:
+    kind = registry.get_method(name, config.visual).kind
+    if kind in ("student", "cmkt"):
+      kinds.setdefault(kind, f"{kind}_{name}")
+  return kinds
+
+
+def check_run(ctx: context.Context) -> None:
+  """Checks what needs the run's data: batches, devices, encoders on the inputs.
+
+  Every stage the methods train needs a batch that fits the training examples (the last
+  partial batch of an epoch is dropped) and splits evenly over the devices; every
+  modality's stage-0 model is built and its shapes traced (no compilation) on one example,
+  so an encoder's ``kwargs`` that do not suit the inputs fail here, not in its stage.
+
+  Args:
+    ctx: the run (see :func:`mtpkd_jax.comparison.runner.make_context`).
+
+  Raises:
+    ValueError: naming the config field, on a batch larger than the training split or not
+      a multiple of the devices, or an encoder that cannot run on its modality's inputs.
+  """
+  config, num_train = ctx.config, len(ctx.split["train"])
+  for kind, stage in _stage_sections(ctx).items():
+    batch_size = config.stages[kind].batch_size
+    if pipeline.steps_per_epoch(num_train, batch_size, drop_remainder=True) < 1:
+      raise ValueError(
+        f"`config.stages.{kind}.batch_size`={batch_size} is larger than the {num_train} "
+        f"training examples of {ctx.workdir.name} (stage {stage!r} would take no step): "
+        f"use a batch of at most {num_train}."
+      )
+    if batch_size % ctx.mesh.size:
+      raise ValueError(
+        f"`config.stages.{kind}.batch_size`={batch_size} must be a multiple of the "
+        f"{ctx.mesh.size} devices the batch is split over (set `config.num_devices`)."
+      )
+  needed = plan.plan(config.methods, ctx.modalities, ctx.strong).unimodal
+  for modality in needed:
+    model = unimodal.unimodal_model(ctx, modality)
+    try:
+      jax.eval_shape(
+        model.init, ctx.stage_rng(f"unimodal_{modality}"), ctx.first(ctx.inputs(modality), modality)
+      )
+    except Exception as error:  # noqa: BLE001  (whatever the module raises, named below)
+      raise ValueError(
+        f"The encoder of modality {modality!r} ({ctx.encoder_spec(modality).to_dict()}) cannot "
+        f"run on its inputs {ctx.schema.modality(modality)}: {type(error).__name__}: "
+        f"{str(error).rstrip('.')}. "
+        f"Change `config.encoders.{modality}` (or `config.encoders_by_kind."
+        f"{ctx.schema.modality(modality).kind}`)."
+      ) from None
+
+
+def _field_paths(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  paths = []
+  for key in config:
+    value = config[key]
+    if isinstance(value, ml_collections.ConfigDict):
+      paths += _field_paths(value, f"{prefix}{key}.")
+    else:
+      paths.append(f"{prefix}{key}")
+  return paths
+
+
+def unknown_field(config: ml_collections.ConfigDict, path: str) -> str | None:
+  """Why ``--config.<path>`` names no field of ``config``, or ``None`` if it names one.
+
+  The message lists the fields where the path leaves the config and the fields whose names
+  are closest (``epochs`` -> ``stages.unimodal.epochs``, ...).
+
+  Args:
+    config: the experiment config the override applies to.
+    path: the override's dotted field path, e.g. ``"stages.unimodal.epochs"``.
+  """
+  node, keys = config, path.split(".")
+  for depth, key in enumerate(keys):
+    if not isinstance(node, ml_collections.ConfigDict):
+      parent = ".".join(keys[:depth])
+      return (
+        f"--config.{path}: `config.{parent}` is a value ({node!r}), not a group of fields; "
+        f"set it as a whole, e.g. --config.{parent}=..."
+      )
+    if key not in node:
+      where = f"`config.{'.'.join(keys[:depth])}`" if depth else "the config"
+      paths = _field_paths(config)
+      close = [p for p in paths if p.rsplit(".", 1)[-1] == key]
+      close += [p for p in difflib.get_close_matches(path, paths, n=3) if p not in close]
+      hint = f" Did you mean {', '.join(f'--config.{p}' for p in close)}?" if close else ""
+      return f"--config.{path}: {where} has no field {key!r}; its fields are {sorted(node)}.{hint}"
+    node = node[key]
+  return None

@@ -19,6 +19,7 @@ from mtpkd_jax.comparison import predict, runner
 from mtpkd_jax.comparison import workdir as workdir_lib
 from mtpkd_jax.train import checkpoint
 from tests.cpu_env import cpu_env
+from tests.data import features_test
 from tests.features_files import write_features
 
 # Training flows, compared with themselves.
@@ -195,17 +196,59 @@ def _huge_header(path: Path) -> None:
     archive.writestr("x_face.npy", header.getvalue() + bytes(80))
 
 
-def _file(**arrays):
-  return lambda path: write_features(path, **arrays)
-
-
 def _flag(**overrides):
-  return overrides
+  """Reruns the finished workdir with ``overrides`` (dotted fields, as ``--config.<f>=...``)."""
+
+  def action(root, tmp_path):
+    del tmp_path
+    config = _config(root / "f.npz", root / "tfds")
+    for key, value in overrides.items():
+      *groups, field = key.split(".")
+      node = config
+      for group in groups:
+        node = node[group]
+      node[field] = value
+    runner.run(config, root / "work")
+
+  return action
 
 
+def _file(write=None, task=None, **arrays):
+  """Reruns the finished workdir on a bad features file (``write(path)``, or these arrays)."""
+
+  def action(root, tmp_path):
+    path = tmp_path / "bad.npz"
+    if write:
+      write(path)
+    else:
+      written = write_features(path)
+      np.savez(path, **{k: v for k, v in {**written, **arrays}.items() if v is not None})
+    try:
+      runner.run(_config(path, tmp_path / "tfds", task=task), root / "work")
+    except ValueError as error:
+      assert str(path) in str(error)  # The file is named.
+      raise
+
+  return action
+
+
+def _predict(method="mt_pkdot", run=0, **arrays):
+  """Predicts with the finished workdir on an input of ``arrays``; nothing may be written."""
+
+  def action(root, tmp_path):
+    np.savez(tmp_path / "new.npz", **arrays)
+    try:
+      predict.predict_file(root / "work", method, tmp_path / "new.npz", tmp_path / "p.npz", run)
+    finally:
+      assert not (tmp_path / "p.npz").exists()
+
+  return action
+
+
+_GOOD_X = np.zeros((4, 6, 3), np.float32)
 # Every bad input a user may give a finished workdir: config settings (as `--config.<field>`
-# would set them), features files, predict inputs, and the workdir itself. Each is refused
-# with a message that names the field, key or folder, and the workdir is left as it was.
+# would set them), features files, predict inputs. Each is refused with a message that names
+# the field, key or file, and the workdir is left as it was. docs/errors.md lists them.
 REFUSALS = {
   # Settings: checked before anything is moved (mtpkd_jax/comparison/settings.py).
   "epochs -1": (_flag(**{"stages.unimodal.epochs": -1}), r"`config.stages.unimodal.epochs`"),
@@ -238,28 +281,41 @@ REFUSALS = {
   "unknown method": (_flag(methods=("visual_only", "mt_pkdto")), r"Unknown method 'mt_pkdto'"),
   "visual typo": (_flag(visual="eda_"), r"`config.visual` names 'eda_'"),
   "too many folds": (_flag(num_folds=7), r"cannot split the dataset.*`num_folds`=7"),
-  # Features files: refused by their checks (mtpkd_jax/data/features.py) before any build.
-  "huge header": (_huge_header, r"key 'x_face' declares float32 \[100000000000, 5\].*cut short"),
+  # Features files: refused by their checks (mtpkd_jax/data/features.py) before any build;
+  # every check of the format's own table follows (tests/data/features_test.py).
+  "huge header": (_file(_huge_header), r"'x_face' declares float32 \[100000000000, 5\].*cut short"),
   "one class": (_file(y=np.zeros(48, int), class_names=None), r"'y' holds one class \('class0'\)"),
   "one example": (
-    _file(num_subjects=1, per_subject=1, length=2),
+    _file(lambda path: write_features(path, num_subjects=1, per_subject=1)),
     r"holds 1 example\(s\) \(N = 1\).*3 examples or more",
   ),
   "mask on a vector": (
     _file(mask_face=np.ones((48, 5), bool)),
     r"'mask_face' masks the steps of a sequence, but 'x_face' is a vector \[48, 5\]",
   ),
-  "NaN feature": (_file(x_face=np.full((48, 5), np.nan, np.float32)), r"'x_face' holds NaN"),
+  "not an npz": (_file(lambda path: path.write_text("x_face,y\n1,0\n")), r"not an \.npz file"),
+  **{
+    f"file: {name}": (_file(task=task, **extra), message)
+    for name, (extra, task, message) in features_test.BAD_INPUTS.items()
+  },
   # Predict inputs (mtpkd_jax/comparison/predict.py).
-  "predict on no example": (
-    {"x_eda": np.zeros((0, 6, 3), np.float32)},
-    r"key 'x_eda' holds no example \(N = 0\)",
-  ),
-  "predict without the visual key": ({"x_face": np.zeros((4, 5))}, r"no key 'x_eda'"),
+  "predict on no example": (_predict(x_eda=_GOOD_X[:0]), r"'x_eda' holds no example \(N = 0\)"),
+  "predict without the visual key": (_predict(x_face=np.zeros((4, 5))), r"no key 'x_eda'"),
   "predict on a bad mask": (
-    {"x_eda": np.zeros((4, 6, 3), np.float32), "mask_eda": np.ones((4, 5), bool)},
-    r"key 'mask_eda' must be bool \[4, 6\]",
+    _predict(x_eda=_GOOD_X, mask_eda=np.ones((4, 5), bool)),
+    r"key 'mask_eda' must be bool \[4, 6\] \(the valid steps of 'x_eda'\), got bool \[4, 5\]",
   ),
+  "predict on the wrong shape": (_predict(x_eda=_GOOD_X[:, :3]), r"'x_eda' must be \[N, 6, 3\]"),
+  "predict on NaN": (_predict(x_eda=_GOOD_X + np.nan), r"'x_eda' holds NaN or Inf"),
+  "predict with the joint teacher": (
+    _predict("joint_teacher", x_eda=_GOOD_X),
+    r"needs the privileged modalities at test time",
+  ),
+  "predict a method not trained": (
+    _predict("rkd", x_eda=_GOOD_X),
+    r"lists the methods .*not 'rkd'",
+  ),
+  "predict a run not trained": (_predict(run=3, x_eda=_GOOD_X), r"gives runs 0 to 0, not run 3"),
 }
 
 
@@ -268,29 +324,11 @@ def test_every_refusal_names_its_input_and_leaves_the_workdir_as_it_was(
   classification, tmp_path, case
 ):
   root, _ = classification
-  work, (bad, message) = root / "work", REFUSALS[case]
-  before = _digests(work)
-  if isinstance(bad, dict) and case.startswith("predict"):
-    np.savez(tmp_path / "new.npz", **bad)
-    with pytest.raises(ValueError, match=message) as error:
-      predict.predict_file(work, "mt_pkdot", tmp_path / "new.npz", tmp_path / "p.npz")
-    assert not (tmp_path / "p.npz").exists()
-  elif isinstance(bad, dict):
-    config = _config(root / "f.npz", root / "tfds")
-    for key, value in bad.items():
-      *groups, field = key.split(".")
-      node = config
-      for group in groups:
-        node = node[group]
-      node[field] = value
-    with pytest.raises(ValueError, match=message) as error:
-      runner.run(config, work)
-  else:
-    bad(tmp_path / "bad.npz")
-    with pytest.raises(ValueError, match=message) as error:
-      runner.run(_config(tmp_path / "bad.npz", tmp_path / "tfds"), work)
-    assert str(tmp_path / "bad.npz") in str(error.value)
-  assert _digests(work) == before, error.value
+  action, message = REFUSALS[case]
+  before = _digests(root / "work")
+  with pytest.raises((ValueError, FileNotFoundError), match=message):
+    action(root, tmp_path)
+  assert _digests(root / "work") == before
 
 
 def test_a_second_training_in_the_same_workdir_is_refused(classification):

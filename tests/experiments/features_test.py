@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from experiments.configs import features as features_config
@@ -373,3 +374,32 @@ def test_a_damaged_stage_output_is_named_with_the_folder_to_delete(classificatio
     predict.predict_file(work, "visual_only", root / "f.npz", tmp_path / "p.npz")
   with pytest.raises(checkpoint.DamagedCheckpointError, match=rf"(?s){expected}.*{remedy}"):
     runner.run(_config(root / "f.npz", root / "tfds"), work)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_damaged_newest_checkpoint_resumes_from_the_previous_step_to_the_same_model(
+  tmp_path, caplog
+):
+  write_features(tmp_path / "f.npz")
+  config = _config(
+    tmp_path / "f.npz", tmp_path / "tfds", methods=("visual_only",), checkpoint_every=2
+  )
+  runner.run(config, tmp_path / "work")
+  (run_dir,) = (tmp_path / "work").glob("run0_*")
+  stage = run_dir / "unimodal_eda"
+  shutil.copytree(stage / "checkpoints" / "6", tmp_path / "step6")
+  # A machine that died while writing the last checkpoint: no output, the newest step zeroed.
+  shutil.rmtree(stage / "output")
+  for path in (stage / "checkpoints" / "6").rglob("d/*"):
+    path.write_bytes(bytes(path.stat().st_size))
+  runner.run(config, tmp_path / "work")
+  assert "checkpoint step 6 is damaged" in caplog.text and "resuming from step 4" in caplog.text
+  assert (stage / "damaged" / "checkpoints" / "6").is_dir()
+  # Steps 5 and 6 trained again from step 4 give the state the first run saved at step 6.
+  restore = ocp.StandardCheckpointer().restore
+  again, first = (
+    restore(stage / "checkpoints" / "6" / "state"),
+    restore(tmp_path / "step6" / "state"),
+  )
+  assert int(again["step"]) == 6
+  jax.tree.map(np.testing.assert_array_equal, again, first)

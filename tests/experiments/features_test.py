@@ -308,10 +308,6 @@ REFUSALS = {
   ),
   "predict on the wrong shape": (_predict(x_eda=_GOOD_X[:, :3]), r"'x_eda' must be \[N, 6, 3\]"),
   "predict on NaN": (_predict(x_eda=_GOOD_X + np.nan), r"'x_eda' holds NaN or Inf"),
-  "predict with the joint teacher": (
-    _predict("joint_teacher", x_eda=_GOOD_X),
-    r"needs the privileged modalities at test time",
-  ),
   "predict a method not trained": (
     _predict("rkd", x_eda=_GOOD_X),
     r"lists the methods .*not 'rkd'",

@@ -22,14 +22,19 @@ LOCK_FILE = ".lock"
 def check_writable(workdir: str | Path) -> None:
   """Fails at once if ``workdir`` or a folder in it cannot be written.
 
+  A workdir that does not exist yet needs only its nearest existing parent to be writable.
+
   Raises:
-    PermissionError: naming the first folder that is read-only (or not a folder).
+    NotADirectoryError: if ``workdir`` is a file.
+    PermissionError: naming the first folder that is read-only.
   """
   workdir = Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise NotADirectoryError(f"--workdir {workdir} is a file, not a folder.")
-  existing = workdir if workdir.exists() else next(p for p in workdir.parents if p.exists())
-  folders = [existing, *(p for p in existing.rglob("*") if p.is_dir())]
+  if workdir.exists():
+    folders = [workdir, *(p for p in workdir.rglob("*") if p.is_dir())]
+  else:  # It will be created in its nearest existing parent: nothing else there matters.
+    folders = [next(p for p in workdir.parents if p.exists())]
   for folder in folders:
     if not os.access(folder, os.W_OK | os.X_OK):
       raise PermissionError(

@@ -103,7 +103,10 @@ def sinkhorn_divergence(
       With ``Anneal`` and the envelope gradient, the fused loop then runs the bound's
       schedule length, each pair's steps past its own schedule masked: the same results, and
       a loop whose trip count is known at compile time (no host round trip per trip on an
-      accelerator). A pair wider than the bound is annealed as if its diameter were the bound.
+      accelerator). A pair wider than the bound is annealed as if its diameter were the bound,
+      from a smaller first epsilon than GeomLoss's: its value and gradient are then not
+      GeomLoss's, and nothing in the output says so. Pass a true bound (a Python float:
+      ``structural_ot_loss`` passes ``similarity.anchored_diameter_bound``) or ``None``.
 
   Returns:
     A :class:`DivergenceOutput`.

@@ -68,6 +68,20 @@ def _damaged(stage: str, what: str, folder: Path, error: Exception) -> DamagedCh
   )
 
 
+def _out_of_memory(error: Exception) -> bool:
+  """Whether a failed restore ran out of host or device memory (the step may be intact)."""
+  return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error)
+
+
+def _unused(path: Path) -> Path:
+  """`path`, or `path.1`, `path.2`, ...: the first that does not exist."""
+  candidate, number = path, 0
+  while candidate.exists():
+    number += 1
+    candidate = path.with_name(f"{path.name}.{number}")
+  return candidate
+
+
 def stage_dir(workdir: str | Path, stage: str) -> Path:
   """Returns `<workdir>/<stage>`, the directory of everything one stage writes."""
   return Path(workdir).resolve() / stage
@@ -225,28 +239,37 @@ class StageCheckpointer:
         `apply_fn` and `tx`).
 
     Returns:
-      The restored state, or `state` itself if the stage has no checkpoint yet. A damaged
-      newest step is moved to `<stage>/damaged/checkpoints/<step>` (one process) and the
-      newest intact one restored, with a warning naming both.
+      The restored state, or `state` itself if the stage has no checkpoint yet. A newest step
+      that fails twice to restore, with an error other than running out of memory, is taken
+      as damaged: it is moved to `<stage>/damaged/checkpoints/<step>` (one process, once a
+      call) and the step before it restored, with a warning naming both.
 
     Raises:
-      DamagedCheckpointError: if no step can be read (or, with several processes, the newest
-        cannot), naming the step and the folder to delete.
+      DamagedCheckpointError: if no step can be read, a second step cannot either (or, with
+        several processes, the newest cannot), naming the step and the folder to delete.
+      MemoryError, or orbax's error, when the restore ran out of memory (nothing is moved).
     """
     target = {name: getattr(state, name) for name in _STATE_FIELDS}
     args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)))
+    moved = None  # Where this call moved a damaged step; it moves one at most.
     while (step := self._states.latest_step()) is not None:
       folder = self.directory / "checkpoints" / str(step)
       try:
-        return state.replace(**self._states.restore(step, args=args)["state"])
+        return state.replace(**self._restore_twice(step, args)["state"])
       except Exception as error:  # noqa: BLE001  (orbax raises many kinds on a damaged step)
+        if _out_of_memory(error):
+          raise
         damaged = _damaged(self.stage, "newest train-state checkpoint", folder, error)
         earlier = [s for s in self._states.all_steps() if s < step]
+        if moved is not None:
+          raise DamagedCheckpointError(
+            f"{damaged} (Its newer step was damaged too and moved to {moved}.)"
+          ) from None
         if not earlier or jax.process_count() > 1:
           raise damaged from None
-        aside = self.directory / "damaged" / "checkpoints" / str(step)
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        folder.rename(aside)
+        moved = _unused(self.directory / "damaged" / "checkpoints" / str(step))
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(moved)
         self._states.reload()
         logging.warning(
           "Stage %r: checkpoint step %d is damaged (%s: %s), moved to %s; resuming from step %d.",
@@ -254,10 +277,24 @@ class StageCheckpointer:
           step,
           type(error).__name__,
           str(error)[:200],
-          aside,
+          moved,
           max(earlier),
         )
     return state
+
+  def _restore_twice(self, step: int, args: ocp.args.Composite) -> dict[str, Any]:
+    """Restores `step`, once more if the first read failed (a passing I/O error).
+
+    Raises:
+      The second read's error; at once, without a second read, an out-of-memory error (not
+      a sign of a damaged step).
+    """
+    try:
+      return self._states.restore(step, args=args)
+    except Exception as error:  # noqa: BLE001  (orbax raises many kinds on a damaged step)
+      if _out_of_memory(error):
+        raise
+    return self._states.restore(step, args=args)
 
   def best(self, copy: str = "best") -> dict[str, Any] | None:
     """Meta of a best-on-validation copy (`step`, `metric`, `mode`, `value`, `metrics`).

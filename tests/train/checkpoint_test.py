@@ -186,6 +186,72 @@ def test_a_damaged_newest_step_is_moved_aside_and_the_previous_one_resumed(
     assert int(ckpt.restore_latest(bn_state).step) == 4
 
 
+def _failing_reads(ckpt, monkeypatch, errors):
+  """Makes ``ckpt``'s next restores raise ``errors`` in turn, then read as usual."""
+  restore, pending = ckpt._states.restore, list(errors)
+
+  def flaky(*args, **kwargs):
+    if pending:
+      raise pending.pop(0)
+    return restore(*args, **kwargs)
+
+  monkeypatch.setattr(ckpt._states, "restore", flaky)
+
+
+def test_a_read_that_fails_once_is_read_again_and_nothing_is_moved(
+  tmp_path, bn_state, monkeypatch
+):
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+    ckpt.save(_at_step(bn_state, 2))
+    ckpt.save(_at_step(bn_state, 4))
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+    _failing_reads(ckpt, monkeypatch, [OSError(5, "Input/output error")])
+    assert int(ckpt.restore_latest(bn_state).step) == 4
+    assert ckpt.saved_steps() == [2, 4]
+  assert not (tmp_path / "s" / "damaged").exists()
+
+
+def test_running_out_of_memory_moves_no_step(tmp_path, bn_state, monkeypatch):
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+    ckpt.save(_at_step(bn_state, 2))
+    ckpt.save(_at_step(bn_state, 4))
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+    _failing_reads(ckpt, monkeypatch, [RuntimeError("RESOURCE_EXHAUSTED: out of memory")] * 3)
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+      ckpt.restore_latest(bn_state)
+    assert ckpt.saved_steps() == [2, 4]
+  assert not (tmp_path / "s" / "damaged").exists()
+
+
+@_PENDING_READS
+def test_a_step_damaged_again_is_moved_beside_the_first_copy(tmp_path, bn_state):
+  for _ in range(2):
+    with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+      ckpt.save(_at_step(bn_state, 2))
+      ckpt.save(_at_step(bn_state, 4))
+    _zero_data(tmp_path / "s" / "checkpoints" / "4")
+    with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=2) as ckpt:
+      assert int(ckpt.restore_latest(bn_state).step) == 2
+  assert sorted(p.name for p in (tmp_path / "s" / "damaged" / "checkpoints").iterdir()) == [
+    "4",
+    "4.1",
+  ]
+
+
+@_PENDING_READS
+def test_two_damaged_steps_stop_after_moving_one(tmp_path, bn_state):
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=3) as ckpt:
+    for step in (2, 4, 6):
+      ckpt.save(_at_step(bn_state, step))
+  for step in (4, 6):
+    _zero_data(tmp_path / "s" / "checkpoints" / str(step))
+  with checkpoint.StageCheckpointer(tmp_path, "s", save_every=2, keep=3) as ckpt:
+    with pytest.raises(checkpoint.DamagedCheckpointError, match=r"checkpoints/4 is damaged"):
+      ckpt.restore_latest(bn_state)
+    assert ckpt.saved_steps() == [2, 4]
+  assert (tmp_path / "s" / "damaged" / "checkpoints" / "6").is_dir()
+
+
 @_PENDING_READS
 @pytest.mark.parametrize("damage", ["zero_data", "zero_metadata", "no_manifest"])
 def test_a_damaged_only_step_stops_naming_the_step_and_what_to_delete(tmp_path, bn_state, damage):

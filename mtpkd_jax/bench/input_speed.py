@@ -56,6 +56,21 @@ def _dataset(videos: int, data_dir: Path):
   )
 
 
+def _batches(dataset, batch_size: int, keys=None):
+  """The dataset's shuffled batches by step, every epoch (``keys``: the features read)."""
+  from mtpkd_jax.data import pipeline  # noqa: PLC0415
+
+  return pipeline.batch_dataset(
+    dataset.table,
+    np.arange(len(dataset)),
+    batch_size=batch_size,
+    seed=0,
+    drop_remainder=True,
+    num_epochs=None,
+    keys=keys,
+  )
+
+
 def read_rate(dataset, steps: int, depth: int, batch_size: int = BATCH_SIZE) -> dict:
   """``steps`` batches read through ``ReadAhead(depth)``.
 
@@ -65,15 +80,7 @@ def read_rate(dataset, steps: int, depth: int, batch_size: int = BATCH_SIZE) -> 
   """
   from mtpkd_jax.data import pipeline  # noqa: PLC0415
 
-  batches = pipeline.batch_dataset(
-    dataset.table,
-    np.arange(len(dataset)),
-    batch_size=batch_size,
-    seed=0,
-    drop_remainder=True,
-    num_epochs=None,
-  )
-  batch_for_step = pipeline.ReadAhead(batches, depth)
+  batch_for_step = pipeline.ReadAhead(_batches(dataset, batch_size), depth)
   batch_for_step(0)  # The first read opens the files.
   start, cpu = time.perf_counter(), time.process_time()
   for step in range(1, steps + 1):
@@ -114,15 +121,7 @@ def train_rates(dataset, steps: int, depths: list[int], batch_size: int = BATCH_
       mesh=mesh,
     )
     model = unimodal.unimodal_model(ctx, "video")
-    batches = pipeline.batch_dataset(
-      dataset.table,
-      np.arange(len(dataset)),
-      batch_size=batch_size,
-      seed=0,
-      drop_remainder=True,
-      num_epochs=None,
-      keys=("video", "y"),
-    )
+    batches = _batches(dataset, batch_size, keys=("video", "y"))
     first = batches[0]
     variables = model.init(jax.random.PRNGKey(0), first["video"][:1])
     tx = optax.adam(1e-3)

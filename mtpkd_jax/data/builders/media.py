@@ -78,14 +78,17 @@ def _decode(numbered, wanted: list[int], size: tuple[int, int]) -> dict[int, np.
 def _seek_and_decode(container, stream, wanted: list[int], size) -> dict[int, np.ndarray] | None:
   """The wanted frames, decoded from the keyframe before the first; ``None`` if not possible.
 
-  Not possible: no frame rate or time base, a frame count that is not the duration at that
-  rate, or timestamps that do not number the frames one by one (each decoded frame one
-  after the previous, the first at or before the first wanted frame).
+  Not possible: no frame rate or time base, no frame count or duration in the container, a
+  frame count that is not the duration at that rate, or timestamps that do not number the
+  frames one by one (each decoded frame one after the previous, the first at or before the
+  first wanted frame).
   """
   rate, base = stream.average_rate, stream.time_base
-  if not rate or not base:
+  if not rate or not base or not stream.frames or not stream.duration:
+    # Without a frame count (Matroska, WebM, MPEG-TS), a gap in the timestamps before the
+    # seek point would go unseen and shift every frame number after it.
     return None
-  if stream.frames and stream.duration and stream.frames != round(stream.duration * base * rate):
+  if stream.frames != round(stream.duration * base * rate):
     return None  # The container's frame count is not its duration at the average rate.
   start = stream.start_time or 0
   container.seek(start + int(wanted[0] / rate / base), stream=stream, backward=True)

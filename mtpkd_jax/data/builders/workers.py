@@ -3,10 +3,12 @@
 A build's units (a video with its signals, a recording, a trial) are independent, so
 :func:`unit_results` loads them in ``num_workers`` processes, unit ``i`` in worker
 ``i % num_workers``, each worker loading its units in order. Each worker hands its results
-over through a queue of at most ``queue_size`` items and the build reads unit ``0``'s, then
-unit ``1``'s, ...: the examples and the report arrive as one process would produce them,
-whatever the number of workers, and memory holds at most ``queue_size + 1`` examples per
-worker, however many units or examples there are (a worker ahead of the build waits).
+over through a pipe, at most ``queue_size`` ahead of the build, and the build reads unit
+``0``'s, then unit ``1``'s, ...: the examples and the report arrive as one process would
+produce them, whatever the number of workers, and memory holds at most ``queue_size + 1``
+examples per worker, however many units or examples there are (a worker ahead of the build
+waits). A worker that dies, even in the middle of handing over an example, stops the build
+with an error that names its unit.
 
 The workers are started with ``forkserver``: a process that has imported JAX (training
 starts builds) runs threads that ``fork`` would copy in an unknown state. The forkserver
@@ -21,7 +23,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import queue as queue_lib
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -107,64 +108,73 @@ def unit_results(
     return
   context = multiprocessing.get_context("forkserver")
   context.set_forkserver_preload(list(preload))
-  queues = [context.Queue(maxsize=queue_size) for _ in range(num_workers)]
+  # One one-way pipe a worker, whose write end only the worker holds: when it dies, even in
+  # the middle of an example, the build reads the end of the pipe instead of waiting. A
+  # worker takes one of its `queue_size` slots before it sends, the build frees it after
+  # reading.
+  pipes = [context.Pipe(duplex=False) for _ in range(num_workers)]
+  slots = [context.Semaphore(queue_size) for _ in range(num_workers)]
   workers = [
     context.Process(
       target=_work,
-      args=(make_units, len(units), range(w, len(units), num_workers), dataset, queues[w]),
+      args=(make_units, len(units), range(w, len(units), num_workers), dataset, pipes[w][1]),
+      kwargs={"slots": slots[w]},
       daemon=True,
     )
     for w in range(num_workers)
   ]
   try:
-    for worker in workers:
+    for worker, (_, sender) in zip(workers, pipes, strict=True):
       worker.start()
+      sender.close()
     for number, (name, _) in enumerate(units):
+      w = number % num_workers
       kind = None
       while kind != "done":
-        kind, value = _next(queues[number % num_workers], workers[number % num_workers], name)
+        kind, value = _next(pipes[w][0], slots[w], workers[w], name)
         yield kind, value
   finally:
     for worker in workers:
       if worker.is_alive():
         worker.terminate()
       worker.join()
-    for queue in queues:
-      queue.close()
-      queue.cancel_join_thread()
+    for receiver, _ in pipes:
+      receiver.close()
 
 
-def _next(queue, worker, name: str) -> tuple[str, Any]:
+def _next(receiver, slots, worker, name: str) -> tuple[str, Any]:
   """The worker's next result for the unit ``name``; raises what the worker raised."""
-  while True:
-    # Alive before the wait: if it had died by then, all it sent is already in the pipe.
-    alive = worker.is_alive()
-    try:
-      kind, value = queue.get(timeout=_POLL_S)
+  while not receiver.poll(_POLL_S):
+    if not worker.is_alive() and not receiver.poll(0):
       break
-    except queue_lib.Empty:
-      if not alive:
-        raise RuntimeError(
-          f"The build's worker loading {name!r} died (exit code {worker.exitcode}; negative: "
-          "killed by that signal, -9 often for memory) without a result."
-        ) from None
+  try:
+    kind, value = receiver.recv()
+  except (EOFError, OSError):  # The pipe's end, before or in the middle of a result.
+    worker.join()
+    raise RuntimeError(
+      f"The build's worker loading {name!r} died (exit code {worker.exitcode}; negative: "
+      "killed by that signal, -9 often for memory) without a result."
+    ) from None
+  slots.release()
   if kind == "error":
     error, text = value
     raise error from RuntimeError(f"In the build's worker:\n{text}")
   return kind, value
 
 
-def _work(make_units, count: int, numbers: range, dataset: str, queue) -> None:
-  """A worker: the results of units ``numbers`` put on ``queue``, or the error that stopped it."""
+def _work(make_units, count: int, numbers: range, dataset: str, sender, *, slots) -> None:
+  """A worker: the results of units ``numbers`` sent to the build, or the error that stopped it."""
   try:
     units = make_units()
     if len(units) != count:
       raise RuntimeError(f"A worker's scan found {len(units)} units, the build's {count}.")
     for number in numbers:
       for result in load_unit(*units[number], dataset):
-        queue.put(result)
+        slots.acquire()
+        sender.send(result)
   except BaseException as error:  # Handed to the build, which raises it.
-    queue.put(("error", (_picklable(error), "".join(traceback.format_exception(error)))))
+    slots.acquire()
+    sender.send(("error", (_picklable(error), "".join(traceback.format_exception(error)))))
 
 
 def _picklable(error: BaseException) -> BaseException:

@@ -1,6 +1,8 @@
 """Log-mel features against a window-by-window NumPy reference written here; frames decoded
 after a seek against a decode of every frame from the first."""
 
+import fractions
+
 import av
 import numpy as np
 import pytest
@@ -73,6 +75,27 @@ def test_seeking_gives_the_frames_of_a_full_decode(gop_video, monkeypatch, indic
   np.testing.assert_array_equal(got, _full_decode(gop_video)[np.asarray(indices, int)])
   # Past the first frame the decoder seeked (no fallback to a decode from the start).
   assert [s is not None for s in seeks] == ([True] if min(indices) > 0 else [])
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_a_gap_in_the_timestamps_before_the_first_frame_changes_no_frame(tmp_path, container):
+  # Frames 10 onwards are stamped 5 frames late (a variable frame rate); Matroska keeps no
+  # frame count, so only a decode from the start numbers the frames after the gap.
+  path = tmp_path / f"gap.{container}"
+  frames = (np.arange(60)[:, None, None, None] * 4 + np.zeros((1, 32, 32, 3))).astype(np.uint8)
+  with av.open(str(path), "w") as output:
+    stream = output.add_stream("libx264", rate=25)
+    stream.height, stream.width, stream.pix_fmt = 32, 32, "yuv420p"
+    stream.codec_context.gop_size = 12
+    for i, frame in enumerate(frames):
+      video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+      video_frame.pts, video_frame.time_base = i + 5 * (i >= 10), fractions.Fraction(1, 25)
+      output.mux(stream.encode(video_frame))
+    output.mux(stream.encode(None))
+  indices = [30, 31, 45]
+  np.testing.assert_array_equal(
+    media.video_frames(path, indices, (32, 32)), _full_decode(path)[indices]
+  )
 
 
 def test_a_video_shorter_than_the_frames_is_a_bad_file(gop_video):

@@ -1,7 +1,12 @@
 """A build in worker processes writes the bytes and the report of a build in one process."""
 
+import os
 import pickle
+import signal
+import threading
+import time
 
+import numpy as np
 import pytest
 
 from mtpkd_jax.data import pipeline
@@ -63,6 +68,40 @@ def test_an_error_in_a_worker_stops_the_build_with_it():
     for kind, value in results:
       kinds.append((kind, value.get("n") if kind == "example" else value.skipped))
   assert kinds == [("example", 0), ("done", []), ("example", 1), ("done", [])]
+
+
+def test_a_worker_killed_while_handing_over_an_example_stops_the_build():
+  # Unit 1's worker is killed (as by the out-of-memory killer) in the middle of sending an
+  # example larger than a pipe holds, while the build is still busy with unit 0.
+  units = [(f"u{i}", _Killed(i)) for i in range(2)]
+  outcome = []
+
+  def consume():
+    try:
+      for kind, _ in workers.unit_results(_Units(units), units, "test", num_workers=2):
+        if kind == "done":
+          time.sleep(1.0)
+    except RuntimeError as error:
+      outcome.append(str(error))
+
+  thread = threading.Thread(target=consume, daemon=True)
+  thread.start()
+  thread.join(timeout=60)
+  assert not thread.is_alive(), "the build waits forever on a dead worker"
+  assert outcome and "worker loading 'u1' died (exit code -9" in outcome[0]
+
+
+class _Killed:
+  """A unit's loader (picklable): a 4 MB example; unit 1's process is killed while sending it."""
+
+  def __init__(self, number):
+    self.number = number
+
+  def __call__(self, build_report):
+    del build_report
+    if self.number == 1:
+      threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
+    return [{"n": np.zeros(4_000_000, np.uint8)}]
 
 
 class _Loader:

@@ -8,6 +8,7 @@ Pillow; log-mel spectrograms are computed in NumPy. Unreadable or too short medi
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,10 +25,11 @@ def video_frames(path: Path, indices: Sequence[int], size: tuple[int, int]) -> n
   """Frames ``indices`` (0-based, in presentation order) of a video, resized, RGB.
 
   Only what is kept is decoded: the decoder seeks to the keyframe at or before the first
-  wanted frame and decodes forward to the last, with FFmpeg's own threads; each kept frame
-  is converted and resized once. Frame numbers come from the timestamps at the container's
-  constant frame rate; a video whose timestamps do not number its frames one by one (a
-  variable frame rate, a seek that lands past the frame) is decoded from its first frame.
+  wanted frame and decodes forward to the last (with FFmpeg's own threads where this process
+  may use more than one core); each kept frame is converted and resized once. Frame numbers
+  come from the timestamps at the container's constant frame rate; a video whose timestamps
+  do not number its frames one by one (a variable frame rate, a seek that lands past the
+  frame), or whose container gives no frame count, is decoded from its first frame.
 
   Args:
     path: the video file.
@@ -58,7 +60,9 @@ def _frames(path: Path, wanted: list[int], size, seek: bool) -> dict[int, np.nda
     if not container.streams.video:
       raise BadFile(path, "no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    # FFmpeg's threads where the process has cores to spare (a build in this process); a
+    # build's workers each run on one core, where they would only take turns.
+    stream.thread_type = "AUTO" if len(os.sched_getaffinity(0)) > 1 else "NONE"
     if seek and wanted[0]:
       return _seek_and_decode(container, stream, wanted, size)
     return _decode(enumerate(container.decode(stream)), wanted, size)

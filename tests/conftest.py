@@ -52,6 +52,7 @@ SLOWEST_FILES = (
   "bench/input_speed_test.py",  # 34
   "ot/divergence_test.py",  # 30
   "experiments/bench_ot_test.py",  # 28
+  "docs_test.py",  # 25
   "models/fusion_test.py",  # 22
   "experiments/train_multihost_test.py",  # 21
 )

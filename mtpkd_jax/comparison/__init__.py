@@ -7,6 +7,8 @@
   transport plans.
 * :mod:`~mtpkd_jax.comparison.predict`: a finished run's test-time path on new data.
 * :mod:`~mtpkd_jax.comparison.environment`: what the comparison ran on.
+* :mod:`~mtpkd_jax.comparison.settings`: every setting checked before a workdir is touched.
+* :mod:`~mtpkd_jax.comparison.workdir`: one training at a time, in a workdir it can write.
 
 The names below are imported from their modules on first use.
 """

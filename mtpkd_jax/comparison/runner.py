@@ -297,8 +297,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   dataset = open_dataset(config)
   mesh = parallel.make_mesh(config.num_devices)
   contexts = [make_context(config, dataset, r, workdir, mesh) for r in range(config.num_runs)]
-  for ctx in contexts:
-    settings.check_run(ctx)
+  settings.check_runs(contexts)
   if not distributed.is_main():
     return _run(config, workdir, dataset, contexts, start)
   with workdir_lib.lock(workdir):

@@ -4,8 +4,8 @@ A typo must never cost a trained stage: provenance moves a stage whose record ch
 (:mod:`mtpkd_jax.train.provenance`), so a setting that fails only once its stage starts would
 have moved that stage, and every stage after it, for nothing. :func:`check_config` checks
 what the config alone decides (runs, folds, dtypes, widths, every stage's schedule, the
-encoders' names and keyword arguments); :func:`check_run` what needs the dataset and the
-split (batches that fit the training examples and the devices, encoders that take the
+encoders' names and keyword arguments); :func:`check_runs` what needs the dataset and the
+splits (batches that fit the training examples and the devices, encoders that take the
 modality's inputs). :func:`mtpkd_jax.comparison.runner.run` calls both before it writes
 anything. Every error is a ``ValueError`` naming the config field (as ``--config.<field>``
 spells it), what was expected and what was given.
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 import jax
 import ml_collections
 
-from mtpkd_jax import models
 from mtpkd_jax.data import pipeline
 from mtpkd_jax.methods import context, plan, registry, unimodal
 
@@ -83,18 +82,13 @@ def _check_encoder(field: str, spec, config: ml_collections.ConfigDict) -> None:
   """An encoder entry: a registered ``name`` whose module takes its ``kwargs``."""
   if not isinstance(spec, ml_collections.ConfigDict) or "name" not in spec:
     _fail(field, "a dict with `name` and `kwargs` (e.g. {'name': 'mlp', 'kwargs': {}})", spec)
-  kwargs = spec.get("kwargs") or ml_collections.ConfigDict()
   try:
-    models.get_encoder(
-      spec.name,
-      features=config.embed_dim,
-      dtype=context.DTYPES[config.compute_dtype],
-      **kwargs.to_dict(),
-    )
+    context.encoder_from_spec(spec, config)
   except (TypeError, ValueError) as error:
+    kwargs = spec.get("kwargs")
     raise ValueError(
       f"`config.{field}`: encoder {spec.name!r} cannot be built with the kwargs "
-      f"{kwargs.to_dict()}: {error}"
+      f"{kwargs.to_dict() if kwargs else {}}: {error}"
     ) from None
 
 
@@ -131,10 +125,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   registry.check_methods(config)
 
 
-def _stage_sections(ctx: context.Context) -> dict[str, str]:
+def _stage_sections(ctx: context.Context, needed: plan.Plan) -> dict[str, str]:
   """``{stage kind: a stage of that kind}`` of the stages ``config.methods`` train."""
   config = ctx.config
-  needed = plan.plan(config.methods, ctx.modalities, ctx.strong)
   kinds = {"unimodal": f"unimodal_{needed.unimodal[0]}"} if needed.unimodal else {}
   kinds |= {"joint": "joint"} if needed.joint else {}
   kinds |= {"alignment": "alignment"} if needed.alignment else {}
@@ -145,49 +138,55 @@ def _stage_sections(ctx: context.Context) -> dict[str, str]:
   return kinds
 
 
-def check_run(ctx: context.Context) -> None:
-  """Checks what needs the run's data: batches, devices, encoders on the inputs.
+def check_runs(contexts: Sequence[context.Context]) -> None:
+  """Checks what needs the runs' data: batches, devices, encoders on the inputs.
 
-  Every stage the methods train needs a batch that fits the training examples (the last
-  partial batch of an epoch is dropped) and splits evenly over the devices; every
-  modality's stage-0 model is built and its shapes traced (no compilation) on one example,
-  so an encoder's ``kwargs`` that do not suit the inputs fail here, not in its stage.
+  Every stage the methods train needs a batch that fits each run's training examples (the
+  last partial batch of an epoch is dropped) and splits evenly over the devices; every
+  modality's stage-0 model is built and its shapes traced (no compilation) on one example
+  (of the first run: the runs share the dataset), so an encoder's ``kwargs`` that do not
+  suit the inputs fail here, not in its stage.
 
   Args:
-    ctx: the run (see :func:`mtpkd_jax.comparison.runner.make_context`).
+    contexts: the runs (see :func:`mtpkd_jax.comparison.runner.make_context`).
 
   Raises:
-    ValueError: naming the config field, on a batch larger than the training split or not
+    ValueError: naming the config field, on a batch larger than a training split or not
       a multiple of the devices, or an encoder that cannot run on its modality's inputs.
   """
-  config, num_train = ctx.config, len(ctx.split["train"])
-  for kind, stage in _stage_sections(ctx).items():
-    batch_size = config.stages[kind].batch_size
-    if pipeline.steps_per_epoch(num_train, batch_size, drop_remainder=True) < 1:
-      raise ValueError(
-        f"`config.stages.{kind}.batch_size`={batch_size} is larger than the {num_train} "
-        f"training examples of {ctx.workdir.name} (stage {stage!r} would take no step): "
-        f"use a batch of at most {num_train}."
-      )
-    if batch_size % ctx.mesh.size:
-      raise ValueError(
-        f"`config.stages.{kind}.batch_size`={batch_size} must be a multiple of the "
-        f"{ctx.mesh.size} devices the batch is split over (set `config.num_devices`)."
-      )
-  needed = plan.plan(config.methods, ctx.modalities, ctx.strong).unimodal
-  for modality in needed:
-    model = unimodal.unimodal_model(ctx, modality)
+  first = contexts[0]
+  config = first.config
+  needed = plan.plan(config.methods, first.modalities, first.strong)
+  for ctx in contexts:
+    num_train = len(ctx.split["train"])
+    for kind, stage in _stage_sections(ctx, needed).items():
+      batch_size = config.stages[kind].batch_size
+      if pipeline.steps_per_epoch(num_train, batch_size, drop_remainder=True) < 1:
+        raise ValueError(
+          f"`config.stages.{kind}.batch_size`={batch_size} is larger than the {num_train} "
+          f"training examples of {ctx.workdir.name} (stage {stage!r} would take no step): "
+          f"use a batch of at most {num_train}."
+        )
+      if batch_size % ctx.mesh.size:
+        raise ValueError(
+          f"`config.stages.{kind}.batch_size`={batch_size} must be a multiple of the "
+          f"{ctx.mesh.size} devices the batch is split over (set `config.num_devices`)."
+        )
+  for modality in needed.unimodal:
+    model = unimodal.unimodal_model(first, modality)
     try:
       jax.eval_shape(
-        model.init, ctx.stage_rng(f"unimodal_{modality}"), ctx.first(ctx.inputs(modality), modality)
+        model.init,
+        first.stage_rng(f"unimodal_{modality}"),
+        first.first(first.inputs(modality), modality),
       )
     except Exception as error:  # noqa: BLE001  (whatever the module raises, named below)
       raise ValueError(
-        f"The encoder of modality {modality!r} ({ctx.encoder_spec(modality).to_dict()}) cannot "
-        f"run on its inputs {ctx.schema.modality(modality)}: {type(error).__name__}: "
-        f"{str(error).rstrip('.')}. "
+        f"The encoder of modality {modality!r} ({first.encoder_spec(modality).to_dict()}) "
+        f"cannot run on its inputs {first.schema.modality(modality)}: "
+        f"{type(error).__name__}: {str(error).rstrip('.')}. "
         f"Change `config.encoders.{modality}` (or `config.encoders_by_kind."
-        f"{ctx.schema.modality(modality).kind}`)."
+        f"{first.schema.modality(modality).kind}`)."
       ) from None
 
 

@@ -39,6 +39,22 @@ from mtpkd_jax.train import variables as variables_lib
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def encoder_from_spec(spec: ml_collections.ConfigDict, config: ml_collections.ConfigDict):
+  """The encoder ``spec`` names (``name``, ``kwargs``), at the config's width and dtype.
+
+  Raises:
+    TypeError: if the encoder does not take the spec's ``kwargs``.
+    ValueError: if no encoder of that name is registered.
+  """
+  kwargs = spec.get("kwargs")
+  return models.get_encoder(
+    spec.name,
+    features=config.embed_dim,
+    dtype=DTYPES[config.compute_dtype],
+    **(kwargs.to_dict() if kwargs else {}),
+  )
+
+
 class Memo:
   """Values computed once per run, by key: ``get(key, compute)`` calls ``compute()`` once.
 
@@ -140,13 +156,8 @@ class Context:
   def encoder(self, modality: str):
     """A new encoder of ``modality`` (:meth:`encoder_spec`), at the config's width and dtype."""
     spec = self.encoder_spec(modality)
-    kwargs = {
-      "features": self.config.embed_dim,
-      "dtype": DTYPES[self.config.compute_dtype],
-      **spec.kwargs.to_dict(),
-    }
     try:
-      encoder = models.get_encoder(spec.name, **kwargs)
+      encoder = encoder_from_spec(spec, self.config)
     except TypeError as error:
       kind = self.schema.modality(modality).kind
       raise ValueError(

@@ -259,13 +259,13 @@ class StageCheckpointer:
       except Exception as error:  # noqa: BLE001  (orbax raises many kinds on a damaged step)
         if _out_of_memory(error):
           raise
-        damaged = _damaged(self.stage, "newest train-state checkpoint", folder, error)
         earlier = [s for s in self._states.all_steps() if s < step]
-        if moved is not None:
-          raise DamagedCheckpointError(
-            f"{damaged} (Its newer step was damaged too and moved to {moved}.)"
-          ) from None
-        if not earlier or jax.process_count() > 1:
+        if moved is not None or not earlier or jax.process_count() > 1:
+          damaged = _damaged(self.stage, "newest train-state checkpoint", folder, error)
+          if moved is not None:
+            damaged = DamagedCheckpointError(
+              f"{damaged} (Its newer step was damaged too and moved to {moved}.)"
+            )
           raise damaged from None
         moved = _unused(self.directory / "damaged" / "checkpoints" / str(step))
         moved.parent.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,12 @@
   implementation, and the gradient's agreement with GeomLoss.
 * :mod:`~mtpkd_jax.bench.ot_solver_runners`: the solver alone, and compiled memory.
 * :mod:`~mtpkd_jax.bench.ot_report`: the run, table, plot, figures and targets.
-* :mod:`~mtpkd_jax.bench.processes`: a call in a fresh process, and its peak memory.
+* :mod:`~mtpkd_jax.bench.processes`: a call in a fresh process, and peak memory (of a
+  process and its children too).
 * :mod:`~mtpkd_jax.bench.streaming`: streamed vs in-memory training data.
 * :mod:`~mtpkd_jax.bench.build_memory`: a dataset builder's peak memory at two sizes.
 * :mod:`~mtpkd_jax.bench.build_speed`: a BioVid build's speed on one core and on every core.
 * :mod:`~mtpkd_jax.bench.input_speed`: the training input's clips per second, alone and
   feeding stage 0.
-* :mod:`~mtpkd_jax.bench.build_speed`: a BioVid build's speed on one core and every core.
-* :mod:`~mtpkd_jax.bench.input_speed`: BioVid clips per second from disk, alone and in stage 0.
 * :mod:`~mtpkd_jax.bench.train_step`: weak scaling of the student and backbone train steps.
 """

@@ -5,7 +5,7 @@ files in the release layout with that many subjects (BioVid), recordings (RECOLA
 per fold (CMU-MOSI) or frames per video (Aff-Wild2), and the builder's Python API builds
 them, in a fresh process per size (its worker processes loading units, one per core),
 while the peak resident memory is recorded: the process's own, or the summed memory of the
-process and its workers, sampled (:class:`~mtpkd_jax.bench.build_speed.TreePeak`), whichever
+process and its workers, sampled (:class:`~mtpkd_jax.bench.processes.TreePeak`), whichever
 is larger. A build streams (each worker a unit's files at a time, each example written as
 it comes), so its peak memory should stay flat as the dataset grows; holding its examples
 would add their size in memory (``examples x schema.example_bytes``, the arrays before the
@@ -59,11 +59,10 @@ CASES = {
 
 def _build(dataset: str, options: dict, manual_dir: str, data_dir: str, queue):
   # Imported here: the measured process starts bare (spawn), and so does its memory.
-  from mtpkd_jax.bench import build_speed  # noqa: PLC0415
   from mtpkd_jax.data import pipeline  # noqa: PLC0415
 
   builder = pipeline.builder(dataset, data_dir, options or None, manual_dir)
-  with build_speed.TreePeak() as peak:
+  with processes.TreePeak() as peak:
     start = time.perf_counter()
     report = builder.download_and_prepare()
     build_s = time.perf_counter() - start

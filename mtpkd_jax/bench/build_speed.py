@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import threading
 import time
 from multiprocessing import forkserver
 from pathlib import Path
@@ -35,60 +34,6 @@ import numpy as np
 from mtpkd_jax.bench import processes
 
 PART_A_VIDEOS = 8_700
-_SAMPLE_S = 0.05
-
-
-def tree_rss_mib(root: int) -> float:
-  """The resident memory of process ``root`` and all its descendants, summed (Linux)."""
-  parents = {}
-  for entry in Path("/proc").iterdir():
-    if entry.name.isdigit():
-      try:
-        # Fields after the command name, which may hold spaces: state, ppid, ...
-        fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        parents[int(entry.name)] = int(fields[1])
-      except (OSError, IndexError, ValueError):
-        continue
-  tree, added = {root}, True
-  while added:
-    new = {pid for pid, parent in parents.items() if parent in tree} - tree
-    tree |= new
-    added = bool(new)
-  pages = 0
-  for pid in tree:
-    try:
-      pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-      continue
-  return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class TreePeak:
-  """The peak of :func:`tree_rss_mib` of this process while inside ``with``, sampled.
-
-  Attributes:
-    mib: the peak so far, MiB.
-  """
-
-  def __init__(self, every_s: float = _SAMPLE_S):
-    self.mib, self._every_s, self._done = 0.0, every_s, threading.Event()
-    self._sampler = threading.Thread(target=self._sample, daemon=True)
-
-  def _sample(self) -> None:
-    while True:
-      self.mib = max(self.mib, tree_rss_mib(os.getpid()))
-      if self._done.wait(self._every_s):
-        return
-
-  def __enter__(self) -> TreePeak:
-    self._sampler.start()
-    return self
-
-  def __exit__(self, *exc) -> None:
-    self._done.set()
-    self._sampler.join()
-
-
 def _build(manual_dir: str, data_dir: str, cores: list[int] | None, num_workers, queue):
   # Imported here: the measured process starts bare (spawn).
   from mtpkd_jax.data import pipeline  # noqa: PLC0415
@@ -109,7 +54,7 @@ def _build(manual_dir: str, data_dir: str, cores: list[int] | None, num_workers,
     warm.start()
     warm.join()
   start_s = time.perf_counter() - start
-  with TreePeak() as peak:
+  with processes.TreePeak() as peak:
     start = time.perf_counter()
     report = builder.download_and_prepare(num_workers=num_workers)
     build_s = time.perf_counter() - start

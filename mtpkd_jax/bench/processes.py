@@ -1,14 +1,18 @@
-"""Measuring a function in a fresh process: its peak resident memory is that call's alone."""
+"""Peak memory: of a call in a fresh process (that call's alone), of a process and its children."""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_lib
+import threading
 import traceback
 from pathlib import Path
 
 # How often the parent, waiting for a result, checks that the child is still alive.
 _POLL_S = 0.5
+# How often :class:`TreePeak` samples the memory of a process and its children.
+_SAMPLE_S = 0.05
 
 
 class _Failure:
@@ -28,6 +32,57 @@ def peak_mib() -> float:
     if line.startswith("VmHWM:"):
       return int(line.split()[1]) / 1024  # KiB.
   raise RuntimeError("No VmHWM in /proc/self/status (peak memory is measured on Linux).")
+
+
+def tree_rss_mib(root: int) -> float:
+  """The resident memory of process ``root`` and all its descendants, summed (Linux)."""
+  parents = {}
+  for entry in Path("/proc").iterdir():
+    if entry.name.isdigit():
+      try:
+        # Fields after the command name, which may hold spaces: state, ppid, ...
+        fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        parents[int(entry.name)] = int(fields[1])
+      except (OSError, IndexError, ValueError):
+        continue
+  tree, added = {root}, True
+  while added:
+    new = {pid for pid, parent in parents.items() if parent in tree} - tree
+    tree |= new
+    added = bool(new)
+  pages = 0
+  for pid in tree:
+    try:
+      pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+      continue
+  return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class TreePeak:
+  """The peak of :func:`tree_rss_mib` of this process while inside ``with``, sampled.
+
+  Attributes:
+    mib: the peak so far, MiB.
+  """
+
+  def __init__(self, every_s: float = _SAMPLE_S):
+    self.mib, self._every_s, self._done = 0.0, every_s, threading.Event()
+    self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+  def _sample(self) -> None:
+    while True:
+      self.mib = max(self.mib, tree_rss_mib(os.getpid()))
+      if self._done.wait(self._every_s):
+        return
+
+  def __enter__(self) -> TreePeak:
+    self._sampler.start()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self._done.set()
+    self._sampler.join()
 
 
 def _run(target, args, queue) -> None:

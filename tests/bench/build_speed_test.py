@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from mtpkd_jax.bench import build_speed
+from mtpkd_jax.bench import build_speed, processes
 
 
 @pytest.mark.slow
@@ -40,11 +40,11 @@ def test_the_estimate_scales_the_measured_speed():
 def test_the_memory_probe_sums_a_process_tree():
   # A child holding 200 MiB more than a bare interpreter: the tree holds both.
   code = "import numpy, time; a = numpy.ones(200 * 2**18, numpy.float32); time.sleep(30)"
-  alone = build_speed.tree_rss_mib(os.getpid())
+  alone = processes.tree_rss_mib(os.getpid())
   child = subprocess.Popen([sys.executable, "-c", code])
   try:
     time.sleep(3)
-    grown = build_speed.tree_rss_mib(os.getpid())
+    grown = processes.tree_rss_mib(os.getpid())
   finally:
     child.kill()
     child.wait()

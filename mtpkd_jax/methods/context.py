@@ -40,7 +40,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def encoder_from_spec(spec: ml_collections.ConfigDict, config: ml_collections.ConfigDict):
-  """The encoder ``spec`` names (``name``, ``kwargs``), at the config's width and dtype.
+  """The encoder ``spec`` names, at the config's width and dtype unless its ``kwargs`` say.
 
   Raises:
     TypeError: if the encoder does not take the spec's ``kwargs``.
@@ -49,9 +49,11 @@ def encoder_from_spec(spec: ml_collections.ConfigDict, config: ml_collections.Co
   kwargs = spec.get("kwargs")
   return models.get_encoder(
     spec.name,
-    features=config.embed_dim,
-    dtype=DTYPES[config.compute_dtype],
-    **(kwargs.to_dict() if kwargs else {}),
+    **{
+      "features": config.embed_dim,
+      "dtype": DTYPES[config.compute_dtype],
+      **(kwargs.to_dict() if kwargs else {}),
+    },
   )
 
 

@@ -65,6 +65,18 @@ def test_smoke_alone_takes_the_configs_default_variant():
     synthetic_mtpkdot.get_config("smok")
 
 
+def test_an_encoders_own_width_is_accepted_and_a_kwarg_it_lacks_refused():
+  # `kwargs` may set what the config sets for every encoder (`features`, the width).
+  config = synthetic_mtpkdot.get_config("smoke")
+  with config.unlocked():
+    config.encoders.video = {"name": "r3d18", "kwargs": {"features": 16, "stage_sizes": (1, 1)}}
+  settings.check_config(config)
+  with config.unlocked():
+    config.encoders.video.kwargs.stage_size = (1, 1)
+  with pytest.raises(ValueError, match=r"`config.encoders.video`: encoder 'r3d18' cannot be"):
+    settings.check_config(config)
+
+
 @pytest.mark.parametrize(
   "name",
   [

@@ -30,14 +30,9 @@ import numpy as np
 
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data.builders import base, files, media
+from mtpkd_jax.data.builders.biovid_layout import CHANNELS, LEVELS, RATE
 from mtpkd_jax.data.builders.report import BadFile
 
-LEVELS = ("BL1", "PA1", "PA2", "PA3", "PA4")
-CHANNELS = {
-  "a": ("gsr", "ecg", "emg_trapezius"),
-  "b": ("gsr", "ecg", "emg_trapezius", "emg_corrugator", "emg_zygomaticus"),
-}
-RATE = 512  # Hz; checked against each file's time column (microseconds).
 SAMPLE = re.compile(r"(?P<subject>[^-]+)-(?P<level>BL1|PA[1-4])-\d{3}")
 
 

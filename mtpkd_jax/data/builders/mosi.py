@@ -28,7 +28,6 @@ all are valid. Nothing is cut: a length outside its sequence stops the build.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pickle
 import re
 from pathlib import Path
@@ -40,11 +39,10 @@ from absl import logging
 
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data.builders import base
+from mtpkd_jax.data.builders.mosi_folds import FOLDS
 from mtpkd_jax.data.builders.report import BadFile
 from mtpkd_jax.data.synthetic_sentiment import pad
 
-_FOLDS = json.loads((Path(__file__).parent / "mosi_folds.json").read_text())
-FOLDS = {"train": _FOLDS["train"], "val": _FOLDS["valid"], "test": _FOLDS["test"]}
 # Role -> file-name pattern, matching both the current and the older SDK names.
 PATTERNS = {
   "text": r"TimestampedWordVectors",

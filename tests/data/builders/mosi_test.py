@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mtpkd_jax.data.builders import files, report
+from mtpkd_jax.data.builders import files, mosi_folds, report
 from mtpkd_jax.data.builders.dummy import mosi as dummy
 from mtpkd_jax.data.schema import SPLITS
 from tests.data.builders import building
@@ -38,7 +38,7 @@ def test_segments_words_alignment_labels_and_folds(tmp_path, old_names):
     segment = int(record["segment_id"].decode().split("[")[1].rstrip("]"))
     assert record["segment_id"].decode() == f"{video}[{segment}]"
     np.testing.assert_allclose(columns["y"][i], [scores[video][segment]], atol=1e-6)
-    fold = next(s for s in ("train", "val", "test") if video in dummy.mosi.FOLDS[s])
+    fold = next(s for s in ("train", "val", "test") if video in mosi_folds.FOLDS[s])
     assert columns["split"][i] == SPLITS.index(fold)
     # Words 0..2 of the segment (the silence dropped), padded to 6 and masked.
     np.testing.assert_array_equal(columns["mask_text"][i], [1, 1, 1, 0, 0, 0])
@@ -76,9 +76,9 @@ def test_missing_labels_name_the_file_pattern(tmp_path):
 def test_a_video_missing_from_a_feature_file_is_skipped_and_listed(tmp_path):
   dummy.write(tmp_path / "manual", videos_per_fold=2, segments=3)
   with h5py.File(tmp_path / "manual" / "CMU_MOSI_COVAREP.csd", "a") as f:
-    del f["COVAREP"]["data"][dummy.mosi.FOLDS["test"][0]]
+    del f["COVAREP"]["data"][mosi_folds.FOLDS["test"][0]]
   dataset, built, _ = _build(tmp_path / "manual", tmp_path, max_bad_fraction=0.2)
-  assert [s["unit"] for s in built.skipped] == [dummy.mosi.FOLDS["test"][0]]
+  assert [s["unit"] for s in built.skipped] == [mosi_folds.FOLDS["test"][0]]
   assert "has no video" in built.skipped[0]["reason"]
   assert len(dataset) == 5 * 3
   with pytest.raises(report.TooManyBadFilesError):

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from mtpkd_jax.data.builders import biovid
+from mtpkd_jax.data.builders import biovid_layout
 
 ROWS = 2816
 
@@ -46,11 +46,11 @@ def write_video(
 
 def _biosignals(path: Path, level: int, channels: int, rng, rows: int = ROWS) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
-  time = 1250 + np.floor(np.arange(rows) * 1e6 / biovid.RATE).astype(np.int64)
+  time = 1250 + np.floor(np.arange(rows) * 1e6 / biovid_layout.RATE).astype(np.int64)
   values = rng.normal(0, 1, (rows, 5))
   values[:, 0] += level * np.linspace(0, 2, rows)  # GSR rises with pain.
   values[:, 3 if channels == 5 else 1] += level * 0.5
-  header = "\t".join(["time", *biovid.CHANNELS["b"]])
+  header = "\t".join(["time", *biovid_layout.CHANNELS["b"]])
   lines = [header] + [
     "\t".join([str(t), *(f"{v:.4f}" for v in row)]) for t, row in zip(time, values, strict=True)
   ]
@@ -100,7 +100,7 @@ def write(
       for k in range(samples_per_class):
         number = 81 + k if level == "BL1" else next(numbers)
         sample = f"{subject}-{level}-{number:03d}"
-        pain = biovid.LEVELS.index(level)
+        pain = biovid_layout.LEVELS.index(level)
         pixels = rng.integers(0, 60, (frames, height, width, 3)) + 40 * pain
         write_video(part_dir / double("video") / subject / f"{sample}.mp4", pixels.astype(np.uint8))
         for kind in ("filtered", "raw"):

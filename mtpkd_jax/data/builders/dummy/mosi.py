@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mtpkd_jax.data.builders import mosi
+from mtpkd_jax.data.builders import mosi_folds
 
 # Role -> (current file name, older file name, root group name, dimension).
 FILES = {
@@ -65,7 +65,9 @@ def write(
   rng = np.random.default_rng(seed)
   root = Path(root)
   root.mkdir(parents=True, exist_ok=True)
-  videos = [v for name in ("train", "val", "test") for v in mosi.FOLDS[name][:videos_per_fold]]
+  videos = [
+    v for name in ("train", "val", "test") for v in mosi_folds.FOLDS[name][:videos_per_fold]
+  ]
   data = {role: {} for role in FILES}
   scores = {}
   for video in videos:

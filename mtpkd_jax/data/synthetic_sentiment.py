@@ -24,14 +24,11 @@ from the generators they are given; `synthetic_affect` seeds them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from mtpkd_jax.data import schema as schema_lib
-
-if TYPE_CHECKING:  # `synthetic_affect` imports this module.
-  from mtpkd_jax.data.synthetic_affect import SyntheticAffectConfig
 
 # Vocabulary: neutral words, positive and negative sentiment words, negators.
 NUM_NEUTRAL, NUM_POSITIVE, NUM_NEGATIVE, NUM_NEGATORS = 160, 30, 30, 4
@@ -41,7 +38,26 @@ AUDIO_AR = 0.7  # AR(1) coefficient of the audio noise.
 VISUAL_LINGER = 0.6  # How much of the previous word's expression remains.
 
 
-def lexicon(rng: np.random.Generator, config: SyntheticAffectConfig) -> dict[str, np.ndarray]:
+class SentimentParams(Protocol):
+  """The generator parameters read here, as a `synthetic_affect` config holds them.
+
+  :class:`~mtpkd_jax.data.synthetic_affect.SyntheticAffectConfig` documents each; this
+  module reads them from any object that has them, and does not import that one (which
+  imports this module).
+  """
+
+  min_words: int
+  max_words: int
+  text_features: int
+  audio_features: int
+  visual_features: int
+  text_strength: float
+  audio_strength: float
+  visual_strength: float
+  label_noise: float
+
+
+def lexicon(rng: np.random.Generator, config: SentimentParams) -> dict[str, np.ndarray]:
   """Draws the vocabulary and the modalities' loadings, shared by all speakers.
 
   Args:
@@ -85,7 +101,7 @@ def _loadings(rng: np.random.Generator, features: int) -> np.ndarray:
   return directions * np.sqrt(features)
 
 
-def speaker(rng: np.random.Generator, config: SyntheticAffectConfig) -> dict[str, Any]:
+def speaker(rng: np.random.Generator, config: SentimentParams) -> dict[str, Any]:
   """Draws a speaker's voice, face, expressiveness and leaning."""
   return {
     "voice": rng.normal(0.0, 1.0, config.audio_features),
@@ -99,7 +115,7 @@ def speaker(rng: np.random.Generator, config: SyntheticAffectConfig) -> dict[str
 
 def _words(
   rng: np.random.Generator,
-  config: SyntheticAffectConfig,
+  config: SentimentParams,
   lex: dict[str, np.ndarray],
   opinion: float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +141,7 @@ def _words(
 
 def utterance(
   rng: np.random.Generator,
-  config: SyntheticAffectConfig,
+  config: SentimentParams,
   lex: dict[str, np.ndarray],
   traits: dict[str, Any],
 ) -> dict[str, np.ndarray]:

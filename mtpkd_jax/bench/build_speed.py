@@ -34,6 +34,8 @@ import numpy as np
 from mtpkd_jax.bench import processes
 
 PART_A_VIDEOS = 8_700
+
+
 def _build(manual_dir: str, data_dir: str, cores: list[int] | None, num_workers, queue):
   # Imported here: the measured process starts bare (spawn).
   from mtpkd_jax.data import pipeline  # noqa: PLC0415

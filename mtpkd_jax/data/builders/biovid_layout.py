@@ -1,7 +1,7 @@
 """What BioVid's files are named and hold: the pain levels, each part's channels, the rate.
 
-The builder (:mod:`~.biovid`) reads files by them, and the dummy writer
-(:mod:`~.dummy.biovid`) writes files by them.
+The builder (:mod:`~mtpkd_jax.data.builders.biovid`) reads files by them, and the dummy
+writer (:mod:`~mtpkd_jax.data.builders.dummy.biovid`) writes files by them.
 """
 
 LEVELS = ("BL1", "PA1", "PA2", "PA3", "PA4")

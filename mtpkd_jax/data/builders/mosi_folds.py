@@ -1,7 +1,8 @@
 """CMU-MOSI's standard folds: the CMU-MultimodalSDK's train, validation and test video ids.
 
-Read from ``mosi_folds.json`` beside this module. The builder (:mod:`~.mosi`) splits the
-videos by them, and the dummy writer (:mod:`~.dummy.mosi`) takes its video ids from them.
+Read from ``mosi_folds.json`` beside this module. The builder
+(:mod:`~mtpkd_jax.data.builders.mosi`) splits the videos by them, and the dummy writer
+(:mod:`~mtpkd_jax.data.builders.dummy.mosi`) takes its video ids from them.
 """
 
 import json

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.configs import features
+from experiments.configs import biovid, features
 from mtpkd_jax.bench import input_speed, streaming
 
 _CASE = flags.DEFINE_enum("case", "features", ["features", "biovid"], "What to measure.")
@@ -39,7 +39,12 @@ def main(argv):
   if _CASE.value == "biovid":
     try:
       result = input_speed.run(
-        _VIDEOS.value, _STEPS.value, _TRAIN_STEPS.value, [int(d) for d in _DEPTHS.value], out
+        biovid.get_config("part_a_binary"),
+        _VIDEOS.value,
+        _STEPS.value,
+        _TRAIN_STEPS.value,
+        [int(d) for d in _DEPTHS.value],
+        out,
       )
     except ValueError as error:
       raise app.UsageError(str(error)) from None

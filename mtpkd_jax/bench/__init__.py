@@ -1,5 +1,8 @@
 """Benchmarks: harnesses and reports that the ``experiments/bench_*`` apps run.
 
+An app passes its harness the experiment config it needs (the harnesses import nothing of
+``experiments/``); ``docs/design.md`` says why they live in the package.
+
 * :mod:`~mtpkd_jax.bench.timing`: AOT compile, timed calls, memory, the machine's exp rate.
 * :mod:`~mtpkd_jax.bench.pot`: POT's log-domain Sinkhorn, the reference shared with the tests.
 * :mod:`~mtpkd_jax.bench.ot_inputs`: embeddings, anchored clouds and costs of the OT benchmark.

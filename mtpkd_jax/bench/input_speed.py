@@ -11,9 +11,11 @@ read-ahead depth:
 
 * ``input``: the batches alone, ``steps`` of them (the files are in the page cache after
   the first epoch, as a dataset that fits in memory is);
-* ``stage 0``: the batches feeding the stage-0 train step of the BioVid config's default
-  video encoder (video and label columns), as ``mtpkd_jax.train.loop.fit`` runs it (the
-  next batch is read while the step runs); the step alone, on one batch, is timed too.
+* ``stage 0``: the batches feeding the stage-0 train step of the video encoder of the
+  experiment config the caller passes (``experiments/bench_data.py``: BioVid's
+  ``part_a_binary``, its default encoder) on the video and label columns, as
+  ``mtpkd_jax.train.loop.fit`` runs it (the next batch is read while the step runs); the
+  step alone, on one batch, is timed too.
 """
 
 from __future__ import annotations
@@ -93,8 +95,18 @@ def read_rate(dataset, steps: int, depth: int, batch_size: int = BATCH_SIZE) -> 
   }
 
 
-def train_rates(dataset, steps: int, depths: list[int], batch_size: int = BATCH_SIZE) -> dict:
-  """Stage 0 of the default video encoder fed by the input, per depth, and its step alone.
+def train_rates(
+  config, dataset, steps: int, depths: list[int], batch_size: int = BATCH_SIZE
+) -> dict:
+  """Stage 0 of ``config``'s video encoder fed by the input, per depth, and its step alone.
+
+  Args:
+    config: the experiment config whose stage 0 is trained (its ``video`` encoder, head and
+      optimiser settings), e.g. ``experiments/configs/biovid.py``'s ``part_a_binary``.
+    dataset: the dataset read (:func:`mtpkd_jax.data.pipeline.open_dataset`).
+    steps: stage-0 steps per depth.
+    depths: read-ahead depths.
+    batch_size: the batch size.
 
   Returns:
     ``{"step_alone": examples/s, "compile_s": s, depth: examples/s, ...}``.
@@ -102,7 +114,6 @@ def train_rates(dataset, steps: int, depths: list[int], batch_size: int = BATCH_
   import jax  # noqa: PLC0415
   import optax  # noqa: PLC0415
 
-  from experiments.configs import biovid  # noqa: PLC0415
   from mtpkd_jax.data import pipeline  # noqa: PLC0415
   from mtpkd_jax.methods import context, unimodal  # noqa: PLC0415
   from mtpkd_jax.train import parallel  # noqa: PLC0415
@@ -112,7 +123,7 @@ def train_rates(dataset, steps: int, depths: list[int], batch_size: int = BATCH_
   mesh = parallel.make_mesh(1)
   with tempfile.TemporaryDirectory() as workdir:
     ctx = context.Context(
-      config=biovid.get_config("part_a_binary"),
+      config=config,
       schema=dataset.schema,
       dataset=None,
       split={},
@@ -153,10 +164,13 @@ def train_rates(dataset, steps: int, depths: list[int], batch_size: int = BATCH_
   return out
 
 
-def run(videos: int, steps: int, train_steps: int, depths: list[int], out_dir: Path) -> dict:
+def run(
+  config, videos: int, steps: int, train_steps: int, depths: list[int], out_dir: Path
+) -> dict:
   """Builds the dataset (once) and measures the input alone and feeding stage 0, per depth.
 
   Args:
+    config: the experiment config whose stage 0 is trained (:func:`train_rates`).
     videos: the dataset's examples (at least a batch).
     steps: batches read per depth (the input alone); more than an epoch re-reads it.
     train_steps: stage-0 steps per depth (``0``: none).
@@ -187,7 +201,7 @@ def run(videos: int, steps: int, train_steps: int, depths: list[int], out_dir: P
     "rows": rows,
   }
   if train_steps:
-    trained = train_rates(dataset, train_steps, depths)
+    trained = train_rates(config, dataset, train_steps, depths)
     for row in rows:
       row["stage_0"] = trained[row["depth"]]
     result |= {"step_alone": trained["step_alone"], "compile_s": trained["compile_s"]}

@@ -1,12 +1,14 @@
 """Weak scaling of the train step: MT-PKDOT's student stage and a backbone (stage 0).
 
-Each device count runs in its own process (``python -m mtpkd_jax.bench.train_step``), which
-sets ``--xla_force_host_platform_device_count`` before JAX starts, builds the steps on a
+Each device count runs in its own process (``python -m mtpkd_jax.bench.train_step``, the
+experiment config pickled on its standard input), which sets
+``--xla_force_host_platform_device_count`` before JAX starts, builds the steps on a
 synthetic batch of ``per_device_batch`` examples per device and prints one JSON line per
 step. The steps are the library's own: :func:`mtpkd_jax.methods.students.student_loss` and
 :func:`mtpkd_jax.methods.unimodal.unimodal_loss` under
 :func:`mtpkd_jax.train.step.make_train_step` and :func:`mtpkd_jax.train.parallel.data_parallel`,
-on the synthetic dataset's shapes and the experiment config's encoders:
+on the synthetic dataset's shapes and the encoders of the experiment config the caller
+passes (``experiments/bench_train.py``: ``experiments/configs/synthetic_mtpkdot.py``):
 
 * ``student``: the MT-PKDOT student on the visual backbone's tokens, with random teacher
   embeddings and outputs (``T = 1 + privileged`` teachers) and frozen T-Nets;
@@ -29,6 +31,7 @@ import dataclasses
 import functools
 import json
 import os
+import pickle
 import re
 import statistics
 import subprocess
@@ -53,17 +56,10 @@ STEPS = ("student", "student_no_ot", "backbone")
 _METHOD = "mt_pkdot"
 
 
-def _experiment_config(config):
-  from experiments.configs import synthetic_mtpkdot  # noqa: PLC0415
-
-  experiment = synthetic_mtpkdot.get_config(config.experiment)
+def _context(config, experiment, num_devices: int, workdir: Path) -> context.Context:
+  experiment = experiment.copy_and_resolve_references()
   # The release's frozen pipeline: the joint stage's T-Nets read the backbones' tokens.
   experiment.stages.joint.finetune_backbones = False
-  return experiment
-
-
-def _context(config, num_devices: int, workdir: Path) -> context.Context:
-  experiment = _experiment_config(config)
   schemas = {c.name: c.schema for c in synthetic_affect.CONFIGS}
   return context.Context(
     config=experiment,
@@ -128,11 +124,14 @@ def _steps(ctx: context.Context, global_batch: int, seed: int = 0) -> dict:
   return out
 
 
-def measure_devices(config, num_devices: int) -> list[dict]:
+def measure_devices(config, experiment, num_devices: int) -> list[dict]:
   """Times every step of :data:`STEPS` on ``num_devices`` devices of this process.
 
   Args:
     config: the benchmark config (``experiments/configs/bench_train.py``).
+    experiment: the experiment config whose encoders, widths and method parameters the
+      steps use (``experiments/bench_train.py`` passes
+      ``synthetic_mtpkdot.get_config(config.experiment)``); its backbones are frozen here.
     num_devices: devices of the ``("data",)`` mesh (at most ``jax.device_count()``).
 
   Returns:
@@ -142,7 +141,7 @@ def measure_devices(config, num_devices: int) -> list[dict]:
   """
   global_batch = config.per_device_batch * num_devices
   with tempfile.TemporaryDirectory() as workdir:
-    ctx = _context(config, num_devices, Path(workdir))
+    ctx = _context(config, experiment, num_devices, Path(workdir))
     built = _steps(ctx, global_batch)
   mesh = ctx.mesh
   calls, compile_s = {}, {}
@@ -191,20 +190,23 @@ def _child_env(config, num_devices: int) -> dict[str, str]:
   return env
 
 
-def run_devices(config, num_devices: int) -> list[dict]:
+def run_devices(config, experiment, num_devices: int) -> list[dict]:
   """:func:`measure_devices` in a fresh process with ``num_devices`` (fake CPU) devices."""
   proc = subprocess.run(
     [sys.executable, "-m", __name__, config.to_json(), str(num_devices)],
+    # Pickled, a ConfigDict comes back as it was (JSON would turn its tuples into lists).
+    input=pickle.dumps(experiment),
     env=_child_env(config, num_devices),
     capture_output=True,
-    text=True,
     check=False,
   )
   if proc.returncode:
     raise RuntimeError(
-      f"The {num_devices}-device benchmark process failed ({proc.returncode}):\n{proc.stderr}"
+      f"The {num_devices}-device benchmark process failed ({proc.returncode}):\n"
+      f"{proc.stderr.decode(errors='replace')}"
     )
-  return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+  lines = proc.stdout.decode().splitlines()
+  return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -268,11 +270,21 @@ def plot(result: dict, path: Path) -> None:
   plt.close(fig)
 
 
-def run(config, output_dir: str | Path) -> dict:
-  """Every device count of ``config``, each in its own process; writes JSON and PNG."""
+def run(config, experiment, output_dir: str | Path) -> dict:
+  """Every device count of ``config``, each in its own process; writes JSON and PNG.
+
+  Args:
+    config: the benchmark config (``experiments/configs/bench_train.py``).
+    experiment: the experiment config the steps are built from (:func:`measure_devices`).
+    output_dir: where ``bench_train.json`` and ``bench_train.png`` go.
+
+  Returns:
+    The JSON's content: ``config``, ``machine``, and :func:`summarize`'s ``rows`` and
+    ``ot_share``.
+  """
   rows = []
   for num_devices in config.device_counts:
-    rows += run_devices(config, num_devices)
+    rows += run_devices(config, experiment, num_devices)
   result = {
     "config": config.to_dict(),
     "machine": {"cpus": os.cpu_count(), "jax": jax.__version__, "platform": config.platform},
@@ -289,5 +301,6 @@ def run(config, output_dir: str | Path) -> dict:
 
 if __name__ == "__main__":
   _config = ml_collections.ConfigDict(json.loads(sys.argv[1]))
-  for _row in measure_devices(_config, int(sys.argv[2])):
+  _experiment = pickle.load(sys.stdin.buffer)
+  for _row in measure_devices(_config, _experiment, int(sys.argv[2])):
     print(json.dumps(_row), flush=True)

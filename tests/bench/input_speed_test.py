@@ -5,12 +5,15 @@ import json
 import numpy as np
 import pytest
 
+from experiments.configs import biovid
 from mtpkd_jax.bench import input_speed
+
+CONFIG = biovid.get_config("part_a_binary")
 
 
 @pytest.mark.slow
 def test_the_input_alone_and_feeding_stage_0(tmp_path):
-  result = input_speed.run(32, 2, 1, [0, 2], tmp_path)
+  result = input_speed.run(CONFIG, 32, 2, 1, [0, 2], tmp_path)
   assert result["videos"] == 32 and result["batch_size"] == 32
   # A [10, 112, 112, 3] uint8 clip and [2816, 3] float32 signals.
   assert result["example_mib"] == pytest.approx((10 * 112 * 112 * 3 + 2816 * 3 * 4) / 2**20)
@@ -35,4 +38,4 @@ def test_the_clips_read_are_the_built_ones(tmp_path):
 @pytest.mark.parametrize("args", [(16, 2, 0, [0]), (32, 0, 0, [0]), (32, 2, 0, [-1])])
 def test_bad_arguments_are_named(tmp_path, args):
   with pytest.raises(ValueError, match="at least a batch"):
-    input_speed.run(*args, tmp_path)
+    input_speed.run(CONFIG, *args, tmp_path)

@@ -6,6 +6,7 @@ import statistics
 import pytest
 
 from experiments.configs import bench_train as bench_config
+from experiments.configs import synthetic_mtpkdot
 from mtpkd_jax.bench import train_step
 from tests import cpu_env
 
@@ -15,7 +16,7 @@ def test_smoke_run_writes_rows_efficiency_and_ot_share(tmp_path, monkeypatch):
   # Its processes inherit the environment; the figures are not checked here, so compile fast.
   monkeypatch.setenv(cpu_env.DISABLE_MOST_OPTIMIZATIONS, "1")
   config = bench_config.get_config("smoke")
-  train_step.run(config, tmp_path)
+  train_step.run(config, synthetic_mtpkdot.get_config(config.experiment), tmp_path)
   result = json.loads((tmp_path / "bench_train.json").read_text())
   assert (tmp_path / "bench_train.png").stat().st_size > 0
   assert result["config"]["device_counts"] == [1, 2]

@@ -61,7 +61,7 @@ def _child(config, path: str, data_dir: str, workdir: str, in_memory: bool, batc
   # Imported here: the measured process starts bare (spawn), and so does its memory.
   from mtpkd_jax.comparison import runner  # noqa: PLC0415
   from mtpkd_jax.data import pipeline  # noqa: PLC0415
-  from mtpkd_jax.methods import unimodal  # noqa: PLC0415
+  from mtpkd_jax.methods import context, graph  # noqa: PLC0415
   from mtpkd_jax.train import parallel  # noqa: PLC0415
 
   config = _config(config, Path(path), Path(data_dir), in_memory, batch_size)
@@ -77,7 +77,7 @@ def _child(config, path: str, data_dir: str, workdir: str, in_memory: bool, batc
     pass
   read = time.perf_counter() - start
   start = time.perf_counter()
-  unimodal.train_unimodal(ctx, "seq")
+  graph.train_stage(ctx, context.Memo(), "unimodal", "seq")
   trained = time.perf_counter() - start
   queue.put(
     {

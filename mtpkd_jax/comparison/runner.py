@@ -10,6 +10,7 @@ workdir resumes every stage from its checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from mtpkd_jax.comparison import environment, plots, report, settings
 from mtpkd_jax.comparison import workdir as workdir_lib
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
-from mtpkd_jax.methods import cmkt, context, evaluation, registry, stages, students, unimodal
+from mtpkd_jax.methods import cmkt, context, evaluation, graph, params, registry, students, unimodal
 from mtpkd_jax.ot import similarity
 from mtpkd_jax.train import distributed, parallel
 
@@ -38,7 +39,7 @@ def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
   """
   memo = context.Memo()
   visual, table, test = ctx.config.visual, ctx.dataset.table, ctx.split["test"]
-  stages.train(ctx, memo, methods)
+  graph.train(ctx, memo, methods)
   score = _test_scorer(ctx.config, ctx.dataset, test)
 
   results, student_z, test_outputs = {}, {}, {"indices": test}
@@ -122,16 +123,19 @@ def _plot_run(run_dir: Path, artifacts: dict, config: ml_collections.ConfigDict,
     out_dir / "similarity.png",
     title=f"Joint teacher vs {name} student, test batch of {size}",
   )
-  params = registry.method_params(config, name)
-  if "anchors" not in params:  # A student without structural OT: MT-PKDOT's anchors.
-    params = config.method_params.mt_pkdot
+  ot_params = registry.method_params(config, name)
+  if not isinstance(ot_params, params.StructuralOT):  # No structural OT: MT-PKDOT's entries.
+    entry = config.method_params.mt_pkdot.to_dict()
+    ot_params = params.StructuralOT(
+      **{f.name: entry[f.name] for f in dataclasses.fields(params.StructuralOT)}
+    )
   # The plan at the method's target epsilon, solved to convergence.
-  epsilon = registry.schedule_of(params).target_epsilon
+  epsilon = ot_params.sinkhorn_schedule().target_epsilon
   plan = ot.structural_plan(
     artifacts["student_z"][name][:size],
     artifacts["z_teacher"][:size],
-    anchors=params.anchors,
-    k=min(params.k, size - 1),
+    anchors=ot_params.anchors,
+    k=min(ot_params.k, size - 1),
     epsilon=epsilon,
   )
   paths["transport_plan"] = plots.transport_plan(

@@ -13,69 +13,35 @@ spells it), what was expected and what was given.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import numbers
 from collections.abc import Sequence
 
 import jax
 import ml_collections
 
 from mtpkd_jax.data import pipeline
-from mtpkd_jax.methods import context, plan, registry, unimodal
+from mtpkd_jax.methods import context, graph, registry, typed, unimodal
+from mtpkd_jax.methods import settings as stage_settings
 
-# Keys of a stage's section with the kinds of value they need (the rest are the methods').
-_STAGE_INTEGERS = ("epochs", "batch_size")
-_POSITIVE_INTEGERS = (
-  "num_runs",
-  "num_folds",
-  "embed_dim",
-  "eval_batch_size",
-  "plot_batch_size",
-  "checkpoint_every",
-  "keep_checkpoints",
-)
-_TNET_LOSSES = ("mse", "mmd")
+_fail = typed.config_fail()
 
 
-def _fail(field: str, expected: str, value) -> None:
-  raise ValueError(
-    f"`config.{field}` must be {expected}, got {value!r}: set --config.{field} (nothing was "
-    "trained or moved)."
-  )
+@dataclasses.dataclass(frozen=True)
+class _RunFields:
+  """The config's top-level fields that every run reads, with what each must be."""
 
-
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_positive_int(field: str, value) -> None:
-  if not _is_int(value) or value < 1:
-    _fail(field, "an integer >= 1", value)
-
-
-def _check_fraction(field: str, value) -> None:
-  """``value`` in ``[0, 1)``: a dropout rate or a chance."""
-  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-    _fail(field, "a number in [0, 1)", value)
-
-
-def _check_stage(kind: str, section: ml_collections.ConfigDict) -> None:
-  for key in _STAGE_INTEGERS:
-    if key in section:
-      _check_positive_int(f"stages.{kind}.{key}", section[key])
-  for key in section:
-    value = section[key]
-    if key.endswith("learning_rate") and (
-      isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
-    ):
-      _fail(f"stages.{kind}.{key}", "a number > 0", value)
-  if "modality_dropout" in section:
-    _check_fraction(f"stages.{kind}.modality_dropout", section.modality_dropout)
-  if section.get("tnet_loss", "mse") not in _TNET_LOSSES:
-    _fail(f"stages.{kind}.tnet_loss", f"one of {_TNET_LOSSES}", section.tnet_loss)
-  hidden = section.get("tnet_hidden", (1,))
-  if not isinstance(hidden, Sequence) or not all(_is_int(h) and h >= 1 for h in hidden):
-    _fail(f"stages.{kind}.tnet_hidden", "a tuple of integers >= 1", hidden)
+  num_runs: int = typed.at_least(1)
+  num_folds: int = typed.at_least(1)
+  seed: int
+  split_seed: int
+  embed_dim: int = typed.at_least(1)
+  compute_dtype: str = typed.choice(context.DTYPES)
+  dropout_rate: float = typed.fraction()
+  eval_batch_size: int = typed.at_least(1)
+  plot_batch_size: int = typed.at_least(1)
+  checkpoint_every: int = typed.at_least(1)
+  keep_checkpoints: int = typed.at_least(1)
 
 
 def _check_encoder(field: str, spec, config: ml_collections.ConfigDict) -> None:
@@ -106,36 +72,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       encoder or one that does not take its ``kwargs``, a bad method (see
       :func:`mtpkd_jax.methods.registry.check_methods`).
   """
-  for field in _POSITIVE_INTEGERS:
-    _check_positive_int(field, config[field])
-  for field in ("seed", "split_seed"):
-    if not _is_int(config[field]):
-      _fail(field, "an integer", config[field])
-  if config.num_devices is not None:
-    _check_positive_int("num_devices", config.num_devices)
-  if config.compute_dtype not in context.DTYPES:
-    _fail("compute_dtype", f"one of {tuple(context.DTYPES)}", config.compute_dtype)
-  _check_fraction("dropout_rate", config.dropout_rate)
-  for kind in config.stages:
-    _check_stage(kind, config.stages[kind])
+  fields = [f.name for f in dataclasses.fields(_RunFields)]
+  typed.from_section(_RunFields, {f: config[f] for f in fields}, _fail)
+  if config.num_devices is not None and not (
+    typed.is_int(config.num_devices) and config.num_devices >= 1
+  ):
+    _fail("num_devices", "an integer >= 1", config.num_devices)
+  stage_settings.stages_from_config(config)
   for modality in config.encoders:
     _check_encoder(f"encoders.{modality}", config.encoders[modality], config)
   for kind in config.get("encoders_by_kind") or {}:
     _check_encoder(f"encoders_by_kind.{kind}", config.encoders_by_kind[kind], config)
   registry.check_methods(config)
-
-
-def _stage_sections(ctx: context.Context, needed: plan.Plan) -> dict[str, str]:
-  """``{stage kind: a stage of that kind}`` of the stages ``config.methods`` train."""
-  config = ctx.config
-  kinds = {"unimodal": f"unimodal_{needed.unimodal[0]}"} if needed.unimodal else {}
-  kinds |= {"joint": "joint"} if needed.joint else {}
-  kinds |= {"alignment": "alignment"} if needed.alignment else {}
-  for name in config.methods:
-    kind = registry.get_method(name, config.visual).kind
-    if kind in ("student", "cmkt"):
-      kinds.setdefault(kind, f"{kind}_{name}")
-  return kinds
 
 
 def check_runs(contexts: Sequence[context.Context]) -> None:
@@ -156,11 +104,14 @@ def check_runs(contexts: Sequence[context.Context]) -> None:
   """
   first = contexts[0]
   config = first.config
-  needed = plan.plan(config.methods, first.modalities, first.strong)
+  planned = graph.plan(config.methods, graph.Roles.of(first))
+  stages = {}  # The first stage of each kind: a kind's settings are its stages'.
+  for stage in planned:
+    stages.setdefault(stage.kind, stage.name)
   for ctx in contexts:
     num_train = len(ctx.split["train"])
-    for kind, stage in _stage_sections(ctx, needed).items():
-      batch_size = config.stages[kind].batch_size
+    for kind, stage in stages.items():
+      batch_size = getattr(ctx.settings, kind).batch_size
       if pipeline.steps_per_epoch(num_train, batch_size, drop_remainder=True) < 1:
         raise ValueError(
           f"`config.stages.{kind}.batch_size`={batch_size} is larger than the {num_train} "
@@ -172,7 +123,7 @@ def check_runs(contexts: Sequence[context.Context]) -> None:
           f"`config.stages.{kind}.batch_size`={batch_size} must be a multiple of the "
           f"{ctx.mesh.size} devices the batch is split over (set `config.num_devices`)."
         )
-  for modality in needed.unimodal:
+  for modality in (stage.subject for stage in planned if stage.kind == "unimodal"):
     model = unimodal.unimodal_model(first, modality)
     try:
       jax.eval_shape(

@@ -14,7 +14,7 @@ import numpy as np
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.losses import distill
 from mtpkd_jax.methods import backbones, evaluation, networks, objective
-from mtpkd_jax.methods.context import Context, Memo
+from mtpkd_jax.methods.context import Context, Memo, Stage
 from mtpkd_jax.train import checkpoint, optimizers
 from mtpkd_jax.train import variables as variables_lib
 
@@ -47,20 +47,20 @@ def alignment_loss(ctx: Context, model: networks.Alignment):
   return loss_fn
 
 
-def train_alignment(ctx: Context, memo: Memo) -> dict:
+def train_alignment(ctx: Context, memo: Memo, stage: Stage) -> dict:
   """Stage 2: adapters and heads per modality, mutually aligned with the joint ``z_J``.
 
   ``L_SD = ½ Σ_m mean(1 - cos(a_m, z_J)) + ½ (L_task(joint) + Σ_m L_task(h_m(a_m)) / M)``;
   ``z_J`` is not stopped: the joint fusion, loaded from stage 1, trains with its own
   learning rate.
   """
-  cfg = ctx.config.stages.alignment
-  joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by="alignment")
-  tokens = backbones.token_table(ctx, memo, required_by="alignment")
+  cfg = ctx.settings.alignment
+  joint, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage.name)
+  tokens = backbones.token_table(ctx, memo, required_by=stage.name)
   model = alignment_model(ctx)
   mods = ctx.modalities
   first = tokens.take([0])
-  variables = model.init(ctx.stage_rng("alignment"), [first[m] for m in mods])
+  variables = model.init(ctx.stage_rng(stage.name), [first[m] for m in mods])
   params = dict(variables["params"])
   params["fusion"] = joint["params"]["fusion"]
   tx = optimizers.adam(params, cfg.learning_rate, fusion=cfg.fusion_learning_rate)
@@ -68,7 +68,7 @@ def train_alignment(ctx: Context, memo: Memo) -> dict:
   eval_fn = ctx.selection_fn(predict_fn, tokens, ctx.config.eval_batch_size)
   table = table_lib.join(tokens, ctx.targets())
   loss_fn = alignment_loss(ctx, model)
-  return ctx.fit("alignment", model, {"params": params}, loss_fn, table, cfg, eval_fn, tx=tx)
+  return ctx.fit(stage, model, {"params": params}, loss_fn, table, eval_fn, tx=tx)
 
 
 def aligned_targets(ctx: Context, memo: Memo, required_by: str) -> dict[str, np.ndarray]:

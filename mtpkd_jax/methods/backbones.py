@@ -32,7 +32,7 @@ def teacher_backbone(ctx: Context, modality: str, required_by: str) -> dict:
 
   Stage 0's backbone, or the joint stage's copy when ``stages.joint.finetune_backbones``.
   """
-  if not ctx.config.stages.joint.finetune_backbones:
+  if not ctx.settings.joint.finetune_backbones:
     return stage0_backbone(ctx, modality, required_by)
   variables, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=required_by)
   return variables_lib.sub_variables(variables, f"encoders_{ctx.modalities.index(modality)}")

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from mtpkd_jax import models
@@ -42,7 +41,8 @@ from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.losses import alignment, translation
 from mtpkd_jax.losses import task as task_lib
 from mtpkd_jax.methods import backbones, evaluation, networks, objective, registry
-from mtpkd_jax.methods.context import Context, Memo
+from mtpkd_jax.methods import params as params_lib
+from mtpkd_jax.methods.context import Context, Memo, Stage
 from mtpkd_jax.models import sequence
 from mtpkd_jax.train import checkpoint, optimizers, parallel
 from mtpkd_jax.train import variables as variables_lib
@@ -77,7 +77,7 @@ def strong_targets(ctx: Context, memo: Memo, required_by: str) -> dict[str, np.n
   return memo.get(("strong", strong), compute)
 
 
-def align_dim(cfg: ml_collections.ConfigDict) -> int:
+def align_dim(cfg: params_lib.CMKT) -> int:
   """Deep CCA's width (``cfg.align_dim``); 0, the pooled embeddings, for other alignments."""
   return cfg.align_dim if cfg.alignment == "dcca" else 0
 
@@ -100,7 +100,7 @@ def principal_projection(z: np.ndarray, train: np.ndarray, dim: int) -> np.ndarr
 
 
 def stage_targets(
-  ctx: Context, memo: Memo, cfg: ml_collections.ConfigDict, required_by: str
+  ctx: Context, memo: Memo, cfg: params_lib.CMKT, required_by: str
 ) -> dict[str, np.ndarray]:
   """What a stage-2 batch holds besides the weak input and ``y``, for every example.
 
@@ -115,16 +115,16 @@ def stage_targets(
   return {**targets, STRONG_ALIGNED: aligned}
 
 
-def weak_model(ctx: Context, cfg: ml_collections.ConfigDict) -> networks.WeakModel:
+def weak_model(ctx: Context, cfg: params_lib.CMKT) -> networks.WeakModel:
   """``E_w`` (the weak modality's configured encoder), ``D`` to ``E_s``'s width, ``C``."""
-  decoder = models.SequenceDecoder(ctx.config.embed_dim, **cfg.decoder.to_dict())
+  decoder = models.SequenceDecoder(ctx.config.embed_dim, **cfg.decoder)
   return networks.WeakModel(
     ctx.encoder(ctx.config.visual), decoder, ctx.num_outputs, align_features=align_dim(cfg)
   )
 
 
 def cmkt_terms(
-  cfg: ml_collections.ConfigDict,
+  cfg: params_lib.CMKT,
   method: registry.Method,
   outputs: jax.Array,
   z_w: jax.Array,
@@ -137,7 +137,7 @@ def cmkt_terms(
   """CMKT's loss terms on a (global) batch, by name, and what else it logs.
 
   Args:
-    cfg: the method's parameters (``config.method_params.cmkt`` or a variant's).
+    cfg: the method's typed parameters (``config.method_params.cmkt`` or a variant's).
     method: the method; ``ot`` is computed only when it weighs it.
     outputs: ``C(pool(z_w))`` ``[B, C]``.
     z_w: the pooled weak embeddings ``[B, d]``.
@@ -180,7 +180,7 @@ def cmkt_loss(ctx: Context, method_name: str, model: networks.WeakModel):
   the global batch (all-gathered over the ``data`` axis), as a student's loss does.
   """
   method = registry.get_method(method_name)
-  cfg = registry.method_params(ctx.config, method_name)
+  cfg = ctx.method_params(method_name)
   weak = ctx.config.visual
   input_keys = ctx.schema.input_keys(weak)
 
@@ -198,24 +198,24 @@ def cmkt_loss(ctx: Context, method_name: str, model: networks.WeakModel):
   return loss_fn
 
 
-def train_cmkt(ctx: Context, memo: Memo, method_name: str) -> dict:
-  """Stage 2 of CMKT method ``method_name``: the weak modality's model.
+def train_cmkt(ctx: Context, memo: Memo, stage: Stage) -> dict:
+  """Stage 2 of CMKT method ``stage.subject``: the weak modality's model.
 
   ``C`` starts from the strong model's head (``head="frozen"``: never updated;
   ``"finetune"``: at ``stages.cmkt.head_learning_rate``), or is new (``"new"``: at the
   stage's learning rate).
   """
-  stage = f"cmkt_{method_name}"
-  cfg = ctx.config.stages.cmkt
-  method_cfg = registry.method_params(ctx.config, method_name)
+  method_name = stage.subject
+  cfg = ctx.settings.cmkt
+  method_cfg = ctx.method_params(method_name)
   weak = ctx.config.visual
-  targets = stage_targets(ctx, memo, method_cfg, required_by=stage)
+  targets = stage_targets(ctx, memo, method_cfg, required_by=stage.name)
   inputs = ctx.inputs(weak)
   model = weak_model(ctx, method_cfg)
-  variables = model.init(ctx.stage_rng(stage), ctx.first(inputs, weak))
+  variables = model.init(ctx.stage_rng(stage.name), ctx.first(inputs, weak))
   if method_cfg.head != "new":
     strong, _ = checkpoint.load_stage_output(
-      ctx.workdir, f"unimodal_{ctx.strong}", required_by=stage
+      ctx.workdir, f"unimodal_{ctx.strong}", required_by=stage.name
     )
     variables = variables_lib.graft(variables, "head", variables_lib.sub_variables(strong, "head"))
   head_rate = {"frozen": 0.0, "finetune": cfg.head_learning_rate, "new": cfg.learning_rate}
@@ -224,7 +224,7 @@ def train_cmkt(ctx: Context, memo: Memo, method_name: str) -> dict:
   eval_fn = ctx.selection_fn(predict_fn, inputs, ctx.config.eval_batch_size)
   table = table_lib.join(inputs, table_lib.ArrayTable(targets), ctx.targets())
   loss_fn = cmkt_loss(ctx, method_name, model)
-  return ctx.fit(stage, model, variables, loss_fn, table, cfg, eval_fn, tx=tx)
+  return ctx.fit(stage, model, variables, loss_fn, table, eval_fn, tx=tx)
 
 
 def cmkt_predictor(ctx: Context, method_name: str):
@@ -237,7 +237,7 @@ def cmkt_predictor(ctx: Context, method_name: str):
   stage = f"cmkt_{method_name}"
   weak = ctx.config.visual
   variables, _ = checkpoint.load_stage_output(ctx.workdir, stage)
-  model = weak_model(ctx, registry.method_params(ctx.config, method_name))
+  model = weak_model(ctx, ctx.method_params(method_name))
 
   @jax.jit
   def fn(values, batch):

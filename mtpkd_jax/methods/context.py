@@ -1,10 +1,10 @@
-"""The run context every stage of every method shares, and the run's memo.
+"""The run context every stage of every method shares, the run's memo, and a planned stage.
 
 A :class:`Context` is one run (one fold, one seed): the config, the dataset and its schema,
 the split, the run's directory, the seed and the device mesh, with what the stages derive
-from them: a modality's inputs and encoder, a stage's key, its provenance record, its
-validation, and :meth:`Context.fit`, which trains a stage with
-:func:`mtpkd_jax.train.stage.fit`.
+from them: the typed stage settings and method parameters, a modality's inputs and encoder,
+a stage's key, its provenance record, its validation, and :meth:`Context.fit`, which trains
+a :class:`Stage` with :func:`mtpkd_jax.train.stage.fit`.
 
 The context is immutable. Values computed from the run's saved stage outputs and reused by
 its later stages (the backbones' tokens, the teachers' targets) live in a :class:`Memo`, one
@@ -15,6 +15,7 @@ cached, and when, is explicit in their ``memo.get(key, compute)`` calls.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
@@ -30,7 +31,9 @@ from mtpkd_jax import models
 from mtpkd_jax.data import pipeline
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.methods import evaluation, plan, registry
+from mtpkd_jax.methods import evaluation, registry
+from mtpkd_jax.methods import params as params_lib
+from mtpkd_jax.methods import settings as settings_lib
 from mtpkd_jax.train import loop, parallel, provenance
 from mtpkd_jax.train import stage as stage_lib
 from mtpkd_jax.train import variables as variables_lib
@@ -55,6 +58,27 @@ def encoder_from_spec(spec: ml_collections.ConfigDict, config: ml_collections.Co
       **(kwargs.to_dict() if kwargs else {}),
     },
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One stage of a run, as the stage graph plans it (:mod:`mtpkd_jax.methods.graph`).
+
+  Attributes:
+    kind: its kind in the graph, which names its settings (``config.stages.<kind>``).
+    subject: the modality (``unimodal``) or method (``student``, ``cmkt``) it trains;
+      ``None`` for a stage of which a run has one (``joint``, ``alignment``).
+    needs: the stages whose saved outputs it is built from.
+  """
+
+  kind: str
+  subject: str | None = None
+  needs: tuple[str, ...] = ()
+
+  @property
+  def name(self) -> str:
+    """``<kind>_<subject>``, or ``<kind>``: the stage's folder in the run's directory."""
+    return self.kind if self.subject is None else f"{self.kind}_{self.subject}"
 
 
 class Memo:
@@ -95,6 +119,15 @@ class Context:
   workdir: Path
   seed: int
   mesh: jax.sharding.Mesh
+
+  @functools.cached_property
+  def settings(self) -> settings_lib.Stages:
+    """Every stage kind's typed settings (``config.stages``, read once)."""
+    return settings_lib.stages_from_config(self.config)
+
+  def method_params(self, name: str) -> params_lib.Params:
+    """The typed parameters of method or variant ``name`` (:func:`registry.method_params`)."""
+    return registry.method_params(self.config, name)
 
   @property
   def modalities(self) -> tuple[str, ...]:
@@ -176,12 +209,11 @@ class Context:
     """The base key of ``stage``: a function of the run's seed and the stage's name."""
     return jax.random.fold_in(jax.random.PRNGKey(self.seed), zlib.crc32(stage.encode()))
 
-  def provenance(self, stage: str) -> dict:
+  def provenance(self, stage: Stage) -> dict:
     """What ``stage`` is built from (see :mod:`mtpkd_jax.train.provenance`)."""
-    config = self.config
-    kind, _, name = stage.partition("_")
+    config, kind, name = self.config, stage.kind, stage.subject
     section = {
-      "stage": config.stages[kind].to_dict(),
+      "stage": dataclasses.asdict(getattr(self.settings, kind)),
       "model": {
         "embed_dim": config.embed_dim,
         "compute_dtype": config.compute_dtype,
@@ -200,17 +232,17 @@ class Context:
     else:
       section["model"] |= {"visual": config.visual, "privileged": list(config.privileged)}
       section["encoders"] = {m: self.encoder_spec(m).to_dict() for m in self.modalities}
-    if kind == "joint" and config.stages.joint.finetune_backbones:
+    if kind == "joint" and self.settings.joint.finetune_backbones:
       # Fine-tuned joint stages take their T-Nets from the best-score step (methods/joint.py);
       # ones saved before did not, and this key makes them stale.
       section["tnets_from"] = "best_score_step"
     if kind in registry.DISTILLED:
-      section["method"] = registry.method_params(config, name).to_dict()
+      section["method"] = dataclasses.asdict(self.method_params(name))
     return {
       "config": section,
       "predecessors": {
-        p: provenance.output_fingerprint(self.workdir, p, required_by=stage)
-        for p in plan.predecessors(stage, self.modalities, self.strong)
+        p: provenance.output_fingerprint(self.workdir, p, required_by=stage.name)
+        for p in stage.needs
       },
       "dataset": self.dataset.fingerprint,
       "split": provenance.split_digest(self.split),
@@ -231,12 +263,11 @@ class Context:
 
   def fit(
     self,
-    stage: str,
+    stage: Stage,
     model,
     variables,
     loss_fn,
     table: table_lib.Table,
-    cfg: ml_collections.ConfigDict,
     eval_fn,
     *,
     frozen=None,
@@ -246,27 +277,31 @@ class Context:
     """Trains ``stage`` on ``table`` (indexed by the train split); returns its output.
 
     :func:`mtpkd_jax.train.stage.fit` with this run's directory, mesh, seed, the stage's
-    key and provenance record, and the schedule of the stage's config section ``cfg``;
-    ``tx`` defaults to Adam at ``cfg.learning_rate``.
+    key and provenance record, and the epochs and batch size of its settings; ``tx``
+    defaults to Adam at the settings' learning rate.
     """
+    cfg = getattr(self.settings, stage.kind)
+    run = loop.StageRun(
+      stage.name,
+      self.workdir,
+      self.mesh,
+      self.stage_rng(stage.name),
+      checkpoint_every=self.config.checkpoint_every,
+      keep_checkpoints=self.config.keep_checkpoints,
+    )
     return stage_lib.fit(
-      stage,
+      run,
       model,
       variables,
       loss_fn,
       table,
       self.split["train"],
-      workdir=self.workdir,
-      mesh=self.mesh,
       record=self.provenance(stage),
       seed=self.seed,
-      rng=self.stage_rng(stage),
-      batch_size=cfg.batch_size,
       epochs=cfg.epochs,
+      batch_size=cfg.batch_size,
       tx=tx or optax.adam(cfg.learning_rate),
       eval_fn=eval_fn,
       frozen=frozen,
       parts=parts,
-      checkpoint_every=self.config.checkpoint_every,
-      keep_checkpoints=self.config.keep_checkpoints,
     )

@@ -19,19 +19,19 @@ import numpy as np
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.losses import distill
 from mtpkd_jax.methods import backbones, evaluation, networks, objective
-from mtpkd_jax.methods.context import Context, Memo
+from mtpkd_jax.methods.context import Context, Memo, Stage
 from mtpkd_jax.train import checkpoint, loop, optimizers, parallel
 from mtpkd_jax.train import variables as variables_lib
 
 
 def joint_model(ctx: Context) -> networks.JointTeacher:
   """The fusion and T-Nets; with ``finetune_backbones``, every modality's encoder too."""
-  cfg = ctx.config.stages.joint
+  cfg = ctx.settings.joint
   encoders = [ctx.encoder(m) for m in ctx.modalities] if cfg.finetune_backbones else []
   return networks.JointTeacher(
     ctx.num_outputs,
     len(ctx.config.privileged),
-    tnet_hidden=tuple(cfg.tnet_hidden),
+    tnet_hidden=cfg.tnet_hidden,
     dropout_rate=ctx.config.dropout_rate,
     modality_dropout=cfg.modality_dropout,
     encoders=tuple(encoders),
@@ -40,14 +40,14 @@ def joint_model(ctx: Context) -> networks.JointTeacher:
 
 def joint_inputs(ctx: Context, memo: Memo, required_by: str) -> table_lib.Table:
   """What the joint model reads: raw inputs if it fine-tunes the backbones, else tokens."""
-  if ctx.config.stages.joint.finetune_backbones:
+  if ctx.settings.joint.finetune_backbones:
     return table_lib.join(*(ctx.inputs(m) for m in ctx.modalities))
   return backbones.token_table(ctx, memo, required_by)
 
 
 def joint_args(ctx: Context, batch) -> list:
   """The joint model's per-modality inputs, from a batch of :func:`joint_inputs`."""
-  if ctx.config.stages.joint.finetune_backbones:
+  if ctx.settings.joint.finetune_backbones:
     return [ctx.model_input(batch, m) for m in ctx.modalities]
   return [batch[m] for m in ctx.modalities]
 
@@ -75,7 +75,7 @@ def joint_loss(ctx: Context, model: networks.JointTeacher):
 
   Both on the global batch (the T-Nets' MMD is a statistic of the batch).
   """
-  cfg = ctx.config.stages.joint
+  cfg = ctx.settings.joint
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     del frozen
@@ -98,7 +98,7 @@ def joint_eval_fn(ctx: Context, model: networks.JointTeacher, inputs: table_lib.
   batches of (about) the training batch size, so that a batch statistic such as the MMD is
   measured at the scale it is trained at.
   """
-  cfg = ctx.config.stages.joint
+  cfg = ctx.settings.joint
   val = ctx.split["val"]
   targets = ctx.dataset.y[val]
 
@@ -123,7 +123,7 @@ def joint_eval_fn(ctx: Context, model: networks.JointTeacher, inputs: table_lib.
   return eval_fn
 
 
-def train_joint(ctx: Context, memo: Memo) -> dict:
+def train_joint(ctx: Context, memo: Memo, stage: Stage) -> dict:
   """Stage 1: fusion ``F_J`` on the task and the T-Nets ``H_m: f_v -> f_m``.
 
   With frozen backbones the T-Nets handed on are those of the lowest validation
@@ -134,15 +134,15 @@ def train_joint(ctx: Context, memo: Memo) -> dict:
   from step to step, so T-Nets of another step would run on features they were never
   selected on (and their recorded loss would not be theirs).
   """
-  cfg = ctx.config.stages.joint
+  cfg = ctx.settings.joint
   mods = ctx.modalities
-  inputs = joint_inputs(ctx, memo, required_by="joint")
+  inputs = joint_inputs(ctx, memo, required_by=stage.name)
   model = joint_model(ctx)
-  variables = model.init(ctx.stage_rng("joint"), joint_args(ctx, inputs.take([0])))
+  variables = model.init(ctx.stage_rng(stage.name), joint_args(ctx, inputs.take([0])))
   tx = None
   if cfg.finetune_backbones:
     for i, m in enumerate(mods):
-      backbone = backbones.stage0_backbone(ctx, m, required_by="joint")
+      backbone = backbones.stage0_backbone(ctx, m, required_by=stage.name)
       variables = variables_lib.graft(variables, f"encoders_{i}", backbone)
     rates = {f"encoders_{i}": cfg.backbone_learning_rate for i in range(len(mods))}
     tx = optimizers.adam(variables["params"], cfg.learning_rate, **rates)
@@ -153,7 +153,7 @@ def train_joint(ctx: Context, memo: Memo) -> dict:
     parts["tnets"] = loop.PartSelection(tnet_modules(ctx), metric="tnet_loss", mode="min")
   eval_fn = joint_eval_fn(ctx, model, inputs)
   loss_fn = joint_loss(ctx, model)
-  return ctx.fit("joint", model, variables, loss_fn, table, cfg, eval_fn, tx=tx, parts=parts)
+  return ctx.fit(stage, model, variables, loss_fn, table, eval_fn, tx=tx, parts=parts)
 
 
 def hallucinate(ctx: Context, joint_params, visual_tokens):

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import ml_collections
 
 from mtpkd_jax.losses import task as task_lib
 from mtpkd_jax.train import parallel
@@ -34,9 +33,9 @@ def task_loss(outputs: jax.Array, batch: Mapping[str, Any], task: str) -> jax.Ar
 def total(
   terms: Mapping[str, jax.Array],
   weight_keys: Mapping[str, str],
-  cfg: ml_collections.ConfigDict,
+  cfg,
 ) -> jax.Array:
-  """``Σ_t cfg[weight_keys[t]] * terms[t]`` over the terms of ``weight_keys``, in its order.
+  """``Σ_t cfg.<weight_keys[t]> * terms[t]`` over the terms of ``weight_keys``, in its order.
 
   Every weighted term is summed, a zero weight included (its term is still computed and
   logged).
@@ -44,8 +43,8 @@ def total(
   Args:
     terms: the loss terms by name (:data:`TERMS`), scalars; terms without a weight are
       logged only.
-    weight_keys: the config entry that weighs each term, e.g. ``{"task": "alpha"}``.
-    cfg: the method's parameters (:func:`~mtpkd_jax.methods.registry.method_params`).
+    weight_keys: the parameter that weighs each term, e.g. ``{"task": "alpha"}``.
+    cfg: the method's typed parameters (:func:`~mtpkd_jax.methods.registry.method_params`).
 
   Raises:
     ValueError: naming the term, if a weighted term is missing or not one of :data:`TERMS`.
@@ -57,6 +56,6 @@ def total(
         f"Loss term {name!r} (weighted by {key!r}) must be one of {TERMS} and computed; "
         f"the terms are {sorted(terms)}."
       )
-    value = cfg[key] * terms[name]
+    value = getattr(cfg, key) * terms[name]
     loss = value if loss is None else loss + value
   return loss

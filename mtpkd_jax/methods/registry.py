@@ -33,19 +33,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from mtpkd_jax import ot
-from mtpkd_jax.losses import alignment, distill, translation
+from mtpkd_jax.losses import distill
 from mtpkd_jax.losses import task as task_lib
+from mtpkd_jax.methods import params as params_lib
+from mtpkd_jax.methods import typed
 from mtpkd_jax.models import translation as decoders
-
-ROUTINGS = ("min_loss", "joint", "mean", "softmin")
-# CMKT's classifier `C` in stage 2: the strong model's head frozen, fine-tuned, or a new one.
-HEADS = ("frozen", "finetune", "new")
 
 DistillFn = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
 
@@ -69,9 +68,10 @@ class Method:
       ``aligned`` (stage 2's adapted embeddings and ``z_J``).
     distill: ``distill(cfg, z_s, outputs_s, batch, task) -> (terms, metrics)``: the
       distillation's loss terms by name (:data:`objective.TERMS`) and what else it logs.
-    weights: the config entry of ``method_params`` weighing each loss term, ``task``
-      included (:func:`objective.total`).
+    weights: the field of its parameters weighing each loss term, ``task`` included
+      (:func:`objective.total`).
     params: the entry of ``config.method_params`` holding its parameters; ``None``: ``name``.
+    params_class: the typed class of its parameters (:mod:`~mtpkd_jax.methods.params`).
   """
 
   name: str
@@ -81,16 +81,12 @@ class Method:
   distill: DistillFn | None = None
   weights: Mapping[str, str] | None = None
   params: str | None = None
+  params_class: type | None = None
 
 
-def schedule_of(cfg: ml_collections.ConfigDict) -> ot.Schedule:
-  """The Sinkhorn schedule of an OT method's config (``schedule.name`` and ``.params``)."""
-  return ot.make_schedule(cfg.schedule.name, **cfg.schedule.params.to_dict())
-
-
-def structural_terms(cfg: ml_collections.ConfigDict, z_s, teachers, weights):
+def structural_terms(cfg: params_lib.StructuralOT, z_s, teachers, weights):
   """The ``ot`` and ``centroid`` terms of ``z_s [B, d]`` against ``teachers [T, B, d_t]``."""
-  schedule = schedule_of(cfg)
+  schedule = cfg.sinkhorn_schedule()
   value, aux = ot.structural_ot_loss(
     z_s,
     teachers,
@@ -120,7 +116,7 @@ def route(routing: str, candidate_losses: jax.Array, tau: float) -> jax.Array:
     return jnp.full((num,), 1.0 / num)
   if routing == "softmin":
     return jax.nn.softmax(-losses / tau)
-  raise ValueError(f"`routing` must be one of {ROUTINGS}, got {routing!r}.")
+  raise ValueError(f"`routing` must be one of {params_lib.ROUTINGS}, got {routing!r}.")
 
 
 def _joint_feature_kd(feature_loss):
@@ -164,21 +160,31 @@ def _without(term: str) -> dict[str, str]:
 
 
 def _registry() -> dict[str, Method]:
-  def student(name, teacher, distill_fn, weights=_KD_WEIGHTS):
-    return Method(name, "student", teacher=teacher, distill=distill_fn, weights=weights)
+  def student(name, teacher, distill_fn, params_class=params_lib.KD, weights=_KD_WEIGHTS):
+    return Method(
+      name,
+      "student",
+      teacher=teacher,
+      distill=distill_fn,
+      weights=weights,
+      params_class=params_class,
+    )
+
+  def cmkt(name, weights):
+    return Method(name, "cmkt", weights=weights, params="cmkt", params_class=params_lib.CMKT)
 
   methods = [
     Method("joint_teacher", "teacher"),
     student("pkd", "joint", _joint_feature_kd(distill.cosine_distance)),
-    student("logit_kd", "joint", _logit_kd),
+    student("logit_kd", "joint", _logit_kd, params_lib.LogitKD),
     student("spkd", "joint", _joint_feature_kd(distill.similarity_preserving)),
     student("rkd", "joint", _joint_feature_kd(distill.relational)),
-    student("pkdot", "joint", _pkdot, _OT_WEIGHTS),
-    student("mt_pkdot", "aligned", _mt_pkdot, _OT_WEIGHTS),
-    Method("cmkt_translation", "cmkt", weights=_without("alignment"), params="cmkt"),
-    Method("cmkt_alignment", "cmkt", weights=_without("translation"), params="cmkt"),
-    Method("cmkt", "cmkt", weights=_CMKT_WEIGHTS, params="cmkt"),
-    Method("cmkt_ot", "cmkt", weights={**_CMKT_WEIGHTS, "ot": "lambda_ot"}, params="cmkt"),
+    student("pkdot", "joint", _pkdot, params_lib.PKDOT, _OT_WEIGHTS),
+    student("mt_pkdot", "aligned", _mt_pkdot, params_lib.MTPKDOT, _OT_WEIGHTS),
+    cmkt("cmkt_translation", _without("alignment")),
+    cmkt("cmkt_alignment", _without("translation")),
+    cmkt("cmkt", _CMKT_WEIGHTS),
+    cmkt("cmkt_ot", {**_CMKT_WEIGHTS, "ot": "lambda_ot"}),
   ]
   return {m.name: m for m in methods}
 
@@ -214,32 +220,20 @@ def _parse_like(value: str, like, where: str):
     raise ValueError(f"{where}: expected a {type(like).__name__}, got {value!r}.") from None
 
 
-# The entries (dotted for nested ones) that take one of a few values.
-_CHOICES = {
-  "anchors": ot.similarity.ANCHOR_MODES,
-  "routing": ROUTINGS,
-  "backend": ot.divergence.BACKENDS,
-  "alignment": alignment.KINDS,
-  "translation_loss": translation.KINDS,
-  "head": HEADS,
-  "decoder.kind": decoders.KINDS,
-}
-
-
-def _entry(params: ml_collections.ConfigDict, key: str):
+def _entry(params: Mapping[str, Any], key: str):
   """The entry at dotted ``key`` of ``params``, or ``None``."""
   node = params
   for part in key.split("."):
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+    if not isinstance(node, Mapping) or part not in node:
       return None
     node = node[part]
   return node
 
 
-def _check_params(
-  config: ml_collections.ConfigDict, name: str, entry: str, params: ml_collections.ConfigDict
-) -> None:
-  """Checks a method's resolved parameters, so that a bad one fails before anything trains.
+def _build_params(
+  config: ml_collections.ConfigDict, name: str, entry: str, method: Method
+) -> params_lib.Params:
+  """The typed parameters of method (or variant) ``name``, from its entry with its overrides.
 
   A bad entry is named by the variant that set it, or else by its config path.
   """
@@ -250,56 +244,62 @@ def _check_params(
       return f"Method variant {name!r}: {key}"
     return f"Method {name!r}: `config.method_params.{entry}.{key}`"
 
-  for key, choices in _CHOICES.items():
-    value = _entry(params, key)
-    if value is not None and value not in choices:
-      raise ValueError(f"{where(key)} must be one of {choices}, got {value!r}.")
-  if "schedule" in params:
-    try:
-      schedule_of(params)
-    except (ValueError, TypeError) as error:
-      raise ValueError(f"{where('schedule')} is not a valid Sinkhorn schedule: {error}") from None
-  method = METHODS.get(base)
-  # A student's or CMKT's structural OT sees the (global) batches of its stage.
-  if method is not None and "ot" in (method.weights or {}):
-    batch = config.stages[method.kind].batch_size
-    if not 1 <= params.k < batch:
+  def fail(key: str, expected: str, value) -> NoReturn:
+    raise ValueError(f"{where(key)} must be {expected}, got {value!r}.")
+
+  values = config.method_params[entry].to_dict()
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    node = _entry(values, ".".join(path)) if path else values
+    if not isinstance(node, Mapping) or leaf not in node:
       raise ValueError(
-        f"{where('k')} must be in [1, {batch}) (neighbours within a batch of "
-        f"`config.stages.{method.kind}.batch_size` = {batch}), got {params.k}."
+        f"Method variant {name!r}: {base} has no parameter {key!r} "
+        f"(it has {', '.join(sorted(values))})."
       )
+    node[leaf] = _parse_like(value, node[leaf], f"Method variant {name!r}, {key}")
+  params = typed.from_section(method.params_class, values, fail)
+  if isinstance(params, params_lib.StructuralOT):
+    try:
+      params.sinkhorn_schedule()
+    except (KeyError, ValueError, TypeError) as error:
+      raise ValueError(f"{where('schedule')} is not a valid Sinkhorn schedule: {error}") from None
+    # A student's or CMKT's structural OT sees the (global) batches of its stage.
+    batch = config.stages[method.kind].batch_size
+    if not params.k < batch:
+      fail(
+        "k",
+        f"in [1, {batch}) (neighbours within a batch of "
+        f"`config.stages.{method.kind}.batch_size` = {batch})",
+        params.k,
+      )
+  if isinstance(params, params_lib.CMKT):
+    kind = params.decoder.get("kind", "mlp")
+    if kind not in decoders.KINDS:
+      fail("decoder.kind", f"one of {decoders.KINDS}", kind)
+  return params
 
 
-def method_params(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-  """``config.method_params`` of method or variant ``name`` (see the module docstring).
+def method_params(config: ml_collections.ConfigDict, name: str) -> params_lib.Params:
+  """The typed parameters of method or variant ``name`` (see the module docstring).
 
-  The resolved parameters are checked: choices against the allowed values, the Sinkhorn
-  schedule built, ``k`` against the batch size.
+  The method's ``config.method_params`` entry, with the variant's overrides, as its
+  ``params_class`` (:mod:`~mtpkd_jax.methods.params`), checked: every entry's type and
+  bounds, the Sinkhorn schedule built, ``k`` against the stage's batch size.
 
   Raises:
     ValueError: If the method has no parameters, or an override names an entry it does not
-      have or gives a value of the wrong type, or a resolved entry is not allowed (naming the
-      variant or the config path that set it).
+      have or gives a value of the wrong type, or an entry is missing, unknown or not allowed
+      (naming the variant or the config path that set it).
   """
-  base, overrides = parse_variant(name)
-  entry = (METHODS[base].params if base in METHODS else None) or base
-  if entry not in config.method_params:
+  base, _ = parse_variant(name)
+  method = METHODS.get(base)
+  entry = (method.params if method else None) or base
+  if method is None or method.params_class is None or entry not in config.method_params:
     raise ValueError(
       f"Method {name!r}: config.method_params has no {entry!r} entry "
       f"(it has {', '.join(config.method_params)})."
     )
-  params = ml_collections.ConfigDict(config.method_params[entry].to_dict())
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    node = _entry(params, ".".join(path)) if path else params
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ValueError(
-        f"Method variant {name!r}: {base} has no parameter {key!r} "
-        f"(it has {', '.join(sorted(params))})."
-      )
-    node[leaf] = _parse_like(value, node[leaf], f"Method variant {name!r}, {key}")
-  _check_params(config, name, entry, params)
-  return params
+  return _build_params(config, name, entry, method)
 
 
 def check_methods(config: ml_collections.ConfigDict) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.losses import task as task_lib
 from mtpkd_jax.methods import alignment, backbones, evaluation, joint, networks, objective, registry
-from mtpkd_jax.methods.context import Context, Memo
+from mtpkd_jax.methods.context import Context, Memo, Stage
 from mtpkd_jax.train import checkpoint, optimizers, parallel
 from mtpkd_jax.train import variables as variables_lib
 
@@ -40,20 +40,20 @@ def teacher_targets(ctx: Context, memo: Memo, source: str, required_by: str) -> 
 def student_model(ctx: Context) -> networks.Student:
   """The student network; with ``finetune_visual``, the visual encoder too."""
   encoder = None
-  if ctx.config.stages.student.finetune_visual:
+  if ctx.settings.student.finetune_visual:
     encoder = ctx.encoder(ctx.config.visual)
   return networks.Student(ctx.num_outputs, dropout_rate=ctx.config.dropout_rate, encoder=encoder)
 
 
 def _student_keys(ctx: Context) -> tuple[str, ...]:
   """The columns a student's input is read from: the visual tokens, or its raw input."""
-  if ctx.config.stages.student.finetune_visual:
+  if ctx.settings.student.finetune_visual:
     return ctx.schema.input_keys(ctx.config.visual)
   return (ctx.config.visual,)
 
 
 def _student_arg(ctx: Context, batch):
-  if ctx.config.stages.student.finetune_visual:
+  if ctx.settings.student.finetune_visual:
     return ctx.model_input(batch, ctx.config.visual)
   return batch[ctx.config.visual]
 
@@ -74,7 +74,7 @@ def student_loss(
   ``method_name``'s): the training benchmark times a student with a term taken out.
   """
   method = method or registry.get_method(method_name)
-  method_cfg = registry.method_params(ctx.config, method_name)
+  method_cfg = ctx.method_params(method_name)
   input_keys = _student_keys(ctx)
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
@@ -93,30 +93,32 @@ def student_loss(
   return loss_fn
 
 
-def train_student(ctx: Context, memo: Memo, method_name: str) -> dict:
-  """Stage 3: the student of ``method_name`` with the frozen T-Nets.
+def train_student(ctx: Context, memo: Memo, stage: Stage) -> dict:
+  """Stage 3: the student of method ``stage.subject`` with the frozen T-Nets.
 
   Its batches hold the visual input (the frozen visual backbone's tokens, or the raw input
   when ``finetune_visual`` trains the backbone with the student), the teachers' per-sample
   targets (:func:`teacher_targets`) and the labels: no privileged input.
   """
-  stage = f"student_{method_name}"
-  cfg = ctx.config.stages.student
+  method_name = stage.subject
+  cfg = ctx.settings.student
   visual = ctx.config.visual
-  joint_out, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
+  joint_out, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage.name)
   source = registry.get_method(method_name).teacher
-  targets = teacher_targets(ctx, memo, source, required_by=stage)
+  targets = teacher_targets(ctx, memo, source, required_by=stage.name)
   if cfg.finetune_visual:
     inputs = ctx.inputs(visual)
   else:
-    tokens = backbones.backbone_tokens(ctx, memo, required_by=stage)[visual]
+    tokens = backbones.backbone_tokens(ctx, memo, required_by=stage.name)[visual]
     inputs = table_lib.ArrayTable({visual: tokens})
   model = student_model(ctx)
   hallucinate = functools.partial(joint.hallucinate, ctx, joint_out["params"])
-  variables = model.init(ctx.stage_rng(stage), _student_arg(ctx, inputs.take([0])), hallucinate)
+  variables = model.init(
+    ctx.stage_rng(stage.name), _student_arg(ctx, inputs.take([0])), hallucinate
+  )
   tx = None
   if cfg.finetune_visual:
-    backbone = backbones.teacher_backbone(ctx, visual, required_by=stage)
+    backbone = backbones.teacher_backbone(ctx, visual, required_by=stage.name)
     variables = variables_lib.graft(variables, "encoder", backbone)
     tx = optimizers.adam(variables["params"], cfg.learning_rate, encoder=cfg.backbone_learning_rate)
 
@@ -125,7 +127,7 @@ def train_student(ctx: Context, memo: Memo, method_name: str) -> dict:
   eval_fn = ctx.selection_fn(predict_fn, inputs, ctx.config.eval_batch_size)
   table = table_lib.join(inputs, table_lib.ArrayTable(targets), ctx.targets())
   frozen = joint_out["params"]
-  return ctx.fit(stage, model, variables, loss_fn, table, cfg, eval_fn, frozen=frozen, tx=tx)
+  return ctx.fit(stage, model, variables, loss_fn, table, eval_fn, frozen=frozen, tx=tx)
 
 
 def student_predictor(ctx: Context, method_name: str):
@@ -138,7 +140,7 @@ def student_predictor(ctx: Context, method_name: str):
   stage = f"student_{method_name}"
   visual = ctx.config.visual
   backbone = None  # A fine-tuned visual backbone is part of the student.
-  if not ctx.config.stages.student.finetune_visual:
+  if not ctx.settings.student.finetune_visual:
     backbone = backbones.teacher_backbone(ctx, visual, required_by=stage)
   joint_out, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
   student, _ = checkpoint.load_stage_output(ctx.workdir, stage)

@@ -16,7 +16,7 @@ import numpy as np
 
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.methods import evaluation, networks, objective
-from mtpkd_jax.methods.context import Context
+from mtpkd_jax.methods.context import Context, Memo, Stage
 from mtpkd_jax.train import checkpoint
 from mtpkd_jax.train import variables as variables_lib
 
@@ -58,10 +58,11 @@ def initial_variables(ctx: Context, modality: str, model: networks.Unimodal) -> 
   return variables_lib.graft_checked(variables, "encoder", pretrained, source=str(path))
 
 
-def train_unimodal(ctx: Context, modality: str) -> dict:
-  """Stage 0: encoder + head of ``modality`` trained on the task alone."""
-  stage = f"unimodal_{modality}"
-  cfg = ctx.config.stages.unimodal
+def train_unimodal(ctx: Context, memo: Memo, stage: Stage) -> dict:
+  """Stage 0: encoder + head of the modality ``stage.subject`` trained on the task alone."""
+  del memo  # Stage 0 reads the raw inputs alone.
+  modality = stage.subject
+  cfg = ctx.settings.unimodal
   model = unimodal_model(ctx, modality)
   inputs = ctx.inputs(modality)
   variables = initial_variables(ctx, modality, model)
@@ -69,7 +70,7 @@ def train_unimodal(ctx: Context, modality: str) -> dict:
   eval_fn = ctx.selection_fn(predict_fn, inputs, cfg.batch_size)
   table = table_lib.join(inputs, ctx.targets())
   loss_fn = unimodal_loss(ctx, modality, model)
-  return ctx.fit(stage, model, variables, loss_fn, table, cfg, eval_fn)
+  return ctx.fit(stage, model, variables, loss_fn, table, eval_fn)
 
 
 def unimodal_predictor(ctx: Context, modality: str):

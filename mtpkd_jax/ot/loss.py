@@ -27,10 +27,7 @@ def _check_inputs(student, teachers, anchors, k, teacher_weights) -> None:
     )
   if batch < 2:
     raise ValueError(f"The batch must hold at least 2 samples, got {batch}.")
-  if anchors not in similarity.ANCHOR_MODES:
-    raise ValueError(f"`anchors` must be one of {similarity.ANCHOR_MODES}, got {anchors!r}.")
-  if anchors != "all" and not (isinstance(k, int) and 1 <= k < batch):
-    raise ValueError(f"`k` must be an int in [1, {batch}) for batch size {batch}, got {k!r}.")
+  similarity.check_anchors(anchors, k, batch)
   if teacher_weights is not None and jnp.shape(teacher_weights) != (teachers.shape[0],):
     raise ValueError(
       f"`teacher_weights` must have shape ({teachers.shape[0]},), got {jnp.shape(teacher_weights)}."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,17 @@ def shift_nonnegative(s: jnp.ndarray) -> jnp.ndarray:
   return s - jnp.min(s, axis=(-2, -1), keepdims=True)
 
 
+def check_anchors(mode: str, k, batch: int) -> None:
+  """Raises a ``ValueError`` unless ``mode`` is an anchor mode and ``k`` fits a batch of ``batch``.
+
+  ``k`` must be an int in ``[1, batch)``; it is not read for ``all``.
+  """
+  if mode not in ANCHOR_MODES:
+    raise ValueError(f"`anchors` must be one of {ANCHOR_MODES}, got {mode!r}.")
+  if mode != "all" and not (isinstance(k, numbers.Integral) and 1 <= k < batch):
+    raise ValueError(f"`k` must be an int in [1, {batch}) for batch size {batch}, got {k!r}.")
+
+
 def select_anchors(
   s_teacher: jnp.ndarray, s_student: jnp.ndarray, mode: str, k: int
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -52,8 +64,7 @@ def select_anchors(
     ``(teacher_points, student_points)``, each of shape ``[..., B, k]`` (``[..., B, B]``
     for ``all``): one point per sample, in the space of its anchor similarities.
   """
-  if mode not in ANCHOR_MODES:
-    raise ValueError(f"`anchors` must be one of {ANCHOR_MODES}, got {mode!r}.")
+  check_anchors(mode, k, s_teacher.shape[-1])
   if mode == "all":
     return s_teacher, jnp.broadcast_to(s_student, s_teacher.shape)
   scores = jax.lax.stop_gradient(-s_teacher if mode == "least" else s_teacher)

@@ -27,7 +27,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
   __name__,
   {
     "checkpoint": ("StageCheckpointer", "load_stage_output"),
-    "loop": ("FitResult", "PartSelection"),
+    "loop": ("FitResult", "PartSelection", "StageRun"),
     "metrics": ("mean_and_stderr",),
     "optimizers": ("adam",),
     "parallel": ("DATA_AXIS", "data_parallel", "make_mesh", "pmap_step", "shard_batch"),

@@ -41,6 +41,28 @@ class PartSelection:
 
 
 @dataclasses.dataclass(frozen=True)
+class StageRun:
+  """Where one stage trains and how it is saved: what every layer of its training shares.
+
+  Attributes:
+    name: the stage's name: its folder under ``workdir``, the progress bar's label, the name
+      errors give.
+    workdir: the run's directory.
+    mesh: the 1-D ``("data",)`` mesh (:func:`mtpkd_jax.train.parallel.make_mesh`).
+    rng: the stage's base key.
+    checkpoint_every: save the train state every this many steps.
+    keep_checkpoints: the number of latest train-state checkpoints kept.
+  """
+
+  name: str
+  workdir: Path
+  mesh: jax.sharding.Mesh
+  rng: jax.Array
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
 class FitResult:
   """What `fit` returns.
 
@@ -94,30 +116,25 @@ def _graft_parts(
 def fit(
   state: TrainState,
   per_device_step: parallel.StepFn,
+  run: StageRun,
   *,
-  stage: str,
-  workdir: str | Path,
-  mesh: jax.sharding.Mesh,
   batch_for_step: Callable[[int], PyTree],
   num_steps: int,
-  rng: jax.Array,
   frozen: PyTree = None,
   eval_fn: EvalFn | None = None,
   eval_every: int | None = None,
   best_metric: str | None = None,
   best_mode: str = "max",
   parts: Mapping[str, PartSelection] | None = None,
-  checkpoint_every: int = 1000,
-  keep_checkpoints: int = 3,
   log_every: int = 50,
   writer: MetricWriter | None = None,
 ) -> FitResult:
   """Trains one stage to `num_steps` updates, resuming from its latest checkpoint.
 
   Update `i` (0-based, `i = state.step` before it) uses `batch_for_step(i)` and the key
-  `fold_in(rng, i)` (inside the step), so a resumed run replays exactly what an
+  `fold_in(run.rng, i)` (inside the step), so a resumed run replays exactly what an
   uninterrupted run of the same seed would. The train state is checkpointed under
-  `<workdir>/<stage>/checkpoints` every `checkpoint_every` steps and at the end. With
+  `<workdir>/<stage>/checkpoints` every `run.checkpoint_every` steps and at the end. With
   `eval_fn`, validation runs every `eval_every` steps and at the end; the variables with
   the best `best_metric` are kept under `<workdir>/<stage>/best` and become the stage output
   (model selection on validation only; the test split is never seen here), except the
@@ -130,14 +147,11 @@ def fit(
     per_device_step: `step(state, batch, rng, frozen) -> (state, metrics)` for one device
       (see `step.make_train_step`); run here with `parallel.data_parallel`. Its metrics
       must include `loss` and `finite`.
-    stage: Stage name: checkpoint subdirectory, progress-bar label, error messages.
-    workdir: Root directory of the experiment.
-    mesh: 1-D `("data",)` mesh (`parallel.make_mesh`).
+    run: The stage's name, directory, mesh, base key and checkpoint schedule.
     batch_for_step: `i -> this process's rows of global batch i` (pytree of host arrays
       `[global_batch // processes, ...]`, divisible by the process's devices; the whole
       batch with one process; see `parallel.shard_batch`). Must be a pure function of `i`.
     num_steps: Total number of updates of the stage.
-    rng: Base key of the stage.
     frozen: Frozen inputs of the step (e.g. teacher variables), never trained or saved.
     eval_fn: `eval_fn(params, batch_stats) -> {name: float}` on the validation split.
     eval_every: Validate every this many steps (e.g. steps per epoch); only at the end if
@@ -147,8 +161,6 @@ def fit(
     best_mode: `"max"` or `"min"`: whether a larger or a smaller `best_metric` is better.
     parts: `{part: PartSelection}`: modules selected on their own metric, each with its
       best copy under `<workdir>/<stage>/best_<part>`; needs `eval_fn`.
-    checkpoint_every: Save the train state every this many steps.
-    keep_checkpoints: Number of latest train-state checkpoints kept.
     log_every: Write train metrics (prefixed `train/`) every this many steps;
       validation metrics are written as `val/<name>` whenever computed.
     writer: Where metrics go; none are written if `None`.
@@ -177,11 +189,12 @@ def fit(
       f"fit(parts=...) names modules {sorted(unknown)} that are not in the params "
       f"(top-level modules: {sorted(state.params)})."
     )
+  stage, mesh = run.name, run.mesh
   train_step = parallel.data_parallel(per_device_step, mesh)
-  state, rng, frozen = parallel.replicate_on_mesh((state, rng, frozen), mesh)
+  state, rng, frozen = parallel.replicate_on_mesh((state, run.rng, frozen), mesh)
 
   with checkpoint.StageCheckpointer(
-    workdir, stage, save_every=checkpoint_every, keep=keep_checkpoints
+    run.workdir, stage, save_every=run.checkpoint_every, keep=run.keep_checkpoints
   ) as ckpt:
     state = ckpt.restore_latest(state)
     start_step = int(state.step)

@@ -10,7 +10,6 @@ validation and the record are given.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -25,28 +24,23 @@ from mtpkd_jax.train.state import create_train_state
 
 
 def fit(
-  stage: str,
+  run: loop.StageRun,
   model: nn.Module,
   variables: Mapping[str, Any],
   loss_fn: Callable[..., Any],
   table: table_lib.Table,
   train_indices: np.ndarray,
   *,
-  workdir: str | Path,
-  mesh: jax.sharding.Mesh,
   record: Mapping[str, Any],
   seed: int,
-  rng: jax.Array,
-  batch_size: int,
   epochs: int,
+  batch_size: int,
   tx: optax.GradientTransformation,
   eval_fn: loop.EvalFn,
   frozen: Any = None,
   parts: Mapping[str, loop.PartSelection] | None = None,
-  checkpoint_every: int,
-  keep_checkpoints: int,
 ) -> dict:
-  """Trains ``stage`` on the examples ``train_indices`` of ``table``; returns its output.
+  """Trains stage ``run`` on the examples ``train_indices`` of ``table``; returns its output.
 
   A stage whose saved ``record`` differs from the given one is retrained from scratch
   (:func:`mtpkd_jax.train.provenance.ensure`); an unchanged one resumes from its last
@@ -56,32 +50,28 @@ def fit(
   ``parts`` (:class:`mtpkd_jax.train.loop.PartSelection`).
 
   Args:
-    stage: the stage's name, its folder under ``workdir``.
+    run: the stage's name, directory, mesh, base key and checkpoint schedule, as
+      :func:`mtpkd_jax.train.loop.fit` takes them.
     model: the network (its ``apply`` goes into the train state).
     variables: its initial variables (``params``, optionally ``batch_stats``).
     loss_fn: ``loss_fn(params, batch_stats, batch, rng, frozen) -> (loss, (metrics,
       batch_stats))``, per device (:func:`mtpkd_jax.train.step.make_train_step`).
     table: every example's columns the loss reads.
     train_indices: the training examples of ``table``.
-    workdir: the run's directory.
-    mesh: the ``("data",)`` device mesh.
     record: what the stage is built from (JSON-serialisable).
     seed: the seed of the batch order.
-    rng: the stage's base key.
-    batch_size: examples per (global) batch.
     epochs: passes over ``train_indices``.
+    batch_size: examples per (global) batch.
     tx: the optimizer.
     eval_fn: ``eval_fn(params, batch_stats) -> {metric: value}`` with ``score`` (higher is
       better) and the metrics of ``parts``.
     frozen: the step's frozen input (e.g. a teacher's parameters), never trained nor saved.
     parts: modules selected on their own validation metric.
-    checkpoint_every: steps between checkpoints.
-    keep_checkpoints: checkpoints kept.
 
   Returns:
     The stage output's variables, as its successors load them.
   """
-  provenance.ensure(workdir, stage, record)
+  provenance.ensure(run.workdir, run.name, record)
   epoch_steps = pipeline.steps_per_epoch(len(train_indices), batch_size, drop_remainder=True)
   dataset = pipeline.batch_dataset(
     table,
@@ -94,27 +84,22 @@ def fit(
     shard_index=jax.process_index(),
   )
   state = create_train_state(model.apply, variables, tx)
-  logdir = checkpoint.stage_dir(workdir, stage) / "logs"
+  logdir = checkpoint.stage_dir(run.workdir, run.name) / "logs"
   with writers.MetricWriter(logdir) as writer:
     loop.fit(
       state,
       step.make_train_step(loss_fn),
-      stage=stage,
-      workdir=workdir,
-      mesh=mesh,
+      run,
       batch_for_step=pipeline.ReadAhead(dataset),
       num_steps=epochs * epoch_steps,
-      rng=rng,
       frozen=frozen,
       eval_fn=eval_fn,
       eval_every=epoch_steps,
       best_metric="score",
       best_mode="max",
       parts=parts,
-      checkpoint_every=checkpoint_every,
-      keep_checkpoints=keep_checkpoints,
       log_every=epoch_steps,
       writer=writer,
     )
-  output, _ = checkpoint.load_stage_output(workdir, stage)
+  output, _ = checkpoint.load_stage_output(run.workdir, run.name)
   return output

@@ -1,5 +1,7 @@
 """CMKT: its stages, its loss terms, its test-time path, and data parallelism."""
 
+import dataclasses
+
 import chex
 import jax
 import ml_collections
@@ -11,7 +13,7 @@ from experiments.configs import features as features_config
 from experiments.configs import synthetic_cmkt
 from mtpkd_jax.comparison import predict, runner
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.methods import cmkt, plan, registry
+from mtpkd_jax.methods import cmkt, graph, registry
 from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint, parallel
 from mtpkd_jax.train import state as state_lib
@@ -180,11 +182,24 @@ def test_a_frozen_head_stays_the_strong_models_head_and_a_finetuned_one_moves(tr
 
 
 def test_the_plan_trains_the_strong_model_and_no_mtpkdot_stage():
-  needed = plan.plan(["audio_only", "cmkt", "cmkt_ot"], ("audio", "text"), "text")
-  assert needed == plan.Plan(unimodal=("audio", "text"), joint=False, alignment=False)
-  both = plan.plan(["cmkt", "pkdot"], ("audio", "text", "visual"), "visual")
-  assert both.joint and both.unimodal == ("audio", "text", "visual")
-  assert plan.predecessors("cmkt_cmkt", ("audio", "text"), "text") == ["unimodal_text"]
+  needed = graph.plan(["audio_only", "cmkt", "cmkt_ot"], graph.Roles(("audio", "text"), "text"))
+  assert [s.name for s in needed] == [
+    "unimodal_audio",
+    "unimodal_text",
+    "cmkt_cmkt",
+    "cmkt_cmkt_ot",
+  ]
+  assert needed[2].needs == ("unimodal_text",)
+  both = graph.plan(["cmkt", "pkdot"], graph.Roles(("audio", "text", "visual"), "visual"))
+  # Stages of one kind come in the order the methods first need them: CMKT's strong model.
+  assert [s.name for s in both] == [
+    "unimodal_visual",
+    "unimodal_audio",
+    "unimodal_text",
+    "joint",
+    "student_pkdot",
+    "cmkt_cmkt",
+  ]
 
 
 def test_each_cmkt_method_weighs_its_own_terms_from_one_parameter_set(tmp_path):
@@ -195,7 +210,9 @@ def test_each_cmkt_method_weighs_its_own_terms_from_one_parameter_set(tmp_path):
   assert set(weights["cmkt"]) == {"task", "translation", "alignment"}
   assert set(weights["cmkt_ot"]) == {"task", "translation", "alignment", "ot"}
   for name in METHODS[1:]:
-    assert registry.method_params(config, name) == config.method_params.cmkt
+    assert dataclasses.asdict(registry.method_params(config, name)) == (
+      config.method_params.cmkt.to_dict()
+    )
   assert registry.method_params(config, "cmkt_alignment:alignment=cosine").alignment == "cosine"
   with pytest.raises(ValueError, match="alignment must be one of"):
     registry.method_params(config, "cmkt:alignment=pearson")
@@ -209,7 +226,7 @@ def test_a_strong_modality_that_is_not_privileged_is_refused(tmp_path):
 
 def test_translation_needs_word_aligned_sequences(tmp_path):
   config = _smoke_config(tmp_path)
-  cfg = config.method_params.cmkt
+  cfg = registry.method_params(config, "cmkt")
   batch = {
     "y": np.zeros((4, 1), np.float32),
     cmkt.STRONG_SEQUENCE: np.zeros((4, 5, 8), np.float32),

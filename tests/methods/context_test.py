@@ -4,6 +4,7 @@ import copy
 
 import pytest
 
+from mtpkd_jax.methods import graph
 from mtpkd_jax.train import provenance
 from tests.methods.conftest import make_context, smoke_config
 
@@ -29,7 +30,7 @@ def test_a_fine_tuned_joint_stage_records_where_its_tnets_come_from(
   config.stages.joint.finetune_backbones = finetune
   ctx = make_context(config, tmp_path / "run")
   monkeypatch.setattr(provenance, "output_fingerprint", lambda *args, **kwargs: "predecessor")
-  record = ctx.provenance("joint")
+  record = ctx.provenance(graph.stage(graph.Roles.of(ctx), "joint"))
   assert record["config"].get("tnets_from") == ("best_score_step" if finetune else None)
   before = copy.deepcopy(record)
   before["config"].pop("tnets_from", None)

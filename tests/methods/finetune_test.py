@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from mtpkd_jax.methods import backbones, context, networks, students, unimodal
+from mtpkd_jax.methods import backbones, context, graph, networks, students
 from mtpkd_jax.methods import joint as joint_stage
 from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint
@@ -56,10 +56,10 @@ def _assert_trained_from(trained, start, fresh):
 def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_path):
   ctx = _context(tmp_path, joint=True)
   with pytest.raises(FileNotFoundError, match=r"Stage 'joint' needs .*'unimodal_video'"):
-    joint_stage.train_joint(ctx, Memo())
+    graph.train_stage(ctx, Memo(), "joint")
   for modality in ctx.modalities:
-    unimodal.train_unimodal(ctx, modality)
-  joint_stage.train_joint(ctx, Memo())
+    graph.train_stage(ctx, Memo(), "unimodal", modality)
+  graph.train_stage(ctx, Memo(), "joint")
   joint = _load(ctx, "joint")
   for i, modality in enumerate(ctx.modalities):
     start = _load(ctx, f"unimodal_{modality}")["params"]["encoder"]
@@ -77,8 +77,8 @@ def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_pat
 def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeypatch):
   ctx = _context(tmp_path, student=True)
   for modality in ctx.modalities:
-    unimodal.train_unimodal(ctx, modality)
-  joint_stage.train_joint(ctx, Memo())
+    graph.train_stage(ctx, Memo(), "unimodal", modality)
+  graph.train_stage(ctx, Memo(), "joint")
 
   captured = {}
   fit = context.Context.fit
@@ -88,7 +88,7 @@ def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeyp
     return fit(ctx, stage, model, variables, loss_fn, table, *args, **kwargs)
 
   monkeypatch.setattr(context.Context, "fit", capture)
-  students.train_student(ctx, Memo(), "pkdot")
+  graph.train_stage(ctx, Memo(), "student", "pkdot")
   # The student's batches carry the raw video (its backbone trains) and no privileged input.
   assert set(captured) == {"video", "teacher_z", "teacher_out", "y"}
   np.testing.assert_array_equal(captured["video"], _video(ctx, np.arange(len(ctx.dataset))))

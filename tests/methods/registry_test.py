@@ -1,8 +1,9 @@
 """Tests of the method registry: names, routing, the distillation terms."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from mtpkd_jax import ot
 from mtpkd_jax.comparison import runner
 from mtpkd_jax.losses import distill
 from mtpkd_jax.methods import objective, registry
+from mtpkd_jax.methods import params as params_lib
 
 
 def test_unimodal_and_named_methods_resolve():
@@ -25,9 +27,11 @@ def test_unimodal_and_named_methods_resolve():
 def test_method_variants_override_their_method_parameters():
   config = synthetic_mtpkdot.get_config()
   params = registry.method_params(config, "mt_pkdot:k=10,anchors=most,schedule.params.blur=0.05")
-  assert (params.k, params.anchors, params.schedule.params.blur) == (10, "most", 0.05)
-  assert isinstance(params.k, int) and params.schedule.params.scaling == 0.5
-  assert registry.method_params(config, "mt_pkdot") == config.method_params.mt_pkdot
+  assert (params.k, params.anchors, params.schedule["params"]["blur"]) == (10, "most", 0.05)
+  assert isinstance(params.k, int) and params.schedule["params"]["scaling"] == 0.5
+  assert isinstance(params, params_lib.MTPKDOT)
+  base = registry.method_params(config, "mt_pkdot")
+  assert dataclasses.asdict(base) == config.method_params.mt_pkdot.to_dict()
   assert config.method_params.mt_pkdot.k == 30  # The config itself is unchanged.
   method = registry.get_method("mt_pkdot:gamma=0")
   assert (method.name, method.kind, method.teacher) == ("mt_pkdot:gamma=0", "student", "aligned")
@@ -137,7 +141,7 @@ def test_a_run_checks_its_methods_before_it_opens_the_dataset(monkeypatch, tmp_p
 def test_pkdot_has_only_the_parameters_it_uses(arg):
   config = synthetic_mtpkdot.get_config(arg)
   registry.check_methods(config)
-  assert set(registry.method_params(config, "pkdot")) == {
+  assert {f.name for f in dataclasses.fields(registry.method_params(config, "pkdot"))} == {
     "alpha",
     "beta",
     "gamma",
@@ -153,7 +157,7 @@ def test_only_students_have_variants():
     registry.get_method("joint_teacher:k=3")
 
 
-@pytest.mark.parametrize("routing", registry.ROUTINGS)
+@pytest.mark.parametrize("routing", params_lib.ROUTINGS)
 def test_routing_weights(routing):
   losses = jnp.array([0.7, 0.2, 0.9])
   weights = np.asarray(registry.route(routing, losses, tau=0.5))
@@ -173,8 +177,8 @@ def test_unknown_routing_raises():
 
 
 def _ot_cfg(**kw):
-  return ml_collections.ConfigDict(
-    {
+  return params_lib.MTPKDOT(
+    **{
       "alpha": 0.8,
       "beta": 0.2,
       "gamma": 0.2,
@@ -182,6 +186,8 @@ def _ot_cfg(**kw):
       "k": 3,
       "backend": "fused",
       "schedule": {"name": "anneal", "params": {"blur": 0.1, "scaling": 0.5}},
+      "routing": "min_loss",
+      "tau": 1.0,
       **kw,
     }
   )
@@ -242,7 +248,7 @@ def test_point_to_point_baselines_distill_the_joint_teacher(name, reference):
     "teacher_out": jnp.stack([out_s, out_t], axis=1),
     "y": jnp.zeros(6, int),
   }
-  cfg = ml_collections.ConfigDict({"alpha": 0.8, "beta": 0.2, "temperature": 4.0})
+  cfg = params_lib.LogitKD(alpha=0.8, beta=0.2, temperature=4.0)
   loss, metrics = _loss(name, cfg, 0.3, z_s, out_s, batch)
   want = reference(z_s, z_t, out_s, out_t)
   np.testing.assert_allclose(metrics["kd"], want, rtol=1e-5)

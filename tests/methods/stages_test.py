@@ -13,9 +13,8 @@ import pytest
 
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
-from mtpkd_jax.methods import backbones, context, networks, objective, students, unimodal
+from mtpkd_jax.methods import backbones, context, graph, networks, objective, students, unimodal
 from mtpkd_jax.methods import joint as joint_stage
-from mtpkd_jax.methods.alignment import train_alignment
 from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint, parallel
 from mtpkd_jax.train import state as state_lib
@@ -28,11 +27,11 @@ pytestmark = pytest.mark.slow  # Trains the stages of the smoke comparison.
 def test_a_stage_whose_predecessor_is_missing_stops_with_a_clear_error(tmp_path):
   ctx = make_context(smoke_config(tmp_path / "tfds"), tmp_path / "run")
   with pytest.raises(FileNotFoundError, match=r"Stage 'joint' needs .*'unimodal_video'"):
-    joint_stage.train_joint(ctx, Memo())
+    graph.train_stage(ctx, Memo(), "joint")
   with pytest.raises(FileNotFoundError, match=r"Stage 'alignment' needs .*'joint'"):
-    train_alignment(ctx, Memo())
+    graph.train_stage(ctx, Memo(), "alignment")
   with pytest.raises(FileNotFoundError, match=r"Stage 'student_pkdot' needs .*'joint'"):
-    students.train_student(ctx, Memo(), "pkdot")
+    graph.train_stage(ctx, Memo(), "student", "pkdot")
   with pytest.raises(FileNotFoundError, match=r"'unimodal_video'"):
     students.student_predictor(ctx, "mt_pkdot")
   # Nothing was trained or created by the failed stages.
@@ -88,7 +87,7 @@ def test_student_training_sees_no_privileged_input(trained, monkeypatch):
 
   monkeypatch.setattr(context.Context, "fit", capture)
   with pytest.raises(StopIteration):
-    students.train_student(ctx, Memo(), "mt_pkdot")
+    graph.train_stage(ctx, Memo(), "student", "mt_pkdot")
   assert set(captured) == {"video", "teacher_z", "teacher_out", "y"}
   tokens = backbones.backbone_tokens(ctx, Memo(), "test")
   np.testing.assert_array_equal(captured["video"], tokens["video"])
@@ -113,7 +112,7 @@ def test_students_retrained_on_scrambled_privileged_data_are_the_same_students(t
   sources = ("joint", "aligned")
   fixed = Memo({("targets", s): students.teacher_targets(ctx, memo, s, "test") for s in sources})
   for name in ("pkdot", "mt_pkdot"):
-    students.train_student(scrambled, fixed, name)
+    graph.train_stage(scrambled, fixed, "student", name)
     student = students.student_predictor(ctx, name)(ctx.dataset.table, test)[0]
     again = students.student_predictor(scrambled, name)(scrambled.dataset.table, test)[0]
     np.testing.assert_allclose(again, student, rtol=1e-5, atol=1e-6)
@@ -283,7 +282,7 @@ def test_alignment_loss_weights_gradient_and_stage_one_fusion(trained, monkeypat
 
   monkeypatch.setattr(context.Context, "fit", capture)
   with pytest.raises(StopIteration):
-    train_alignment(ctx, Memo())
+    graph.train_stage(ctx, Memo(), "alignment")
   joint = checkpoint.load_stage_output(ctx.workdir, "joint")[0]
   params = captured["variables"]["params"]
   chex.assert_trees_all_equal(params["fusion"], joint["params"]["fusion"])
@@ -361,8 +360,8 @@ def test_with_fine_tuned_backbones_the_whole_joint_model_comes_from_its_best_sco
   config.stages.joint.finetune_backbones = True
   ctx = make_context(config, tmp_path / "run")
   for modality in ctx.modalities:
-    unimodal.train_unimodal(ctx, modality)
-  joint_stage.train_joint(ctx, Memo())
+    graph.train_stage(ctx, Memo(), "unimodal", modality)
+  graph.train_stage(ctx, Memo(), "joint")
   logs = checkpoint.stage_dir(ctx.workdir, "joint") / "logs" / "metrics.jsonl"
   logged = {
     row["step"]: row["val/tnet_loss"] for row in map(json.loads, logs.open()) if "val/score" in row

@@ -83,9 +83,10 @@ def test_stage0_provenance_follows_the_pretrained_files_content(tmp_path):
   path = tmp_path / "r3d.npz"
   _write_encoder_file(path)
   ctx = _context(tmp_path, str(path))
-  record = ctx.provenance("unimodal_video")
+  record = ctx.provenance(context.Stage("unimodal", "video"))
   assert record["config"]["encoder"]["pretrained"] == str(path)
   variables_lib.save_npz(path, {"params": {"stem": {"kernel": np.zeros(1)}}})
-  again = ctx.provenance("unimodal_video")
+  again = ctx.provenance(context.Stage("unimodal", "video"))
   assert again["config"]["pretrained_digest"] != record["config"]["pretrained_digest"]
-  assert "pretrained_digest" not in _context(tmp_path, "").provenance("unimodal_video")["config"]
+  random_weights = _context(tmp_path, "").provenance(context.Stage("unimodal", "video"))
+  assert "pretrained_digest" not in random_weights["config"]

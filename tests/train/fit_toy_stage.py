@@ -34,18 +34,20 @@ def main(workdir: str, result_path: str, slow: bool) -> None:
     train_toys.make_state(model),
     # Input noise makes the result depend on the per-step keys too.
     train_toys.train_step(model, noise=0.1),
-    stage="toy",
-    workdir=workdir,
-    mesh=parallel.make_mesh(),
+    loop.StageRun(
+      "toy",
+      workdir,
+      parallel.make_mesh(),
+      jax.random.key(42),
+      checkpoint_every=4,
+      keep_checkpoints=2,
+    ),
     batch_for_step=batch_for_step,
     num_steps=NUM_STEPS,
-    rng=jax.random.key(42),
     eval_fn=train_toys.validation_mse(model),
     eval_every=4,
     best_metric="mse",
     best_mode="min",
-    checkpoint_every=4,
-    keep_checkpoints=2,
   )
   leaves = jax.tree.leaves(jax.device_get((result.state.params, result.state.batch_stats)))
   Path(result_path).write_text(

@@ -24,15 +24,11 @@ SCRIPT = Path(__file__).parent / "fit_toy_stage.py"
 REPO_ROOT = Path(__file__).parents[2]
 
 
-def _fit(workdir, model, **kwargs):
-  return loop.fit(
-    train_toys.make_state(model),
-    train_toys.train_step(model),
-    workdir=workdir,
-    mesh=parallel.make_mesh(8),
-    rng=jax.random.key(0),
-    **kwargs,
+def _fit(workdir, model, stage, checkpoint_every=1000, **kwargs):
+  run = loop.StageRun(
+    stage, workdir, parallel.make_mesh(8), jax.random.key(0), checkpoint_every=checkpoint_every
   )
+  return loop.fit(train_toys.make_state(model), train_toys.train_step(model), run, **kwargs)
 
 
 def test_selects_on_validation_and_hands_the_best_on(tmp_path):

@@ -75,18 +75,20 @@ def main(workdir: str, result_path: str, flags: dict[str, str]) -> None:
     train_toys.make_state(model),
     # No input noise: its draws depend on the per-device batch shape, so on the layout.
     train_toys.train_step(model),
-    stage="toy",
-    workdir=workdir,
-    mesh=parallel.make_mesh(),
+    loop.StageRun(
+      "toy",
+      workdir,
+      parallel.make_mesh(),
+      jax.random.key(42),
+      checkpoint_every=4,
+      keep_checkpoints=2,
+    ),
     batch_for_step=batch_for_step,
     num_steps=NUM_STEPS,
-    rng=jax.random.key(42),
     eval_fn=eval_fn,
     eval_every=4,
     best_metric="mse",
     best_mode="min",
-    checkpoint_every=4,
-    keep_checkpoints=2,
   )
   # Which examples evaluation saw, and how often: their own indices, back from the devices.
   seen = evaluation.predict(jax.jit(lambda v, b: b["index"] + jnp.zeros((), v.dtype)), 0, val, 4)

@@ -59,11 +59,24 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   def epochs(full: int) -> int:
     return 2 if smoke else full
 
+  # The fewest steps of each stage, whatever the size of the data: a training split of 100
+  # examples gives the main job's stages 3 steps an epoch (1 for the students), too few for
+  # the epochs that suit thousands (docs/results/schedules.md). The main job's own splits
+  # take more steps than these in their epochs.
+  def min_steps(full: int) -> int:
+    return 0 if smoke else full
+
   batch = 8 if smoke else 32
   c.stages = {
-    "unimodal": {"epochs": epochs(12), "batch_size": batch, "learning_rate": 1e-3},
+    "unimodal": {
+      "epochs": epochs(12),
+      "min_steps": min_steps(120),
+      "batch_size": batch,
+      "learning_rate": 1e-3,
+    },
     "joint": {
       "epochs": epochs(15),
+      "min_steps": min_steps(150),
       "batch_size": batch,
       "learning_rate": 1e-3,
       "tnet_hidden": (64,),
@@ -77,12 +90,14 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
     },
     "alignment": {
       "epochs": epochs(10),
+      "min_steps": min_steps(90),
       "batch_size": batch,
       "learning_rate": 5e-3,
       "fusion_learning_rate": 1e-4,
     },
     "student": {
       "epochs": epochs(15),
+      "min_steps": min_steps(100),
       "batch_size": 8 if smoke else 64,
       "learning_rate": 5e-4,
       # Train the visual backbone with each student, from the teachers' visual backbone.
@@ -92,6 +107,7 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
     # CMKT's stage 2 (its stage 1 is the strong modality's `unimodal` stage).
     "cmkt": {
       "epochs": epochs(12),
+      "min_steps": min_steps(120),
       "batch_size": batch,
       "learning_rate": 1e-3,
       # The strong model's head `C`, when `method_params.cmkt.head` is "finetune".

@@ -51,6 +51,7 @@ def _config(config, path: Path, data_dir: Path, in_memory: bool, batch_size: int
   config.visual, config.privileged = "seq", ()
   config.methods = ("visual_only",)
   config.stages.unimodal.epochs = 1
+  config.stages.unimodal.min_steps = 0  # One pass, whatever the size.
   config.stages.unimodal.batch_size = batch_size
   config.num_folds = 2
   config.eval_batch_size = 256

@@ -277,8 +277,8 @@ class Context:
     """Trains ``stage`` on ``table`` (indexed by the train split); returns its output.
 
     :func:`mtpkd_jax.train.stage.fit` with this run's directory, mesh, seed, the stage's
-    key and provenance record, and the epochs and batch size of its settings; ``tx``
-    defaults to Adam at the settings' learning rate.
+    key and provenance record, and the epochs, fewest steps and batch size of its
+    settings; ``tx`` defaults to Adam at the settings' learning rate.
     """
     cfg = getattr(self.settings, stage.kind)
     run = loop.StageRun(
@@ -299,6 +299,7 @@ class Context:
       record=self.provenance(stage),
       seed=self.seed,
       epochs=cfg.epochs,
+      min_steps=cfg.min_steps,
       batch_size=cfg.batch_size,
       tx=tx or optax.adam(cfg.learning_rate),
       eval_fn=eval_fn,

@@ -24,11 +24,15 @@ class StageSettings:
 
   Attributes:
     epochs: passes over the training examples.
+    min_steps: the fewest optimizer steps the stage takes: a training split too small for
+      ``epochs`` to reach them is passed over more often (whole epochs), so that a small
+      dataset's stages train as long as a large one's.
     batch_size: examples per (global) batch.
     learning_rate: Adam's learning rate of what the stage trains.
   """
 
   epochs: int = typed.at_least(1)
+  min_steps: int = typed.at_least(0)
   batch_size: int = typed.at_least(1)
   learning_rate: float = typed.positive()
 

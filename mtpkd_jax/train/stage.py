@@ -16,11 +16,23 @@ import flax.linen as nn
 import jax
 import numpy as np
 import optax
+from absl import logging
 
 from mtpkd_jax.data import pipeline
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.train import checkpoint, loop, provenance, step, writers
 from mtpkd_jax.train.state import create_train_state
+
+
+def num_epochs(epochs: int, min_steps: int, epoch_steps: int) -> int:
+  """The passes a stage makes: ``epochs``, or the fewest whole ones of ``min_steps`` steps.
+
+  Args:
+    epochs: the passes asked for.
+    min_steps: the fewest steps asked for.
+    epoch_steps: the steps of one pass (batches of the training split).
+  """
+  return max(epochs, -(-min_steps // epoch_steps))
 
 
 def fit(
@@ -35,6 +47,7 @@ def fit(
   seed: int,
   epochs: int,
   batch_size: int,
+  min_steps: int = 0,
   tx: optax.GradientTransformation,
   eval_fn: loop.EvalFn,
   frozen: Any = None,
@@ -62,6 +75,8 @@ def fit(
     seed: the seed of the batch order.
     epochs: passes over ``train_indices``.
     batch_size: examples per (global) batch.
+    min_steps: the fewest updates: more (whole) epochs than ``epochs`` when they take fewer
+      (:func:`num_epochs`).
     tx: the optimizer.
     eval_fn: ``eval_fn(params, batch_stats) -> {metric: value}`` with ``score`` (higher is
       better) and the metrics of ``parts``.
@@ -73,6 +88,21 @@ def fit(
   """
   provenance.ensure(run.workdir, run.name, record)
   epoch_steps = pipeline.steps_per_epoch(len(train_indices), batch_size, drop_remainder=True)
+  passes = num_epochs(epochs, min_steps, epoch_steps)
+  # Said whenever the training split is too small for `epochs` to reach `min_steps`.
+  log = logging.warning if passes > epochs else logging.info
+  log(
+    "Stage %s: %d steps: %d epochs of %d batches of %d (%d training examples; epochs=%d, "
+    "min_steps=%d).",
+    run.name,
+    passes * epoch_steps,
+    passes,
+    epoch_steps,
+    batch_size,
+    len(train_indices),
+    epochs,
+    min_steps,
+  )
   dataset = pipeline.batch_dataset(
     table,
     train_indices,
@@ -91,7 +121,7 @@ def fit(
       step.make_train_step(loss_fn),
       run,
       batch_for_step=pipeline.ReadAhead(dataset),
-      num_steps=epochs * epoch_steps,
+      num_steps=passes * epoch_steps,
       frozen=frozen,
       eval_fn=eval_fn,
       eval_every=epoch_steps,

@@ -4,8 +4,17 @@ import dataclasses
 
 import pytest
 
-from experiments.configs import features, synthetic_cmkt, synthetic_mtpkdot
+from experiments.configs import (
+  affwild2,
+  biovid,
+  features,
+  mosi,
+  recola,
+  synthetic_cmkt,
+  synthetic_mtpkdot,
+)
 from mtpkd_jax.methods import settings
+from mtpkd_jax.train import stage as stage_lib
 
 
 @pytest.mark.parametrize(
@@ -55,3 +64,32 @@ def test_a_missing_or_unknown_entry_is_named():
     del config.stages.alignment["fusion_learning_rate"]
   with pytest.raises(ValueError, match=r"stages.alignment.fusion_learning_rate` must be set"):
     settings.stages_from_config(config)
+
+
+@pytest.mark.parametrize(
+  "epochs, min_steps, epoch_steps, passes",
+  [(15, 100, 1, 100), (15, 100, 3, 34), (15, 100, 8, 15), (2, 0, 3, 2), (1, 12, 4, 3)],
+)
+def test_a_small_split_takes_whole_epochs_up_to_the_fewest_steps(
+  epochs, min_steps, epoch_steps, passes
+):
+  assert stage_lib.num_epochs(epochs, min_steps, epoch_steps) == passes
+
+
+TRAINING_CONFIGS = [
+  (module, arg)
+  for module in (synthetic_mtpkdot, synthetic_cmkt, features, biovid, recola, mosi, affwild2)
+  for arg in (None, "smoke")
+]
+
+
+@pytest.mark.parametrize("module, arg", TRAINING_CONFIGS)
+def test_every_stage_trains_at_least_its_fewest_steps_at_any_size(module, arg):
+  """From one batch of training examples up, no default stage takes fewer steps than 90."""
+  stages = settings.stages_from_config(module.get_config(arg))
+  for field in dataclasses.fields(stages):
+    cfg = getattr(stages, field.name)
+    for num_train in (cfg.batch_size, 100, 3_000):
+      epoch_steps = num_train // cfg.batch_size
+      steps = stage_lib.num_epochs(cfg.epochs, cfg.min_steps, epoch_steps) * epoch_steps
+      assert steps >= (2 * epoch_steps if arg else 90), (field.name, num_train)

@@ -3,6 +3,7 @@
   python -m experiments.train                      # the default comparison (README)
   python -m experiments.train --config experiments/configs/synthetic_mtpkdot.py:pain_5class \\
       --workdir results/pain5
+  python -m experiments.train --config.label_budgets='(5, 10, 30, 0)' --workdir results/budgets
 
 Rerunning with the same ``--workdir`` resumes every stage from its last checkpoint.
 
@@ -23,7 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import mtpkd_jax
-from mtpkd_jax.comparison import report, runner, settings
+from mtpkd_jax.comparison import budgets, report, runner, settings
 from mtpkd_jax.train import distributed
 
 _DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "synthetic_mtpkdot.py")
@@ -128,6 +129,12 @@ def main(argv):
   # workdir, unless JAX_COMPILATION_CACHE_DIR names a cache already).
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", str(Path(_WORKDIR.value) / "jax_cache"))
+  if _CONFIG.value.get("label_budgets"):
+    sweep = budgets.run(_CONFIG.value, _WORKDIR.value)
+    if distributed.is_main():
+      print(budgets.markdown_table(sweep))
+      print(f"\nTables and plot: {', '.join(sweep['files'].values())}")
+    return
   results = runner.run(_CONFIG.value, _WORKDIR.value)
   if not distributed.is_main():
     return

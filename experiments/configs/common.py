@@ -45,6 +45,14 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   c.seed = 0
   c.split_seed = 0
   c.num_devices = config_dict.placeholder(int)  # None: every local device.
+  # Labelled training examples kept of each class (of each subject, for a regression) in
+  # every run's training split, drawn by the run's seed; 0: all. `label_budgets` trains one
+  # comparison per budget (`budget_<b>/` in the workdir) and tabulates them side by side.
+  c.label_budget = 0
+  c.label_budgets = ()
+  # The no-distillation control the budget table's differences are taken against; None:
+  # `baseline`.
+  c.control = config_dict.placeholder(str)
   # The reported metrics: "default" (accuracy and macro-F1, or CCC per target) or "sentiment"
   # (CMU-MOSI's Acc-2, F1, MAE, correlation and Acc-7 of one regressed score in [-3, 3]).
   c.metrics = "default"

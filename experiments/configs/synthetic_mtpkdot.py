@@ -62,6 +62,7 @@ def get_config(arg: str | None = None):
   smoke = "smoke" in options
   c = common.base(smoke)
   c.methods = ablation(smoke) if "ablation" in options else METHODS
+  c.control = NO_DISTILLATION
   c.dataset = "synthetic_affect/" + ("tiny" if smoke else variant)
   c.visual = "video"
   c.privileged = ("physio", "audio") if variant == "va_regression" else ("physio",)

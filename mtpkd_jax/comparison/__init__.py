@@ -2,6 +2,7 @@
 
 * :mod:`~mtpkd_jax.comparison.runner`: :func:`~mtpkd_jax.comparison.run`, the comparison of
   a config's methods over folds and seeds (what ``experiments/train.py`` calls).
+* :mod:`~mtpkd_jax.comparison.budgets`: a label-budget sweep, one comparison per budget.
 * :mod:`~mtpkd_jax.comparison.report`: the results tables (markdown, CSV, JSON).
 * :mod:`~mtpkd_jax.comparison.plots`: paired differences, learning curves, similarity and
   transport plans.
@@ -18,6 +19,7 @@ from mtpkd_jax import _lazy
 __getattr__, __dir__, __all__ = _lazy.attach(
   __name__,
   {
+    "budgets": ("budget_dir",),
     "predict": ("predict_file",),
     "report": ("markdown_table", "summarize", "write_reports"),
     "runner": ("run",),

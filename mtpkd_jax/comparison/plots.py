@@ -1,5 +1,7 @@
 """Figures of a comparison run: learning curves, paired differences, similarity, plans.
 
+And of a label-budget sweep: the paired differences against the budget.
+
 Each function draws on its own `matplotlib.figure.Figure` (no pyplot state), writes one PNG
 with the Agg renderer and returns its path; parent directories are created.
 """
@@ -143,6 +145,38 @@ def paired_differences(
     )
   ax.set_xlabel(f"Δ {metric} vs {baseline} (paired, ± s.e.; runs won)")
   ax.margins(x=0.25)
+  return _save(figure, out_path)
+
+
+def budget_differences(sweep: Mapping[str, Any], out_path: str | Path) -> Path:
+  """Each method's paired difference to the reference against the label budget, ± s.e.
+
+  Args:
+    sweep: a label-budget sweep (:func:`mtpkd_jax.comparison.budgets.run`).
+    out_path: Where to write the PNG.
+
+  Returns:
+    `out_path`.
+  """
+  metric, ref, entries = sweep["metric"], sweep["reference"], sweep["budgets"]
+  methods = [
+    m for m in dict.fromkeys(row["method"] for e in entries for row in e["summary"]) if m != ref
+  ]
+  x = np.arange(len(entries))
+  figure = Figure(figsize=(7, 4), layout="constrained")
+  ax = figure.subplots()
+  for i, method in enumerate(methods):
+    rows = [next((r for r in e["summary"] if r["method"] == method), None) for e in entries]
+    stats = [r["metrics"][metric] if r else {"delta": np.nan, "delta_stderr": np.nan} for r in rows]
+    delta = np.array([s["delta"] for s in stats], dtype=np.float64)
+    error = np.nan_to_num(np.array([s["delta_stderr"] for s in stats], dtype=np.float64))
+    offset = (i - (len(methods) - 1) / 2) * 0.06
+    ax.errorbar(x + offset, delta, yerr=error, marker="o", capsize=3, label=method)
+  ax.axhline(0.0, color="black", linewidth=0.8)
+  ax.set_xticks(x, [str(e["budget"]) for e in entries])
+  ax.set_xlabel("labelled training examples per class (or subject)")
+  ax.set_ylabel(f"Δ {metric} vs {ref} (paired, ± s.e.)")
+  ax.legend(fontsize=8)
   return _save(figure, out_path)
 
 

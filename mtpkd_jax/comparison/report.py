@@ -98,7 +98,7 @@ def summarize(results: Mapping[str, Any]) -> list[dict[str, Any]]:
   return rows
 
 
-def _format(value: float, stderr: float, sign: bool = False) -> str:
+def format_stat(value: float, stderr: float, sign: bool = False) -> str:
   """`0.812 ± 0.014` (3 decimals); `n/a` for NaN; a leading sign for differences."""
   mean = "n/a" if math.isnan(value) else f"{value:{'+' if sign else ''}.3f}"
   error = "n/a" if math.isnan(stderr) else f"{stderr:.3f}"
@@ -137,9 +137,9 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     stats = row["metrics"]
     cells = [
       row["method"],
-      *(_format(stats[metric]["mean"], stats[metric]["stderr"]) for metric in metrics),
+      *(format_stat(stats[metric]["mean"], stats[metric]["stderr"]) for metric in metrics),
       *(
-        _format(stats[metric]["delta"], stats[metric]["delta_stderr"], sign=True)
+        format_stat(stats[metric]["delta"], stats[metric]["delta_stderr"], sign=True)
         + f" ({stats[metric]['wins']}/{stats[metric]['delta_runs']})"
         for metric in metrics
       ),
@@ -149,12 +149,12 @@ def markdown_table(results: Mapping[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _strict_json(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
   """`value` with floats as Python floats and NaN/infinity as None, for standard JSON."""
   if isinstance(value, Mapping):
-    return {key: _strict_json(item) for key, item in value.items()}
+    return {key: strict_json(item) for key, item in value.items()}
   if isinstance(value, list | tuple):
-    return [_strict_json(item) for item in value]
+    return [strict_json(item) for item in value]
   if isinstance(value, float | np.floating):
     return float(value) if math.isfinite(value) else None
   return value
@@ -189,6 +189,6 @@ def write_reports(results: Mapping[str, Any], out_dir: str | Path) -> dict[str, 
     for row in summary:
       for metric, stats in row["metrics"].items():
         writer.writerow({"method": row["method"], "metric": metric, "runs": row["runs"]} | stats)
-  payload = _strict_json({**results, "summary": summary})
+  payload = strict_json({**results, "summary": summary})
   paths["json"].write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
   return paths

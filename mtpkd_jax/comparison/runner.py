@@ -205,6 +205,15 @@ def make_split(
   return split
 
 
+def budget_strata(dataset: pipeline.Dataset) -> np.ndarray:
+  """What a label budget counts examples of: classes, else subjects, else the whole split."""
+  if dataset.schema.task.kind == "classification":
+    return np.asarray(dataset.y)
+  if dataset.subject is not None:
+    return np.asarray(dataset.subject)
+  return np.zeros(len(dataset), np.int64)
+
+
 def make_context(
   config: ml_collections.ConfigDict,
   dataset: pipeline.Dataset,
@@ -212,13 +221,24 @@ def make_context(
   workdir: Path,
   mesh: jax.sharding.Mesh,
 ) -> context.Context:
-  """Run ``run_index``: fold ``run_index mod num_folds``, seed ``config.seed + run_index``."""
+  """Run ``run_index``: fold ``run_index mod num_folds``, seed ``config.seed + run_index``.
+
+  With ``config.label_budget`` (examples per class, or per subject for a regression; 0: all)
+  the training split keeps that many labelled examples of each, drawn by the run's seed
+  (:func:`mtpkd_jax.data.splits.label_budget`): the same for every method of the run, nested
+  across budgets; validation and test are unchanged.
+  """
   fold, seed = fold_and_seed(config, run_index)
+  split = make_split(config, dataset, fold)
+  if config.get("label_budget"):
+    train = split["train"]
+    kept = splits.label_budget(budget_strata(dataset)[train], config.label_budget, seed)
+    split = {**split, "train": train[kept]}
   return context.Context(
     config=config,
     schema=dataset.schema,
     dataset=dataset,
-    split=make_split(config, dataset, fold),
+    split=split,
     workdir=Path(workdir) / run_dir_name(config, run_index),
     seed=seed,
     mesh=mesh,

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 import jax
 import ml_collections
 
-from mtpkd_jax.data import pipeline
 from mtpkd_jax.methods import context, graph, registry, typed, unimodal
 from mtpkd_jax.methods import settings as stage_settings
 
@@ -42,6 +41,8 @@ class _RunFields:
   plot_batch_size: int = typed.at_least(1)
   checkpoint_every: int = typed.at_least(1)
   keep_checkpoints: int = typed.at_least(1)
+  label_budget: int = typed.at_least(0)
+  label_budgets: tuple[int, ...] = typed.tuple_at_least(0)
 
 
 def _check_encoder(field: str, spec, config: ml_collections.ConfigDict) -> None:
@@ -84,6 +85,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for kind in config.get("encoders_by_kind") or {}:
     _check_encoder(f"encoders_by_kind.{kind}", config.encoders_by_kind[kind], config)
   registry.check_methods(config)
+  if config.get("control") and config.control not in config.methods:
+    _fail("control", f"one of `config.methods` {tuple(config.methods)}", config.control)
 
 
 def check_runs(contexts: Sequence[context.Context]) -> None:
@@ -98,9 +101,13 @@ def check_runs(contexts: Sequence[context.Context]) -> None:
   Args:
     contexts: the runs (see :func:`mtpkd_jax.comparison.runner.make_context`).
 
+  A batch larger than a run's training split is not an error: the stage trains on batches
+  of the whole split (:meth:`mtpkd_jax.methods.context.Context.batch_size`).
+
   Raises:
-    ValueError: naming the config field, on a batch larger than a training split or not
-      a multiple of the devices, or an encoder that cannot run on its modality's inputs.
+    ValueError: naming the config field, on a batch that is not a multiple of the devices or
+      a training split smaller than the devices, or an encoder that cannot run on its
+      modality's inputs.
   """
   first = contexts[0]
   config = first.config
@@ -110,14 +117,14 @@ def check_runs(contexts: Sequence[context.Context]) -> None:
     stages.setdefault(stage.kind, stage.name)
   for ctx in contexts:
     num_train = len(ctx.split["train"])
-    for kind, stage in stages.items():
+    if num_train < ctx.mesh.size:
+      raise ValueError(
+        f"The {num_train} training examples of {ctx.workdir.name} cannot make one batch over "
+        f"the {ctx.mesh.size} devices (stages {sorted(stages.values())} would take no step): "
+        "set `config.num_devices`, or a larger `config.label_budget`."
+      )
+    for kind in stages:
       batch_size = getattr(ctx.settings, kind).batch_size
-      if pipeline.steps_per_epoch(num_train, batch_size, drop_remainder=True) < 1:
-        raise ValueError(
-          f"`config.stages.{kind}.batch_size`={batch_size} is larger than the {num_train} "
-          f"training examples of {ctx.workdir.name} (stage {stage!r} would take no step): "
-          f"use a batch of at most {num_train}."
-        )
       if batch_size % ctx.mesh.size:
         raise ValueError(
           f"`config.stages.{kind}.batch_size`={batch_size} must be a multiple of the "

@@ -101,3 +101,30 @@ def holdout(groups: np.ndarray, val_groups: int | float, seed: int) -> dict[str,
     "train": np.flatnonzero(~np.isin(groups, val)),
     "val": np.flatnonzero(np.isin(groups, val)),
   }
+
+
+def label_budget(strata: np.ndarray, budget: int, seed: int) -> np.ndarray:
+  """The labelled examples of a training split: ``budget`` of each stratum, drawn by ``seed``.
+
+  Each stratum (a class, or a subject) is shuffled by ``seed`` alone and its first
+  ``budget`` examples are kept (all of a smaller one), so the budgets of one seed are nested:
+  a larger budget keeps every example of a smaller one.
+
+  Args:
+    strata: integer array of shape ``[n]``: the stratum of each training example.
+    budget: examples kept per stratum, ``>= 1``.
+    seed: the seed of the draw (a run's seed).
+
+  Returns:
+    Sorted positions into ``strata``.
+
+  Raises:
+    ValueError: if ``budget`` is below 1.
+  """
+  if budget < 1:
+    raise ValueError(f"`budget` must be >= 1 examples per stratum, got {budget}.")
+  rng = np.random.default_rng(seed)
+  kept = [
+    rng.permutation(np.flatnonzero(strata == stratum))[:budget] for stratum in np.unique(strata)
+  ]
+  return np.sort(np.concatenate(kept))

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import logging
 
 from mtpkd_jax import models
 from mtpkd_jax.data import pipeline
@@ -124,6 +125,15 @@ class Context:
   def settings(self) -> settings_lib.Stages:
     """Every stage kind's typed settings (``config.stages``, read once)."""
     return settings_lib.stages_from_config(self.config)
+
+  def batch_size(self, kind: str) -> int:
+    """The batch of a stage of ``kind``: its setting, or the whole training split if smaller.
+
+    A split smaller than the setting (a small dataset, a label budget) gives one batch of
+    every training example an epoch, rounded down to a multiple of the devices.
+    """
+    num_train = len(self.split["train"])
+    return min(getattr(self.settings, kind).batch_size, num_train - num_train % self.mesh.size)
 
   def method_params(self, name: str) -> params_lib.Params:
     """The typed parameters of method or variant ``name`` (:func:`registry.method_params`)."""
@@ -277,10 +287,21 @@ class Context:
     """Trains ``stage`` on ``table`` (indexed by the train split); returns its output.
 
     :func:`mtpkd_jax.train.stage.fit` with this run's directory, mesh, seed, the stage's
-    key and provenance record, and the epochs, fewest steps and batch size of its
-    settings; ``tx`` defaults to Adam at the settings' learning rate.
+    key and provenance record, and the epochs, fewest steps and batch size
+    (:meth:`batch_size`) of its settings; ``tx`` defaults to Adam at the settings' learning
+    rate.
     """
     cfg = getattr(self.settings, stage.kind)
+    batch_size = self.batch_size(stage.kind)
+    if batch_size < cfg.batch_size:
+      logging.warning(
+        "Stage %s: batches of the whole training split, %d examples (fewer than "
+        "`config.stages.%s.batch_size`=%d).",
+        stage.name,
+        batch_size,
+        stage.kind,
+        cfg.batch_size,
+      )
     run = loop.StageRun(
       stage.name,
       self.workdir,
@@ -300,7 +321,7 @@ class Context:
       seed=self.seed,
       epochs=cfg.epochs,
       min_steps=cfg.min_steps,
-      batch_size=cfg.batch_size,
+      batch_size=batch_size,
       tx=tx or optax.adam(cfg.learning_rate),
       eval_fn=eval_fn,
       frozen=frozen,

@@ -115,7 +115,7 @@ def joint_eval_fn(ctx: Context, model: networks.JointTeacher, inputs: table_lib.
       predict_fn, variables, inputs, ctx.config.eval_batch_size, val
     )
     values = evaluation.scores(outputs, targets, ctx.schema.task, ctx.config.metrics)
-    chunks = np.array_split(np.arange(len(val)), max(1, len(val) // cfg.batch_size))
+    chunks = np.array_split(np.arange(len(val)), max(1, len(val) // ctx.batch_size("joint")))
     losses = [loss(hallucinated[c], real[c]) for c in chunks]
     values["tnet_loss"] = float(np.average(losses, weights=[len(c) for c in chunks]))
     return values

@@ -85,13 +85,17 @@ class Method:
 
 
 def structural_terms(cfg: params_lib.StructuralOT, z_s, teachers, weights):
-  """The ``ot`` and ``centroid`` terms of ``z_s [B, d]`` against ``teachers [T, B, d_t]``."""
+  """The ``ot`` and ``centroid`` terms of ``z_s [B, d]`` against ``teachers [T, B, d_t]``.
+
+  ``k`` is at most ``B - 1``: a training split smaller than the configured batch trains on
+  smaller batches (:meth:`mtpkd_jax.methods.context.Context.batch_size`).
+  """
   schedule = cfg.sinkhorn_schedule()
   value, aux = ot.structural_ot_loss(
     z_s,
     teachers,
     anchors=cfg.anchors,
-    k=cfg.k,
+    k=min(cfg.k, z_s.shape[0] - 1),
     schedule=schedule,
     teacher_weights=weights,
     backend=cfg.backend,

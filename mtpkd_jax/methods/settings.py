@@ -51,7 +51,7 @@ class JointSettings(StageSettings):
     backbone_learning_rate: their learning rate then.
   """
 
-  tnet_hidden: tuple[int, ...] = typed.positive_tuple()
+  tnet_hidden: tuple[int, ...] = typed.tuple_at_least(1)
   tnet_loss: str = typed.choice(TNET_LOSSES)
   tnet_weight: float
   modality_dropout: float = typed.fraction()

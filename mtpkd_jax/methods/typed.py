@@ -52,11 +52,11 @@ def positive():
   return _entry(lambda v: is_real(v) and v > 0, "a number > 0")
 
 
-def positive_tuple():
-  """A tuple field of integers ``>= 1`` (layer widths)."""
+def tuple_at_least(low: int):
+  """A tuple field of integers ``>= low`` (layer widths, label budgets)."""
   return _entry(
-    lambda v: isinstance(v, tuple) and all(is_int(h) and h >= 1 for h in v),
-    "a tuple of integers >= 1",
+    lambda v: isinstance(v, tuple) and all(is_int(h) and h >= low for h in v),
+    f"a tuple of integers >= {low}",
   )
 
 

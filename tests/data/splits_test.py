@@ -80,3 +80,19 @@ def test_bad_input_names_the_argument(kwargs, argument):
   arguments = dict(subjects=SUBJECTS, num_folds=3, fold=0, val_subjects=1, seed=0) | kwargs
   with pytest.raises(ValueError, match=f"`{argument}`"):
     splits.subject_folds(**arguments)
+
+
+def test_a_label_budget_keeps_that_many_of_each_stratum_nested_across_budgets():
+  strata = np.repeat([0, 1, 2], [30, 12, 3])
+  np.random.default_rng(0).shuffle(strata)
+  kept = {b: splits.label_budget(strata, b, seed=7) for b in (1, 5, 10, 100)}
+  for budget, positions in kept.items():
+    counts = np.bincount(strata[positions], minlength=3)
+    np.testing.assert_array_equal(counts, np.minimum([30, 12, 3], budget))
+    assert np.all(np.diff(positions) > 0)  # Sorted, no repeats.
+  for small, large in ((1, 5), (5, 10), (10, 100)):
+    assert set(kept[small]) <= set(kept[large])
+  np.testing.assert_array_equal(kept[5], splits.label_budget(strata, 5, seed=7))
+  assert set(kept[5]) != set(splits.label_budget(strata, 5, seed=8))
+  with pytest.raises(ValueError, match="`budget` must be >= 1"):
+    splits.label_budget(strata, 0, seed=7)

@@ -255,10 +255,6 @@ REFUSALS = {
   "epochs -1": (_flag(**{"stages.unimodal.epochs": -1}), r"`config.stages.unimodal.epochs`"),
   "epochs 0": (_flag(**{"stages.student.epochs": 0}), r"`config.stages.student.epochs` must"),
   "batch size 0": (_flag(**{"stages.joint.batch_size": 0}), r"`config.stages.joint.batch_size`"),
-  "batch larger than the data": (
-    _flag(**{"stages.student.batch_size": 1000}),
-    r"`config.stages.student.batch_size`=1000 is larger than the 24 training examples",
-  ),
   "learning rate 0": (_flag(**{"stages.joint.learning_rate": 0.0}), r"learning_rate` must be"),
   "num_folds 0": (_flag(num_folds=0), r"`config.num_folds` must be an integer >= 1, got 0"),
   "num_runs 0": (_flag(num_runs=0), r"`config.num_runs` must be an integer >= 1"),

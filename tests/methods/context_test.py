@@ -1,11 +1,12 @@
 """The run context: encoders built from the config (or the field named), stage provenance."""
 
 import copy
+import dataclasses
 
 import pytest
 
 from mtpkd_jax.methods import graph
-from mtpkd_jax.train import provenance
+from mtpkd_jax.train import parallel, provenance
 from tests.methods.conftest import make_context, smoke_config
 
 
@@ -37,3 +38,14 @@ def test_a_fine_tuned_joint_stage_records_where_its_tnets_come_from(
   provenance.ensure(ctx.workdir, "joint", before)
   changed = provenance.ensure(ctx.workdir, "joint", record)
   assert changed == (["config.tnets_from"] if finetune else [])
+
+
+def test_a_split_smaller_than_a_batch_trains_on_batches_of_the_whole_split(tmp_path):
+  config = smoke_config(tmp_path / "tfds")
+  ctx = make_context(config, tmp_path / "run")
+  num_train = len(ctx.split["train"])
+  assert ctx.batch_size("student") == config.stages.student.batch_size < num_train
+  small = dataclasses.replace(ctx, split={**ctx.split, "train": ctx.split["train"][:5]})
+  assert small.batch_size("student") == 5
+  four = dataclasses.replace(small, mesh=parallel.make_mesh(4))
+  assert four.batch_size("student") == 4  # A multiple of the devices.

@@ -1,0 +1,1 @@
+"""Diagnostics of a finished run (``docs/results/distillation_diagnostics.md``)."""

@@ -38,6 +38,7 @@ def _compile_mode(request):
 # Their cold times on 2 cores, in seconds (`pytest -n 2 --dist loadfile --durations=0`).
 SLOWEST_FILES = (
   "methods/stages_test.py",  # 211
+  "methods/distill_alone_test.py",  # 150 on a loaded machine (72 s of CPU)
   "experiments/features_test.py",  # 153
   "experiments/train_test.py",  # 114
   "methods/cmkt_test.py",  # 66

@@ -50,8 +50,8 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   # comparison per budget (`budget_<b>/` in the workdir) and tabulates them side by side.
   c.label_budget = 0
   c.label_budgets = ()
-  # The no-distillation control the budget table's differences are taken against; None:
-  # `baseline`.
+  # The no-distillation control the budget table's differences are taken against (when it
+  # is one of `methods`; else `baseline`).
   c.control = config_dict.placeholder(str)
   # The reported metrics: "default" (accuracy and macro-F1, or CCC per target) or "sentiment"
   # (CMU-MOSI's Acc-2, F1, MAE, correlation and Acc-7 of one regressed score in [-3, 3]).

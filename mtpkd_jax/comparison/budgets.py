@@ -7,8 +7,8 @@ budgets share folds, seeds and validation and test examples, and the labelled tr
 examples of a budget are among those of every larger one
 (:func:`mtpkd_jax.data.splits.label_budget`). :func:`run` then writes ``budgets.md``,
 ``budgets.json`` and ``budget_differences.png`` into the workdir: per budget, each method's
-score and its paired difference to the control (``config.control``, else
-``config.baseline``).
+score and its paired difference to the control (``config.control`` when it is one of the
+methods, else ``config.baseline``).
 """
 
 from __future__ import annotations
@@ -36,8 +36,12 @@ def ordered(budgets: Sequence[int]) -> list[int]:
 
 
 def reference(config: ml_collections.ConfigDict) -> str:
-  """The method the differences are taken against: ``config.control``, else the baseline."""
-  return config.get("control") or config.baseline
+  """The method the differences are taken against: the control if trained, else the baseline.
+
+  That is ``config.control`` when it is one of ``config.methods``, else ``config.baseline``.
+  """
+  control = config.get("control")
+  return control if control in config.methods else config.baseline
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:

@@ -85,8 +85,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for kind in config.get("encoders_by_kind") or {}:
     _check_encoder(f"encoders_by_kind.{kind}", config.encoders_by_kind[kind], config)
   registry.check_methods(config)
-  if config.get("control") and config.control not in config.methods:
-    _fail("control", f"one of `config.methods` {tuple(config.methods)}", config.control)
 
 
 def check_runs(contexts: Sequence[context.Context]) -> None:

@@ -108,6 +108,9 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
       "min_steps": min_steps(100),
       "batch_size": 8 if smoke else 64,
       "learning_rate": 5e-4,
+      # The release's fusion over the visual tokens and the T-Nets, or "visual": the
+      # visual-only network itself, so that a student differs from it by its distillation.
+      "network": "fusion",
       # Train the visual backbone with each student, from the teachers' visual backbone.
       "finetune_visual": False,
       "backbone_learning_rate": 1e-4,

@@ -30,7 +30,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     "context": ("Context", "Memo", "Stage"),
     "evaluation": ("metric_names", "predict", "scores"),
     "joint": ("train_joint",),
-    "networks": ("Alignment", "JointTeacher", "Student", "Unimodal", "WeakModel"),
+    "networks": ("Alignment", "JointTeacher", "Student", "Unimodal", "VisualStudent", "WeakModel"),
     "graph": ("GRAPH", "Roles", "plan", "train_stage"),
     "params": ("CMKT", "KD", "LogitKD", "MTPKDOT", "PKDOT", "StructuralOT"),
     "registry": (

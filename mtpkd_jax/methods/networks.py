@@ -65,6 +65,30 @@ class Unimodal(nn.Module):
     return models.Head(self.num_outputs, name="head")(tokens.mean(axis=1)), tokens
 
 
+class VisualStudent(nn.Module):
+  """The visual-only network as a student: ``x -> (outputs [B, C], z_S [B, d])``.
+
+  :class:`Unimodal`'s encoder and head, under the same names (its variables are
+  visual-only's), with the pooled tokens as the embedding the distillation terms compare.
+  """
+
+  encoder: nn.Module
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, hallucinate=None, train: bool = False):
+    """Returns ``(outputs [B, C], z_S [B, d])``; ``hallucinate`` is not used (no T-Nets).
+
+    Args:
+      x: the visual modality's input batch.
+      hallucinate: ignored: the fusion student's T-Nets.
+      train: train mode.
+    """
+    del hallucinate
+    z = call_encoder(self.encoder, x, train).mean(axis=1)
+    return models.Head(self.num_outputs, name="head")(z), z
+
+
 class JointTeacher(nn.Module):
   """Fusion ``F_J`` over every modality's tokens, and the T-Nets ``H_m: f_v -> f̂_m``.
 

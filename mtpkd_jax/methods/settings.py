@@ -16,6 +16,8 @@ import ml_collections
 from mtpkd_jax.methods import typed
 
 TNET_LOSSES = ("mse", "mmd")
+# The student's network: the release's fusion with the frozen T-Nets, or the visual-only one.
+STUDENT_NETWORKS = ("fusion", "visual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +70,20 @@ class AlignmentSettings(StageSettings):
 
 @dataclasses.dataclass(frozen=True)
 class StudentSettings(StageSettings):
-  """Stage 3: ``finetune_visual`` trains the visual backbone with the student.
+  """Stage 3: the student's network, and whether the fusion student trains the backbone.
 
   Attributes:
-    finetune_visual: train the visual backbone with each student, from the teachers'.
+    network: ``fusion`` (the research release's student: the visual backbone's tokens and
+      the frozen T-Nets' into a fusion trained from scratch) or ``visual`` (the visual-only
+      network, encoder and head, from visual-only's initial variables, its embedding the
+      pooled tokens): with it, a student differs from visual-only by its distillation term
+      and its stage's schedule alone.
+    finetune_visual: train the fusion student's visual backbone with it, from the teachers'
+      (the ``visual`` network always trains its encoder).
     backbone_learning_rate: its learning rate then.
   """
 
+  network: str = typed.choice(STUDENT_NETWORKS)
   finetune_visual: bool
   backbone_learning_rate: float = typed.positive()
 

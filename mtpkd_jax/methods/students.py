@@ -18,7 +18,16 @@ import numpy as np
 
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.losses import task as task_lib
-from mtpkd_jax.methods import alignment, backbones, evaluation, joint, networks, objective, registry
+from mtpkd_jax.methods import (
+  alignment,
+  backbones,
+  evaluation,
+  joint,
+  networks,
+  objective,
+  registry,
+  unimodal,
+)
 from mtpkd_jax.methods.context import Context, Memo, Stage
 from mtpkd_jax.train import checkpoint, optimizers, parallel
 from mtpkd_jax.train import variables as variables_lib
@@ -37,23 +46,35 @@ def teacher_targets(ctx: Context, memo: Memo, source: str, required_by: str) -> 
   return memo.get(("targets", source), lambda: _TEACHER_TARGETS[source](ctx, memo, required_by))
 
 
-def student_model(ctx: Context) -> networks.Student:
-  """The student network; with ``finetune_visual``, the visual encoder too."""
+def student_model(ctx: Context) -> networks.Student | networks.VisualStudent:
+  """The student network (``stages.student.network``).
+
+  The fusion student (with ``finetune_visual``, the visual encoder too), or the visual-only
+  network (:class:`~mtpkd_jax.methods.networks.VisualStudent`).
+  """
+  if ctx.settings.student.network == "visual":
+    return networks.VisualStudent(ctx.encoder(ctx.config.visual), ctx.num_outputs)
   encoder = None
   if ctx.settings.student.finetune_visual:
     encoder = ctx.encoder(ctx.config.visual)
   return networks.Student(ctx.num_outputs, dropout_rate=ctx.config.dropout_rate, encoder=encoder)
 
 
+def _reads_raw_input(ctx: Context) -> bool:
+  """Whether the student trains the visual encoder, and so reads the raw visual input."""
+  cfg = ctx.settings.student
+  return cfg.network == "visual" or cfg.finetune_visual
+
+
 def _student_keys(ctx: Context) -> tuple[str, ...]:
   """The columns a student's input is read from: the visual tokens, or its raw input."""
-  if ctx.settings.student.finetune_visual:
+  if _reads_raw_input(ctx):
     return ctx.schema.input_keys(ctx.config.visual)
   return (ctx.config.visual,)
 
 
 def _student_arg(ctx: Context, batch):
-  if ctx.settings.student.finetune_visual:
+  if _reads_raw_input(ctx):
     return ctx.model_input(batch, ctx.config.visual)
   return batch[ctx.config.visual]
 
@@ -97,8 +118,10 @@ def train_student(ctx: Context, memo: Memo, stage: Stage) -> dict:
   """Stage 3: the student of method ``stage.subject`` with the frozen T-Nets.
 
   Its batches hold the visual input (the frozen visual backbone's tokens, or the raw input
-  when ``finetune_visual`` trains the backbone with the student), the teachers' per-sample
-  targets (:func:`teacher_targets`) and the labels: no privileged input.
+  when the student trains the encoder: ``finetune_visual``, or the ``visual`` network), the
+  teachers' per-sample targets (:func:`teacher_targets`) and the labels: no privileged
+  input. The ``visual`` network starts from visual-only's initial variables
+  (:func:`~mtpkd_jax.methods.unimodal.initial_variables`).
   """
   method_name = stage.subject
   cfg = ctx.settings.student
@@ -106,18 +129,20 @@ def train_student(ctx: Context, memo: Memo, stage: Stage) -> dict:
   joint_out, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage.name)
   source = registry.get_method(method_name).teacher
   targets = teacher_targets(ctx, memo, source, required_by=stage.name)
-  if cfg.finetune_visual:
+  if _reads_raw_input(ctx):
     inputs = ctx.inputs(visual)
   else:
     tokens = backbones.backbone_tokens(ctx, memo, required_by=stage.name)[visual]
     inputs = table_lib.ArrayTable({visual: tokens})
   model = student_model(ctx)
   hallucinate = functools.partial(joint.hallucinate, ctx, joint_out["params"])
-  variables = model.init(
-    ctx.stage_rng(stage.name), _student_arg(ctx, inputs.take([0])), hallucinate
-  )
   tx = None
-  if cfg.finetune_visual:
+  if cfg.network == "visual":
+    variables = unimodal.initial_variables(ctx, visual, unimodal.unimodal_model(ctx, visual))
+  else:
+    first = _student_arg(ctx, inputs.take([0]))
+    variables = model.init(ctx.stage_rng(stage.name), first, hallucinate)
+  if cfg.network == "fusion" and cfg.finetune_visual:
     backbone = backbones.teacher_backbone(ctx, visual, required_by=stage.name)
     variables = variables_lib.graft(variables, "encoder", backbone)
     tx = optimizers.adam(variables["params"], cfg.learning_rate, encoder=cfg.backbone_learning_rate)
@@ -139,8 +164,8 @@ def student_predictor(ctx: Context, method_name: str):
   """
   stage = f"student_{method_name}"
   visual = ctx.config.visual
-  backbone = None  # A fine-tuned visual backbone is part of the student.
-  if not ctx.settings.student.finetune_visual:
+  backbone = None  # A trained visual encoder is part of the student.
+  if not _reads_raw_input(ctx):
     backbone = backbones.teacher_backbone(ctx, visual, required_by=stage)
   joint_out, _ = checkpoint.load_stage_output(ctx.workdir, "joint", required_by=stage)
   student, _ = checkpoint.load_stage_output(ctx.workdir, stage)

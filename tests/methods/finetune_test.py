@@ -1,10 +1,11 @@
 """Fine-tuning the backbones: with the joint teacher, or the visual one with each student."""
 
+import chex
 import jax
 import numpy as np
 import pytest
 
-from mtpkd_jax.methods import backbones, context, graph, networks, students
+from mtpkd_jax.methods import backbones, context, graph, networks, students, unimodal
 from mtpkd_jax.methods import joint as joint_stage
 from mtpkd_jax.methods.context import Memo
 from mtpkd_jax.train import checkpoint
@@ -109,3 +110,35 @@ def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeyp
     {"params": {"fusion": student["params"]["fusion"]}}, tokens, lambda _: hallucinated
   )[0]
   np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_visual_network_student_is_visual_only_plus_its_distillation(tmp_path, monkeypatch):
+  ctx = _context(tmp_path)
+  ctx.config.stages.student.network = "visual"
+  for modality in ctx.modalities:
+    graph.train_stage(ctx, Memo(), "unimodal", modality)
+  graph.train_stage(ctx, Memo(), "joint")
+
+  captured = {}
+  fit = context.Context.fit
+
+  def capture(ctx, stage, model, variables, loss_fn, table, *args, **kwargs):
+    captured.update(variables=jax.tree.map(np.array, variables), columns=set(_all(table)))
+    return fit(ctx, stage, model, variables, loss_fn, table, *args, **kwargs)
+
+  monkeypatch.setattr(context.Context, "fit", capture)
+  graph.train_stage(ctx, Memo(), "student", "pkd")
+  # It starts where visual-only started, reads the raw video and no privileged input.
+  visual_only = unimodal.unimodal_model(ctx, "video")
+  chex.assert_trees_all_equal(
+    captured["variables"], unimodal.initial_variables(ctx, "video", visual_only)
+  )
+  assert captured["columns"] == {"video", "teacher_z", "teacher_out", "y"}
+  # Trained, it is a visual-only network: the unimodal model predicts with its variables.
+  student = _load(ctx, "student_pkd")
+  test = ctx.split["test"][:8]
+  outputs, z = students.student_predictor(ctx, "pkd")(ctx.dataset.table, test)
+  expected, tokens = visual_only.apply(student, _video(ctx, test))
+  np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(z, tokens.mean(axis=1), rtol=1e-5, atol=1e-6)
+  assert _distance(student["params"], captured["variables"]["params"]) > 0

@@ -51,10 +51,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
   (:func:`~mtpkd_jax.comparison.runner.run`), and resumes like any comparison.
 
   Returns:
-    ``{"metric", "reference", "budgets": [{"budget", "label_budget", "train_examples",
-    "summary"}], "files"}``: per budget, the training examples of each run and the
-    summary with differences to the reference (:func:`~mtpkd_jax.comparison.report.summarize`);
-    ``files`` only in process 0.
+    A dict of the score ``metric``, the ``reference`` method and the ``budgets``, one entry
+    per budget (its ``budget``, ``label_budget``, the ``train_examples`` of each run and the
+    ``summary`` with differences to the reference,
+    :func:`~mtpkd_jax.comparison.report.summarize`), and the written ``files`` (in process 0
+    only).
 
   Raises:
     ValueError: if ``config.label_budgets`` is empty, and as

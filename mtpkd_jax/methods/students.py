@@ -1,11 +1,13 @@
 """Stage 3, ``student_<method>``: a visual-only student distilled from frozen teachers.
 
 Every student method of the registry (``pkd``, ``logit_kd``, ``spkd``, ``rkd``, ``pkdot``,
-``mt_pkdot`` and their variants) trains the same network, ``E_v -> H -> F_S``, with the
-frozen T-Nets ``H`` of stage 1. Its batches carry the visual input and the teachers'
-per-sample targets (:func:`teacher_targets`), never a privileged input; its loss is the
-method's named terms (:mod:`mtpkd_jax.methods.objective`). At test time it sees the visual
-modality alone (:func:`student_predictor`).
+``mt_pkdot`` and their variants) trains the same network (``stages.student.network``): the
+research release's ``E_v -> H -> F_S``, with the frozen T-Nets ``H`` of stage 1, or the
+visual-only network itself (:class:`~mtpkd_jax.methods.networks.VisualStudent`). Its
+batches carry the visual input and the teachers' per-sample targets
+(:func:`teacher_targets`), never a privileged input; its loss is the method's named terms
+(:mod:`mtpkd_jax.methods.objective`). At test time it sees the visual modality alone
+(:func:`student_predictor`).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def student_loss(
 
 
 def train_student(ctx: Context, memo: Memo, stage: Stage) -> dict:
-  """Stage 3: the student of method ``stage.subject`` with the frozen T-Nets.
+  """Stage 3: the student of method ``stage.subject``.
 
   Its batches hold the visual input (the frozen visual backbone's tokens, or the raw input
   when the student trains the encoder: ``finetune_visual``, or the ``visual`` network), the

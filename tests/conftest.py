@@ -43,7 +43,7 @@ SLOWEST_FILES = (
   "experiments/train_test.py",  # 114
   "methods/cmkt_test.py",  # 66
   "experiments/datasets_test.py",  # 60
-  "experiments/budgets_test.py",  # 60
+  "experiments/budgets_test.py",  # 56
   "methods/finetune_test.py",  # 59
   "bench/train_step_test.py",  # 47
   "ot/loss_test.py",  # 46

@@ -67,15 +67,15 @@ def fraction():
 
 # What an annotation alone asks of a value, and how the error says it.
 _KINDS = {
-  "int": (is_int, "an integer"),
-  "float": (is_real, "a number"),
-  "bool": (lambda v: isinstance(v, bool), "true or false"),
-  "str": (lambda v: isinstance(v, str), "a string"),
-  "tuple[int, ...]": (
-    lambda v: isinstance(v, Sequence) and not isinstance(v, str) and all(is_int(h) for h in v),
+  int: (is_int, "an integer"),
+  float: (is_real, "a number"),
+  bool: (lambda v: isinstance(v, bool), "true or false"),
+  str: (lambda v: isinstance(v, str), "a string"),
+  tuple[int, ...]: (
+    lambda v: isinstance(v, tuple) and all(is_int(h) for h in v),
     "a tuple of integers",
   ),
-  "Mapping[str, Any]": (lambda v: isinstance(v, Mapping), "a dict"),
+  Mapping[str, Any]: (lambda v: isinstance(v, Mapping), "a dict"),
 }
 
 
@@ -105,13 +105,6 @@ def config_fail(prefix: str = "") -> Fail:
     )
 
   return fail
-
-
-def _name(kind) -> str:
-  """``int``, ``tuple[int, ...]``, ``Mapping[str, Any]``: how :data:`_KINDS` names a type."""
-  if kind in (int, float, bool, str):
-    return kind.__name__
-  return str(kind).replace("typing.", "").replace("collections.abc.", "")
 
 
 def from_section(cls: type, section: Mapping[str, Any], fail: Fail, prefix: str = "") -> Any:
@@ -144,7 +137,7 @@ def from_section(cls: type, section: Mapping[str, Any], fail: Fail, prefix: str 
       values[field.name] = from_section(kind, value, fail, f"{path}.")
       continue
     value = _plain(value)
-    check, expected = _KINDS[_name(kind)]
+    check, expected = _KINDS[kind]
     if "check" in field.metadata:
       check, expected = field.metadata["check"], field.metadata["expected"]
     if not check(value):

@@ -34,6 +34,26 @@ def _context(tmp_path, **switches):
   return make_context(config, tmp_path / "run")
 
 
+def _with_teachers(ctx):
+  """``ctx``, its stage-0 backbones and joint teacher trained."""
+  for modality in ctx.modalities:
+    graph.train_stage(ctx, Memo(), "unimodal", modality)
+  graph.train_stage(ctx, Memo(), "joint")
+  return ctx
+
+
+def _record_fit(monkeypatch) -> dict:
+  """What the next ``Context.fit`` starts from: its ``variables`` (copied) and ``columns``."""
+  captured, fit = {}, context.Context.fit
+
+  def record(ctx, stage, model, variables, loss_fn, table, *args, **kwargs):
+    captured.update(variables=jax.tree.map(np.array, variables), columns=_all(table))
+    return fit(ctx, stage, model, variables, loss_fn, table, *args, **kwargs)
+
+  monkeypatch.setattr(context.Context, "fit", record)
+  return captured
+
+
 def _video(ctx, indices):
   return ctx.dataset.table.take(indices, ["video"])["video"]
 
@@ -58,9 +78,7 @@ def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_pat
   ctx = _context(tmp_path, joint=True)
   with pytest.raises(FileNotFoundError, match=r"Stage 'joint' needs .*'unimodal_video'"):
     graph.train_stage(ctx, Memo(), "joint")
-  for modality in ctx.modalities:
-    graph.train_stage(ctx, Memo(), "unimodal", modality)
-  graph.train_stage(ctx, Memo(), "joint")
+  _with_teachers(ctx)
   joint = _load(ctx, "joint")
   for i, modality in enumerate(ctx.modalities):
     start = _load(ctx, f"unimodal_{modality}")["params"]["encoder"]
@@ -76,20 +94,10 @@ def test_joint_stage_fine_tunes_every_backbone_and_the_teachers_use_them(tmp_pat
 
 
 def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeypatch):
-  ctx = _context(tmp_path, student=True)
-  for modality in ctx.modalities:
-    graph.train_stage(ctx, Memo(), "unimodal", modality)
-  graph.train_stage(ctx, Memo(), "joint")
-
-  captured = {}
-  fit = context.Context.fit
-
-  def capture(ctx, stage, model, variables, loss_fn, table, *args, **kwargs):
-    captured.update(_all(table))
-    return fit(ctx, stage, model, variables, loss_fn, table, *args, **kwargs)
-
-  monkeypatch.setattr(context.Context, "fit", capture)
+  ctx = _with_teachers(_context(tmp_path, student=True))
+  captured = _record_fit(monkeypatch)
   graph.train_stage(ctx, Memo(), "student", "pkdot")
+  captured = captured["columns"]
   # The student's batches carry the raw video (its backbone trains) and no privileged input.
   assert set(captured) == {"video", "teacher_z", "teacher_out", "y"}
   np.testing.assert_array_equal(captured["video"], _video(ctx, np.arange(len(ctx.dataset))))
@@ -115,25 +123,15 @@ def test_student_fine_tunes_its_visual_backbone_on_video_alone(tmp_path, monkeyp
 def test_the_visual_network_student_is_visual_only_plus_its_distillation(tmp_path, monkeypatch):
   ctx = _context(tmp_path)
   ctx.config.stages.student.network = "visual"
-  for modality in ctx.modalities:
-    graph.train_stage(ctx, Memo(), "unimodal", modality)
-  graph.train_stage(ctx, Memo(), "joint")
-
-  captured = {}
-  fit = context.Context.fit
-
-  def capture(ctx, stage, model, variables, loss_fn, table, *args, **kwargs):
-    captured.update(variables=jax.tree.map(np.array, variables), columns=set(_all(table)))
-    return fit(ctx, stage, model, variables, loss_fn, table, *args, **kwargs)
-
-  monkeypatch.setattr(context.Context, "fit", capture)
+  _with_teachers(ctx)
+  captured = _record_fit(monkeypatch)
   graph.train_stage(ctx, Memo(), "student", "pkd")
   # It starts where visual-only started, reads the raw video and no privileged input.
   visual_only = unimodal.unimodal_model(ctx, "video")
   chex.assert_trees_all_equal(
     captured["variables"], unimodal.initial_variables(ctx, "video", visual_only)
   )
-  assert captured["columns"] == {"video", "teacher_z", "teacher_out", "y"}
+  assert set(captured["columns"]) == {"video", "teacher_z", "teacher_out", "y"}
   # Trained, it is a visual-only network: the unimodal model predicts with its variables.
   student = _load(ctx, "student_pkd")
   test = ctx.split["test"][:8]

@@ -266,6 +266,43 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool) ->
   return -(-num_examples // batch_size)
 
 
+def _checked_indices(name: str, indices, size: int) -> np.ndarray:
+  """`indices` as an array, or a `ValueError` naming argument `name`."""
+  indices = np.asarray(indices)
+  if (
+    indices.ndim != 1
+    or indices.size == 0
+    or not np.issubdtype(indices.dtype, np.integer)
+    or not np.all((0 <= indices) & (indices < size))
+  ):
+    raise ValueError(
+      f"`{name}` must be a non-empty 1-D integer array with values in [0, {size}), got {indices!r}."
+    )
+  return indices
+
+
+def _batch_rows(indices: np.ndarray, batch_size: int, seed, epoch_steps: int, num_epochs):
+  """`rows(step)`: the examples of batch `step`, epochs of `indices` shuffled by `seed`.
+
+  A batch never straddles two epochs; a `seed` of `None` keeps the order of `indices`.
+  """
+  num_examples = len(indices)
+  order = grain.MapDataset.source(indices)
+  if seed is not None:
+    # Grain reshuffles epoch `e` with `seed + e`; mixing the seed first keeps runs with
+    # nearby seeds from sharing epoch orders.
+    order = order.shuffle(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+  order = order.repeat(num_epochs)
+
+  def rows(step: int) -> np.ndarray:
+    epoch, position = divmod(step, epoch_steps)
+    start = epoch * num_examples + position * batch_size
+    stop = epoch * num_examples + min(position * batch_size + batch_size, num_examples)
+    return np.array([order[i] for i in range(start, stop)])
+
+  return rows
+
+
 def batch_dataset(
   table: table_lib.Table | Mapping[str, np.ndarray],
   indices: np.ndarray,
@@ -277,6 +314,8 @@ def batch_dataset(
   keys: Sequence[str] | None = None,
   num_shards: int = 1,
   shard_index: int = 0,
+  extra_indices: np.ndarray | None = None,
+  extra_batch_size: int = 0,
 ) -> grain.MapDataset:
   """Random-access batches: element `s` is batch number `s` of the run.
 
@@ -298,10 +337,15 @@ def batch_dataset(
     keys: The columns to return; `None` for all.
     num_shards: The number of blocks every batch is split into (processes).
     shard_index: The block returned, in `[0, num_shards)`.
+    extra_indices: Examples of a second stream (e.g. a student's unlabelled ones): every
+      batch's `batch_size` rows are followed by `extra_batch_size` of these, drawn the same
+      way in endless epochs of their own (their order from `seed` too, but not the first
+      stream's); the shards split the joined batch. `None`: no second stream.
+    extra_batch_size: The second stream's rows in every batch.
 
   Returns:
     A `grain.MapDataset` of dicts of arrays with a leading `[batch]` axis
-    (`[batch_size // num_shards]` rows with shards).
+    (`[(batch_size + extra_batch_size) // num_shards]` rows with shards).
 
   Raises:
     ValueError: on an empty `indices`, a non-positive `batch_size` or `num_epochs`, an
@@ -309,27 +353,26 @@ def batch_dataset(
   """
   if not isinstance(table, table_lib.Table):
     table = table_lib.ArrayTable(table)
-  indices = np.asarray(indices)
-  if (
-    indices.ndim != 1
-    or indices.size == 0
-    or not np.issubdtype(indices.dtype, np.integer)
-    or not np.all((0 <= indices) & (indices < len(table)))
-  ):
-    raise ValueError(
-      f"`indices` must be a non-empty 1-D integer array with values in [0, {len(table)}), "
-      f"got {indices!r}."
-    )
+  indices = _checked_indices("indices", indices, len(table))
   if batch_size < 1:
     raise ValueError(f"`batch_size` must be positive, got {batch_size}.")
   if num_epochs is not None and num_epochs < 1:
     raise ValueError(f"`num_epochs` must be positive or None, got {num_epochs}.")
+  extra = None
+  if extra_indices is not None:
+    extra = _checked_indices("extra_indices", extra_indices, len(table))
+    if not 1 <= extra_batch_size <= len(extra) or not drop_remainder:
+      raise ValueError(
+        f"`extra_batch_size` must be in [1, {len(extra)}] (the `extra_indices`) with "
+        f"`drop_remainder`=True, got {extra_batch_size} and {drop_remainder}."
+      )
+  joined = batch_size + (extra_batch_size if extra is not None else 0)
   if not 0 <= shard_index < num_shards or (
-    num_shards > 1 and (batch_size % num_shards or not drop_remainder)
+    num_shards > 1 and (joined % num_shards or not drop_remainder)
   ):
     raise ValueError(
       f"`shard_index`={shard_index} must be in [0, `num_shards`={num_shards}), and with "
-      f"shards every batch must split evenly: `batch_size`={batch_size} a multiple of "
+      f"shards every batch must split evenly: its {joined} rows a multiple of "
       f"`num_shards` and `drop_remainder`=True (got {drop_remainder})."
     )
   keys = table.keys if keys is None else tuple(keys)
@@ -343,20 +386,18 @@ def batch_dataset(
       "`drop_remainder`=True: an epoch would have no batch."
     )
 
-  order = grain.MapDataset.source(indices)
-  if seed is not None:
-    # Grain reshuffles epoch `e` with `seed + e`; mixing the seed first keeps runs with
-    # nearby seeds from sharing epoch orders.
-    order = order.shuffle(int(np.random.SeedSequence(seed).generate_state(1)[0]))
-  order = order.repeat(num_epochs)
+  rows = _batch_rows(indices, batch_size, seed, epoch_steps, num_epochs)
+  if extra is not None:
+    extra_steps = steps_per_epoch(len(extra), extra_batch_size, drop_remainder=True)
+    extra_seed = None if seed is None else (seed, 1)
+    extra_rows = _batch_rows(extra, extra_batch_size, extra_seed, extra_steps, None)
 
   def batch(step: int) -> dict[str, np.ndarray]:
-    epoch, position = divmod(step, epoch_steps)
-    start = epoch * num_examples + position * batch_size
-    stop = epoch * num_examples + min(position * batch_size + batch_size, num_examples)
-    share = (stop - start) // num_shards
-    start, stop = start + shard_index * share, start + (shard_index + 1) * share
-    return table.take(np.array([order[i] for i in range(start, stop)]), keys)
+    chosen = rows(step)
+    if extra is not None:
+      chosen = np.concatenate([chosen, extra_rows(step)])
+    share = len(chosen) // num_shards
+    return table.take(chosen[shard_index * share : (shard_index + 1) * share], keys)
 
   total_steps = sys.maxsize if num_epochs is None else num_epochs * epoch_steps
   return grain.MapDataset.range(total_steps).map(batch)

@@ -135,6 +135,15 @@ class Context:
     num_train = len(self.split["train"])
     return min(getattr(self.settings, kind).batch_size, num_train - num_train % self.mesh.size)
 
+  def unlabelled_batch_size(self, kind: str) -> int:
+    """The unlabelled rows that follow a batch of ``kind``, for students that see them.
+
+    As many as :meth:`batch_size`'s setting, or every training example ``config.label_budget``
+    leaves unlabelled if fewer, rounded down to a multiple of the devices; 0 without them.
+    """
+    num = len(self.split.get("unlabelled", ()))
+    return min(getattr(self.settings, kind).batch_size, num - num % self.mesh.size)
+
   def method_params(self, name: str) -> params_lib.Params:
     """The typed parameters of method or variant ``name`` (:func:`registry.method_params`)."""
     return registry.method_params(self.config, name)
@@ -283,13 +292,15 @@ class Context:
     frozen=None,
     tx: optax.GradientTransformation | None = None,
     parts: Mapping[str, loop.PartSelection] | None = None,
+    unlabelled: bool = False,
   ) -> dict:
     """Trains ``stage`` on ``table`` (indexed by the train split); returns its output.
 
     :func:`mtpkd_jax.train.stage.fit` with this run's directory, mesh, seed, the stage's
     key and provenance record, and the epochs, fewest steps and batch size
     (:meth:`batch_size`) of its settings; ``tx`` defaults to Adam at the settings' learning
-    rate.
+    rate. With ``unlabelled`` each batch is followed by :meth:`unlabelled_batch_size` of the
+    examples ``config.label_budget`` left without a label, if there are any.
     """
     cfg = getattr(self.settings, stage.kind)
     batch_size = self.batch_size(stage.kind)
@@ -302,6 +313,7 @@ class Context:
         stage.kind,
         cfg.batch_size,
       )
+    extra = self.unlabelled_batch_size(stage.kind) if unlabelled else 0
     run = loop.StageRun(
       stage.name,
       self.workdir,
@@ -326,4 +338,6 @@ class Context:
       eval_fn=eval_fn,
       frozen=frozen,
       parts=parts,
+      extra_indices=self.split["unlabelled"] if extra else None,
+      extra_batch_size=extra,
     )

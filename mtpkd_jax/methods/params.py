@@ -24,7 +24,26 @@ HEADS = ("frozen", "finetune", "new")
 
 
 @dataclasses.dataclass(frozen=True)
-class KD:
+class Student:
+  """What every student method's parameters hold besides its loss terms' settings.
+
+  Attributes:
+    unlabelled: whether the distillation terms also see the training examples that
+      ``config.label_budget`` leaves without a label: each batch of labelled examples is
+      followed by a batch of those, whose teacher targets come from their privileged
+      inputs and whose labels are never read (the task term sees the labelled rows alone).
+      Without a label budget there are none, and it changes nothing.
+    lr_scale: multiplies the student stage's learning rates
+      (``config.stages.student.learning_rate`` and ``backbone_learning_rate``), so that a
+      method's learning rate can be tuned like its other settings.
+  """
+
+  unlabelled: bool
+  lr_scale: float = typed.positive()
+
+
+@dataclasses.dataclass(frozen=True)
+class KD(Student):
   """A feature or relational KD student (``pkd``, ``spkd``, ``rkd``): task and kd weights."""
 
   alpha: float
@@ -61,7 +80,7 @@ class StructuralOT:
 
 
 @dataclasses.dataclass(frozen=True)
-class PKDOT(StructuralOT):
+class PKDOT(StructuralOT, Student):
   """PKDOT: ``alpha`` task + ``beta`` structural OT + ``gamma`` centroid."""
 
   alpha: float
@@ -113,3 +132,5 @@ class CMKT(StructuralOT):
 
 # A method's parameters, of whichever class its registry entry names.
 Params = KD | StructuralOT
+# A student method's.
+StudentParams = KD | PKDOT

@@ -26,7 +26,9 @@ A student's loss is named terms (``task``, then ``kd``, or ``ot`` and ``centroid
 the method's ``alpha``, ``beta`` and ``gamma`` (:mod:`mtpkd_jax.methods.objective`). Its
 distillation gets the per-sample teacher targets of its batch:
 ``teacher_z [B, T, d]`` and ``teacher_out [B, T, C]`` for ``T`` candidate teachers (one
-for the joint teacher; every adapted modality plus the joint for ``mt_pkdot``).
+for the joint teacher; every adapted modality plus the joint for ``mt_pkdot``), and the
+labels ``y`` of the batch's first rows: all of them, or, for a student that also sees the
+examples a label budget leaves unlabelled (``unlabelled``), the labelled ones.
 """
 
 from __future__ import annotations
@@ -151,7 +153,9 @@ def _pkdot(cfg, z_s, outputs_s, batch, task):
 
 def _mt_pkdot(cfg, z_s, outputs_s, batch, task):
   del outputs_s
-  teacher_out = jnp.swapaxes(batch["teacher_out"], 0, 1)
+  # Routed on the labelled rows, the batch's first (every row without unlabelled ones).
+  labelled = batch[task_lib.TARGET_KEY].shape[0]
+  teacher_out = jnp.swapaxes(batch["teacher_out"][:labelled], 0, 1)
   candidate_losses = jax.vmap(lambda out: task_lib.task_loss(out, batch, task))(teacher_out)
   weights = route(cfg.routing, candidate_losses, cfg.tau)
   teachers = jnp.swapaxes(batch["teacher_z"], 0, 1)

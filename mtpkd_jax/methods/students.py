@@ -17,6 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.losses import task as task_lib
@@ -81,6 +82,15 @@ def _student_arg(ctx: Context, batch):
   return batch[ctx.config.visual]
 
 
+def sees_unlabelled(ctx: Context, method_name: str) -> bool:
+  """Whether the student of ``method_name`` trains on unlabelled examples too.
+
+  Its parameters ask for them (``unlabelled``) and ``config.label_budget`` leaves some.
+  """
+  wanted = ctx.method_params(method_name).unlabelled
+  return wanted and ctx.unlabelled_batch_size("student") > 0
+
+
 def student_loss(
   ctx: Context, method_name: str, model: networks.Student, method: registry.Method | None = None
 ):
@@ -95,10 +105,17 @@ def student_loss(
   and its distillation's, weighed by :func:`objective.total`; every term is logged.
   ``method`` replaces the registry's recipe of ``method_name`` (its parameters stay
   ``method_name``'s): the training benchmark times a student with a term taken out.
+
+  A student that sees the unlabelled examples (:func:`sees_unlabelled`) gets global batches
+  of :meth:`~mtpkd_jax.methods.context.Context.batch_size` labelled rows followed by
+  unlabelled ones: the task term reads the labelled rows alone, and the distillation gets
+  every row's targets but the labels ``y`` of the labelled rows only, the first ones.
   """
   method = method or registry.get_method(method_name)
   method_cfg = ctx.method_params(method_name)
   input_keys = _student_keys(ctx)
+  # The batch's first rows, the labelled ones (all of them without unlabelled rows).
+  labelled = ctx.batch_size("student") if sees_unlabelled(ctx, method_name) else None
 
   def loss_fn(params, batch_stats, batch, rng, frozen):
     hallucinate = functools.partial(joint.hallucinate, ctx, frozen)
@@ -107,7 +124,9 @@ def student_loss(
     )
     targets = {k: v for k, v in batch.items() if k not in input_keys}
     z_all, outputs_all, targets_all = parallel.all_gather_batch((z_s, outputs, targets))
-    task_value = task_lib.task_loss(outputs_all, targets_all, ctx.task)
+    labels = targets_all[task_lib.TARGET_KEY][:labelled]
+    targets_all = {**targets_all, task_lib.TARGET_KEY: labels}
+    task_value = task_lib.task_loss(outputs_all[:labelled], targets_all, ctx.task)
     terms, metrics = method.distill(method_cfg, z_all, outputs_all, targets_all, ctx.task)
     terms = {"task": task_value, **terms}
     loss = objective.total(terms, method.weights, method_cfg)
@@ -138,7 +157,8 @@ def train_student(ctx: Context, memo: Memo, stage: Stage) -> dict:
     inputs = table_lib.ArrayTable({visual: tokens})
   model = student_model(ctx)
   hallucinate = functools.partial(joint.hallucinate, ctx, joint_out["params"])
-  tx = None
+  scale = ctx.method_params(method_name).lr_scale
+  tx = optax.adam(cfg.learning_rate * scale)
   if cfg.network == "visual":
     variables = unimodal.initial_variables(ctx, visual, unimodal.unimodal_model(ctx, visual))
   else:
@@ -147,14 +167,21 @@ def train_student(ctx: Context, memo: Memo, stage: Stage) -> dict:
   if cfg.network == "fusion" and cfg.finetune_visual:
     backbone = backbones.teacher_backbone(ctx, visual, required_by=stage.name)
     variables = variables_lib.graft(variables, "encoder", backbone)
-    tx = optimizers.adam(variables["params"], cfg.learning_rate, encoder=cfg.backbone_learning_rate)
+    tx = optimizers.adam(
+      variables["params"],
+      cfg.learning_rate * scale,
+      encoder=cfg.backbone_learning_rate * scale,
+    )
 
   loss_fn = student_loss(ctx, method_name, model)
   predict_fn = jax.jit(lambda v, b: model.apply(v, _student_arg(ctx, b), hallucinate)[0])
   eval_fn = ctx.selection_fn(predict_fn, inputs, ctx.config.eval_batch_size)
   table = table_lib.join(inputs, table_lib.ArrayTable(targets), ctx.targets())
   frozen = joint_out["params"]
-  return ctx.fit(stage, model, variables, loss_fn, table, eval_fn, frozen=frozen, tx=tx)
+  unlabelled = sees_unlabelled(ctx, method_name)
+  return ctx.fit(
+    stage, model, variables, loss_fn, table, eval_fn, frozen=frozen, tx=tx, unlabelled=unlabelled
+  )
 
 
 def student_predictor(ctx: Context, method_name: str):

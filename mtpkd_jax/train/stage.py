@@ -52,6 +52,8 @@ def fit(
   eval_fn: loop.EvalFn,
   frozen: Any = None,
   parts: Mapping[str, loop.PartSelection] | None = None,
+  extra_indices: np.ndarray | None = None,
+  extra_batch_size: int = 0,
 ) -> dict:
   """Trains stage ``run`` on the examples ``train_indices`` of ``table``; returns its output.
 
@@ -60,7 +62,10 @@ def fit(
   checkpoint. Batches of ``batch_size`` are drawn without replacement (the last partial
   batch of an epoch dropped) in an order fixed by ``seed``; validation and logging run once
   an epoch. The output is the step of the best validation ``score``, except the modules of
-  ``parts`` (:class:`mtpkd_jax.train.loop.PartSelection`).
+  ``parts`` (:class:`mtpkd_jax.train.loop.PartSelection`). With ``extra_indices`` every
+  batch is followed by ``extra_batch_size`` of those examples (a student's unlabelled ones,
+  :func:`mtpkd_jax.data.pipeline.batch_dataset`); epochs and steps count the batches of
+  ``train_indices``.
 
   Args:
     run: the stage's name, directory, mesh, base key and checkpoint schedule, as
@@ -82,6 +87,8 @@ def fit(
       better) and the metrics of ``parts``.
     frozen: the step's frozen input (e.g. a teacher's parameters), never trained nor saved.
     parts: modules selected on their own validation metric.
+    extra_indices: the examples of a second stream in every batch, or ``None``.
+    extra_batch_size: their rows in every batch.
 
   Returns:
     The stage output's variables, as its successors load them.
@@ -103,6 +110,13 @@ def fit(
     epochs,
     min_steps,
   )
+  if extra_indices is not None:
+    logging.info(
+      "Stage %s: each batch followed by %d of %d further examples.",
+      run.name,
+      extra_batch_size,
+      len(extra_indices),
+    )
   dataset = pipeline.batch_dataset(
     table,
     train_indices,
@@ -112,6 +126,8 @@ def fit(
     num_epochs=None,
     num_shards=jax.process_count(),
     shard_index=jax.process_index(),
+    extra_indices=extra_indices,
+    extra_batch_size=extra_batch_size,
   )
   state = create_train_state(model.apply, variables, tx)
   logdir = checkpoint.stage_dir(run.workdir, run.name) / "logs"

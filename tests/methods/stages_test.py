@@ -118,7 +118,13 @@ def test_students_retrained_on_scrambled_privileged_data_are_the_same_students(t
     np.testing.assert_allclose(again, student, rtol=1e-5, atol=1e-6)
 
 
-def _student_setup(tmp_path, task="classification", method="mt_pkdot", **mt_pkdot_params):
+def _student_setup(
+  tmp_path, task="classification", method="mt_pkdot", split=None, **mt_pkdot_params
+):
+  """A student's initial state, per-device step, 3 batches of 16 and frozen joint params.
+
+  ``split`` is the context's (none by default: batches of 16 labelled rows).
+  """
   config = smoke_config(tmp_path)
   config.method_params.mt_pkdot.update(mt_pkdot_params)
   assert config.dropout_rate > 0  # Per-example masks: the same on every device layout.
@@ -134,7 +140,7 @@ def _student_setup(tmp_path, task="classification", method="mt_pkdot", **mt_pkdo
     config=config,
     schema=schema,
     dataset=None,
-    split={},
+    split=split or {},
     workdir=tmp_path,
     seed=0,
     mesh=parallel.make_mesh(1),

@@ -126,14 +126,19 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
     },
   }
   k = 4 if smoke else 30
+  # Every student's: whether its distillation terms also see the training examples a label
+  # budget leaves unlabelled, and a factor on the student stage's learning rates
+  # (mtpkd_jax/methods/params.py, `Student`).
+  student = {"unlabelled": False, "lr_scale": 1.0}
   c.method_params = {
-    "pkd": {"alpha": 0.8, "beta": 0.2},
-    "logit_kd": {"alpha": 0.8, "beta": 0.2, "temperature": 4.0},
-    "spkd": {"alpha": 0.8, "beta": 0.2},
-    "rkd": {"alpha": 0.8, "beta": 0.2},
+    "pkd": {**student, "alpha": 0.8, "beta": 0.2},
+    "logit_kd": {**student, "alpha": 0.8, "beta": 0.2, "temperature": 4.0},
+    "spkd": {**student, "alpha": 0.8, "beta": 0.2},
+    "rkd": {**student, "alpha": 0.8, "beta": 0.2},
     # PKDOT distils the joint teacher alone: it has no routing (METHOD.md).
-    "pkdot": {"alpha": 1.0, "beta": 0.6, "gamma": 0.0, **_structural_ot(k)},
+    "pkdot": {**student, "alpha": 1.0, "beta": 0.6, "gamma": 0.0, **_structural_ot(k)},
     "mt_pkdot": {
+      **student,
       "alpha": 0.8,
       "beta": 0.2,
       "gamma": 0.2,

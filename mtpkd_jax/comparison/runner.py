@@ -226,14 +226,16 @@ def make_context(
   With ``config.label_budget`` (examples per class, or per subject for a regression; 0: all)
   the training split keeps that many labelled examples of each, drawn by the run's seed
   (:func:`mtpkd_jax.data.splits.label_budget`): the same for every method of the run, nested
-  across budgets; validation and test are unchanged.
+  across budgets; validation and test are unchanged. The rest of the training split is the
+  split's ``unlabelled`` examples, which only students with ``unlabelled`` set see (their
+  inputs, never their labels; :class:`mtpkd_jax.methods.params.Student`).
   """
   fold, seed = fold_and_seed(config, run_index)
   split = make_split(config, dataset, fold)
   if config.get("label_budget"):
     train = split["train"]
     kept = splits.label_budget(budget_strata(dataset)[train], config.label_budget, seed)
-    split = {**split, "train": train[kept]}
+    split = {**split, "train": train[kept], "unlabelled": np.delete(train, kept)}
   return context.Context(
     config=config,
     schema=dataset.schema,

@@ -53,6 +53,11 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
   # The no-distillation control the budget table's differences are taken against (when it
   # is one of `methods`; else `baseline`).
   c.control = config_dict.placeholder(str)
+  # Methods tuned on validation: a method of `methods` -> its candidates, variants of the same
+  # base method by name (`{"pkd": ("pkd", "pkd:beta=1.0")}`). Every candidate trains; each
+  # run reports the one with the best validation score as the method's row
+  # (mtpkd_jax/comparison/tuning.py). Empty: every method at its one setting.
+  c.tune = {}
   # The reported metrics: "default" (accuracy and macro-F1, or CCC per target) or "sentiment"
   # (CMU-MOSI's Acc-2, F1, MAE, correlation and Acc-7 of one regressed score in [-3, 3]).
   c.metrics = "default"

@@ -4,7 +4,10 @@ A comparison's `results` dict (JSON-serialisable) holds `dataset`, `task`, `metr
 in display order), optionally `protocol` and `scoring` (how the test metrics were taken),
 `baseline` (the method deltas are taken against) and `runs`: one entry per
 run (one subject-independent fold and one seed) with `run`, `fold`, `seed` and `methods`,
-a mapping `method -> {metric: score}`. A method may be missing from some runs.
+a mapping `method -> {metric: score}`. A method may be missing from some runs. A run of
+methods tuned on validation (:mod:`~mtpkd_jax.comparison.tuning`) also holds `tuning`:
+`method -> {"picked": candidate, "candidates": {candidate: {"validation", "test"}}}`; its
+`methods` hold each tuned method's picked candidate's scores.
 """
 
 import csv
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mtpkd_jax.comparison import tuning
 from mtpkd_jax.train.metrics import mean_and_stderr
 
 CSV_FIELDS = (
@@ -59,8 +63,9 @@ def summarize(results: Mapping[str, Any]) -> list[dict[str, Any]]:
   Returns:
     One row per method, in order of first appearance: `{"method": str, "runs": int,
     "metrics": {metric: {"mean", "stderr", "delta", "delta_stderr": float,
-    "delta_runs", "wins": int}}}`. A standard error over a single run is NaN; so are the mean and
-    delta of a metric with no values.
+    "delta_runs", "wins": int}}}`, and for a tuned method `"picked": {candidate: runs}`
+    (:func:`~mtpkd_jax.comparison.tuning.picked_counts`). A standard error over a single run
+    is NaN; so are the mean and delta of a metric with no values.
 
   Raises:
     ValueError: There are no runs, or the baseline method is in none of them.
@@ -94,8 +99,18 @@ def summarize(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         "delta_runs": len(differences),
         "wins": sum(sign * d > 0 for d in differences),
       }
-    rows.append({"method": name, "runs": len(scored), "metrics": row_metrics})
+    row = {"method": name, "runs": len(scored), "metrics": row_metrics}
+    if picked := tuning.picked_counts(runs, name):
+      row["picked"] = picked
+    rows.append(row)
   return rows
+
+
+def format_picked(picked: Mapping[str, int]) -> str:
+  """`pkd:beta=1.0 (3/5), pkd (2/5)`: the candidates picked, most often first; `-` for none."""
+  total = sum(picked.values())
+  order = sorted((c for c in picked if picked[c]), key=lambda c: -picked[c])  # Stable on ties.
+  return ", ".join(f"{c} ({picked[c]}/{total})" for c in order) or "-"
 
 
 def format_stat(value: float, stderr: float, sign: bool = False) -> str:
@@ -110,7 +125,8 @@ def markdown_table(results: Mapping[str, Any]) -> str:
 
   Columns: the method, each metric's mean ± standard error, each metric's paired
   difference to the baseline (`Δ <metric> vs <baseline>`, with the runs it wins out of the
-  paired runs), and the method's number of runs.
+  paired runs), the method's number of runs and, when methods were tuned on validation,
+  `picked (runs)`: the candidates each tuned method picked and in how many runs.
 
   Args:
     results: A comparison's results dict (see the module docstring).
@@ -131,7 +147,15 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     "runs won out of the paired runs in brackets; n/a where a single run gives no standard "
     "error."
   )
+  tuned = any(run.get("tuning") for run in runs)
+  if tuned:
+    header_line += (
+      " A tuned method's row holds, in each run, the test scores of its candidate with the "
+      "best validation score (`config.tune`; ties: the first candidate); `picked (runs)` says "
+      "which candidates were picked in how many runs."
+    )
   columns = ["method", *metrics, *(f"Δ {metric} vs {baseline}" for metric in metrics), "runs"]
+  columns += ["picked (runs)"] if tuned else []
   lines = [header_line, "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
   for row in summarize(results):
     stats = row["metrics"]
@@ -144,6 +168,7 @@ def markdown_table(results: Mapping[str, Any]) -> str:
         for metric in metrics
       ),
       str(row["runs"]),
+      *([format_picked(row.get("picked", {}))] if tuned else []),
     ]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

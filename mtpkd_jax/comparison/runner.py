@@ -4,8 +4,10 @@ A run is one subject-independent fold with one seed: run ``r`` uses fold
 ``r mod num_folds`` and seed ``config.seed + r``. Within a run, the stages the methods
 share (backbones, joint teacher, alignment) are trained once; each student is trained
 after them; model selection uses the validation subjects inside the training subjects;
-the test subjects are evaluated once per method at the end. Rerunning with the same
-workdir resumes every stage from its checkpoints.
+the test subjects are evaluated once per method at the end. A method tuned on validation
+(``config.tune``, :mod:`~mtpkd_jax.comparison.tuning`) trains each of its candidates and
+reports, run by run, the one its validation score picks. Rerunning with the same workdir
+resumes every stage from its checkpoints.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import numpy as np
 from absl import logging
 
 from mtpkd_jax import ot
-from mtpkd_jax.comparison import environment, plots, report, settings
+from mtpkd_jax.comparison import environment, plots, report, settings, tuning
 from mtpkd_jax.comparison import workdir as workdir_lib
 from mtpkd_jax.data import pipeline, splits
 from mtpkd_jax.data.schema import SPLITS
 from mtpkd_jax.methods import cmkt, context, evaluation, graph, params, registry, students, unimodal
 from mtpkd_jax.ot import similarity
-from mtpkd_jax.train import distributed, parallel
+from mtpkd_jax.train import checkpoint, distributed, parallel
 
 
 def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
@@ -65,6 +67,17 @@ def _train_and_evaluate(ctx: context.Context, methods) -> tuple[dict, dict]:
     z_teacher = students.teacher_targets(ctx, memo, "joint", "evaluation")["teacher_z"][test, 0]
     artifacts = {"z_teacher": z_teacher, "student_z": student_z}
   return results, artifacts
+
+
+def _validation_scores(ctx: context.Context, names) -> dict[str, float]:
+  """``{name: score}``: the validation score each method's stage selected its output on."""
+  scores = {}
+  for name in names:
+    method = registry.get_method(name, ctx.config.visual)
+    stage = context.Stage(graph.TRAINED_BY[method.kind], name).name
+    _, meta = checkpoint.load_stage_output(ctx.workdir, stage)
+    scores[name] = meta["metrics"]["score"]
+  return scores
 
 
 def _test_scorer(config: ml_collections.ConfigDict, dataset: pipeline.Dataset, test: np.ndarray):
@@ -338,6 +351,7 @@ def _run(config, workdir: Path, dataset, contexts, start: float) -> dict:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
     (workdir / "schema.json").write_text(json.dumps(dataset.schema.to_json(), indent=1))
   task = dataset.schema.task
+  tune = tuning.grid(config.methods, config.get("tune") or {})
   results = {
     "dataset": dataset.description,
     "task": task.kind,
@@ -345,6 +359,7 @@ def _run(config, workdir: Path, dataset, contexts, start: float) -> dict:
     "metrics": list(evaluation.metric_names(task, config.metrics)),
     "scoring": evaluation.SCORINGS[config.scoring],
     "baseline": config.baseline,
+    **({"tune": {name: list(c) for name, c in tune.items()}} if tune else {}),
     "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""),
     "environment": environment.environment(),
@@ -363,7 +378,9 @@ def _run(config, workdir: Path, dataset, contexts, start: float) -> dict:
     if main:
       split = {k: v.tolist() for k, v in ctx.split.items()}
       (run_dir / "split.json").write_text(json.dumps(split))
-    methods, artifacts = _train_and_evaluate(ctx, list(config.methods))
+    tested, artifacts = _train_and_evaluate(ctx, tuning.trained(config.methods, tune))
+    validation = _validation_scores(ctx, {c for candidates in tune.values() for c in candidates})
+    methods, tuned = tuning.select(config.methods, tune, tested, validation)
     if r == 0 and main:
       results["plots"] = {
         k: str(v) for k, v in _plot_run(run_dir, artifacts, config, workdir).items()
@@ -374,6 +391,7 @@ def _run(config, workdir: Path, dataset, contexts, start: float) -> dict:
         "fold": fold,
         "seed": seed,
         "methods": methods,
+        **({"tuning": tuned} if tuned else {}),
         "wall_time_s": time.perf_counter() - run_start,
       }
     )

@@ -4,11 +4,12 @@ A typo must never cost a trained stage: provenance moves a stage whose record ch
 (:mod:`mtpkd_jax.train.provenance`), so a setting that fails only once its stage starts would
 have moved that stage, and every stage after it, for nothing. :func:`check_config` checks
 what the config alone decides (runs, folds, dtypes, widths, every stage's schedule, the
-encoders' names and keyword arguments); :func:`check_runs` what needs the dataset and the
-splits (batches that fit the training examples and the devices, encoders that take the
-modality's inputs). :func:`mtpkd_jax.comparison.runner.run` calls both before it writes
-anything. Every error is a ``ValueError`` naming the config field (as ``--config.<field>``
-spells it), what was expected and what was given.
+encoders' names and keyword arguments, the methods and the candidates they are tuned
+over); :func:`check_runs` what needs the dataset and the splits (batches that fit the
+training examples and the devices, encoders that take the modality's inputs).
+:func:`mtpkd_jax.comparison.runner.run` calls both before it writes anything. Every error is
+a ``ValueError`` naming the config field (as ``--config.<field>`` spells it), what was
+expected and what was given.
 """
 
 from __future__ import annotations
@@ -59,6 +60,58 @@ def _check_encoder(field: str, spec, config: ml_collections.ConfigDict) -> None:
     ) from None
 
 
+def check_tune(config: ml_collections.ConfigDict) -> None:
+  """Checks ``config.tune``: each tuned method's candidates (:mod:`~mtpkd_jax.comparison.tuning`).
+
+  An entry for a known method that ``config.methods`` leaves out is not used, and its
+  candidates not checked, like that method's ``config.method_params`` entry.
+
+  Raises:
+    ValueError: naming ``config.tune.<method>``: a ``config.tune`` that is not a dict, an
+      unknown method, a method that is not a student or CMKT method (visual-only, a
+      unimodal model, the joint teacher), candidates that are not a non-empty tuple of
+      distinct names, a candidate of another base method, or a candidate with bad
+      parameters.
+  """
+  tune = config.get("tune")
+  if tune is None:
+    return
+  if not isinstance(tune, ml_collections.ConfigDict):
+    _fail("tune", "a dict from a method of `config.methods` to its candidates", tune)
+  for name in tune:
+    try:
+      registry.get_method(name, config.visual)
+    except ValueError as error:
+      raise ValueError(f"`config.tune.{name}`: {error}") from None
+  for name in (name for name in config.methods if name in tune):
+    field, candidates = f"tune.{name}", tune[name]
+    method = registry.get_method(name, config.visual)
+    if method.kind not in registry.DISTILLED:
+      raise ValueError(
+        f"`config.{field}`: {name!r} is a {method.kind} model; only students and CMKT methods "
+        "are tuned on validation. Match visual-only with the control instead "
+        "(`--config.stages.student.network=visual`), and leave it out of `config.tune`."
+      )
+    base = registry.parse_variant(name)[0]
+    if (
+      not isinstance(candidates, tuple | list)
+      or not candidates
+      or not all(isinstance(c, str) for c in candidates)
+      or len(set(candidates)) != len(candidates)
+    ):
+      _fail(field, f"a non-empty tuple of distinct variant names of {base!r}", candidates)
+    for candidate in candidates:
+      if registry.parse_variant(candidate)[0] != base:
+        raise ValueError(
+          f"`config.{field}`: candidate {candidate!r} is not a variant of {base!r} "
+          f"(`{base}` or `{base}:<key>=<value>,...`)."
+        )
+      try:
+        registry.method_params(config, candidate)
+      except ValueError as error:
+        raise ValueError(f"`config.{field}`: candidate {candidate!r}: {error}") from None
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Checks every setting the config alone decides; see the module docstring.
 
@@ -71,7 +124,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       a ``compute_dtype`` other than float32 or bfloat16, a dropout rate outside [0, 1), a
       stage's ``epochs`` or ``batch_size`` below 1 or a learning rate <= 0, an unknown
       encoder or one that does not take its ``kwargs``, a bad method (see
-      :func:`mtpkd_jax.methods.registry.check_methods`).
+      :func:`mtpkd_jax.methods.registry.check_methods`), bad candidates of a tuned method
+      (:func:`check_tune`).
   """
   fields = [f.name for f in dataclasses.fields(_RunFields)]
   typed.from_section(_RunFields, {f: config[f] for f in fields}, _fail)
@@ -85,6 +139,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for kind in config.get("encoders_by_kind") or {}:
     _check_encoder(f"encoders_by_kind.{kind}", config.encoders_by_kind[kind], config)
   registry.check_methods(config)
+  check_tune(config)
 
 
 def check_runs(contexts: Sequence[context.Context]) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import synthetic_mtpkdot
+from mtpkd_jax.comparison import runner
 from tests.cpu_env import cpu_env
 
 pytestmark = pytest.mark.slow  # Runs the main job's app end to end, killed and resumed.
@@ -207,3 +208,41 @@ def test_one_and_four_devices_train_every_stage_identically_with_dropout_on(tmp_
   logs = {d: _train_logs(tmp_path / str(d)) for d in runs}
   assert len(logs[1]) == 5  # Two backbones, joint, alignment, the student.
   _assert_close(logs[1], logs[4], "logs")
+
+
+def test_the_smoke_config_reports_each_tuned_methods_candidate_best_on_validation(tmp_path):
+  """Every candidate of the smoke grids trains; a tuned row is the picked one's test score."""
+  config = synthetic_mtpkdot.get_config("pain_binary,smoke")
+  methods = ("visual_only", *config.tune)
+  workdir, data_dir = tmp_path / "run", tmp_path / "tfds"
+  run = subprocess.run(
+    _command(workdir, data_dir, f"--config.methods={methods!r}"),
+    cwd=ROOT,
+    env=cpu_env(),
+    check=True,
+    capture_output=True,
+    text=True,
+  )
+  results = json.loads((workdir / "results.json").read_text())
+  tuned, rows = results["runs"][0]["tuning"], results["runs"][0]["methods"]
+  assert list(tuned) == list(config.tune)
+  config.data_dir = str(data_dir)
+  outputs = _test_outputs(workdir)
+  y = runner.open_dataset(config).y[outputs["indices"]]
+  for method, candidates in config.tune.items():
+    record = tuned[method]
+    assert tuple(record["candidates"]) == candidates
+    # The best validation score each candidate's stage logged, read from its own log.
+    best = {
+      c: max(v for (_, name), v in _logged(workdir, f"student_{c}").items() if name == "val/score")
+      for c in candidates
+    }
+    assert {c: record["candidates"][c]["validation"] for c in candidates} == pytest.approx(best)
+    picked = next(c for c in candidates if best[c] == max(best.values()))
+    assert record["picked"] == picked
+    # The row is the picked candidate's test accuracy, from its saved test outputs.
+    accuracy = float(np.mean(outputs[picked].argmax(-1) == y))
+    assert rows[method]["accuracy"] == pytest.approx(accuracy)
+    assert rows[method] == record["candidates"][picked]["test"]
+  assert "picked (runs)" in run.stdout
+  assert f"| {methods[1]} |" in (workdir / "results.md").read_text()

@@ -49,7 +49,7 @@ def write(
     directory: the dataset's version folder, e.g. ``<data_dir>/<name>/<config>/1.0.0``.
     name: the dataset's name, in the shard file names.
     features: the examples' features.
-    examples: the examples, in order.
+    examples: the examples, in order: dicts, or records (bytes) they serialize to.
     split: the split's name.
     shard_examples: examples per shard.
     description: the dataset's description, in its metadata.
@@ -69,7 +69,7 @@ def write(
         path = incomplete / f"{name}-{split}.array_record-{len(shard_lengths):05d}"
         writer = array_record_module.ArrayRecordWriter(str(path), WRITER_OPTIONS)
         shard_lengths.append(0)
-      record = features.serialize_example(example)
+      record = example if isinstance(example, bytes) else features.serialize_example(example)
       writer.write(record)
       shard_lengths[-1] += 1
       num_bytes += len(record)

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
+from tensorflow_datasets.core import example_serializer
 
 from mtpkd_jax.data import features as features_lib
 from mtpkd_jax.data import records
@@ -285,7 +286,7 @@ class ManualBuilder(records.Written):
         self.data_dir,
         self.name,
         tfds.features.FeaturesDict(feature_dict),
-        self._examples(plan, report, progress, num_workers),
+        self._records(plan, feature_dict, report, progress, num_workers),
         description=f"{self.full_name} from {self.manual_dir}",
         files={_SCHEMA: json.dumps(plan.schema.to_json())},
       )
@@ -294,25 +295,64 @@ class ManualBuilder(records.Written):
       report.write(self.report_path)
     return report
 
-  def _examples(
-    self, plan: Plan, report: BuildReport, progress: bool, num_workers: int
-  ) -> Iterator[dict]:
+  def _records(
+    self,
+    plan: Plan,
+    feature_dict: dict[str, tfds.features.FeatureConnector],
+    report: BuildReport,
+    progress: bool,
+    num_workers: int,
+  ) -> Iterator[bytes]:
+    """The serialized examples, in order: each serialized where it is loaded (a worker).
+
+    A unit does not know how many examples came before it, so its loader serializes every
+    feature but ``index``, and the index is appended here as a message of its own: parsing
+    concatenated protocol buffers merges them (the protobuf encoding's rule), so the record
+    reads as the example with its index. Only this cheap part is left to the build's
+    process, which shares the cores with the workers.
+    """
     bar = tqdm.tqdm(total=len(plan.units), desc=self.full_name, unit="unit", disable=not progress)
     make_units = functools.partial(
       _units, type(self), self.builder_config, self._root, self._manual_dir
     )
+    index = Serializer({"index": feature_dict["index"]})
     results = workers.unit_results(
-      make_units, plan.units, self.full_name, num_workers, preload=[type(self).__module__]
+      make_units,
+      plan.units,
+      self.full_name,
+      num_workers,
+      preload=[type(self).__module__],
+      encode=Serializer({k: v for k, v in feature_dict.items() if k != "index"}),
     )
     for kind, value in results:
       if kind == "example":
-        yield value | {"index": np.int64(report.examples)}
+        yield value + index({"index": np.int64(report.examples)})
         report.examples += 1
       else:
         report.add(value)
         bar.update()
     bar.close()
     report.check()
+
+
+class Serializer:
+  """``FeaturesDict(features).serialize_example`` with the same bytes in every process.
+
+  A protocol buffer's map (an example's features) is written in an order that may differ
+  from one process to the next; here its keys are sorted. Picklable, for the workers.
+
+  Args:
+    features: the features serialized, ``{name: feature}``.
+  """
+
+  def __init__(self, features: Mapping[str, tfds.features.FeatureConnector]):
+    self._features = tfds.features.FeaturesDict(dict(features))
+    self._serializer = example_serializer.ExampleSerializer(self._features.get_serialized_info())
+
+  def __call__(self, example: Mapping[str, Any]) -> bytes:
+    """The serialized ``tf.train.Example`` of ``example`` (its features' values)."""
+    proto = self._serializer.get_tf_example(self._features.encode_example(example))
+    return proto.SerializeToString(deterministic=True)
 
 
 def _units(cls: type[ManualBuilder], config, root: Path, manual_dir: Path | None) -> list:

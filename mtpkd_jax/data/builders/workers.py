@@ -3,7 +3,8 @@
 A build's units (a video with its signals, a recording, a trial) are independent, so
 :func:`unit_results` loads them in ``num_workers`` processes, unit ``i`` in worker
 ``i % num_workers``, each worker loading its units in order. Each worker hands its results
-over through a pipe, at most ``queue_size`` ahead of the build, and the build reads unit
+over through a pipe (serialized there, with ``encode``: the build's process only writes
+the records), at most ``queue_size`` ahead of the build, and the build reads unit
 ``0``'s, then unit ``1``'s, ...: the examples and the report arrive as one process would
 produce them, whatever the number of workers, and memory holds at most ``queue_size + 1``
 examples per worker, however many units or examples there are (a worker ahead of the build
@@ -21,6 +22,7 @@ units need not be picklable, only their examples.
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import pickle
@@ -33,6 +35,9 @@ from mtpkd_jax.data.builders.report import BadFile, BuildReport
 Unit = tuple[str, Callable[[BuildReport], Iterable[dict[str, Any]]]]
 # How often the build, waiting for a worker, checks that the worker is still alive.
 _POLL_S = 1.0
+# A pipe holding a whole record (a BioVid example is 0.4 MB): written and read in one call
+# each, not 64 KiB at a time with a switch between the processes after each.
+_PIPE_BYTES = 1 << 20
 
 
 def default_count() -> int:
@@ -53,12 +58,15 @@ def check_count(num_workers: int | None) -> int:
   return num_workers
 
 
-def load_unit(name: str, load, dataset: str) -> Iterator[tuple[str, Any]]:
+def load_unit(
+  name: str, load, dataset: str, encode: Callable[[dict[str, Any]], Any] | None = None
+) -> Iterator[tuple[str, Any]]:
   """One unit's results: ``("example", example)`` for each, then ``("done", report)``.
 
   ``report`` is the unit's own :class:`BuildReport`: what ``load`` dropped, excluded or
   repaired, and the unit itself under ``skipped`` when ``load`` raised ``BadFile`` before
   its first example (a ``BadFile`` after it fails the build, as any other exception).
+  ``encode``, where given, turns each example into what is handed over (its record).
   """
   report = BuildReport(dataset, 0.0)
   try:
@@ -70,7 +78,7 @@ def load_unit(name: str, load, dataset: str) -> Iterator[tuple[str, Any]]:
     return
   # One example referenced at a time (none kept for the unit), so memory stays flat.
   while example is not None:
-    yield "example", example
+    yield "example", example if encode is None else encode(example)
     example = next(examples, None)
   yield "done", report
 
@@ -82,6 +90,7 @@ def unit_results(
   num_workers: int,
   queue_size: int = 4,
   preload: Sequence[str] = (),
+  encode: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Iterator[tuple[str, Any]]:
   """The results of :func:`load_unit` for every unit, in unit order.
 
@@ -94,6 +103,8 @@ def unit_results(
     queue_size: results a worker may hand over ahead of the build.
     preload: modules the forkserver imports when it starts (the first build of a process
       that uses workers), so that its workers start with them imported.
+    encode: a picklable callable turning an example into what the build receives (its
+      serialized record: a worker's work, not the build's), or ``None`` for the examples.
 
   Returns:
     An iterator of ``("example", example)`` and ``("done", unit report)`` pairs.
@@ -105,7 +116,7 @@ def unit_results(
   num_workers = min(num_workers, len(units))
   if num_workers <= 1:
     for name, load in units:
-      yield from load_unit(name, load, dataset)
+      yield from load_unit(name, load, dataset, encode)
     return
   context = multiprocessing.get_context("forkserver")
   context.set_forkserver_preload(list(preload))
@@ -114,13 +125,15 @@ def unit_results(
   # worker takes one of its `queue_size` slots before it sends, the build frees it after
   # reading.
   pipes = [context.Pipe(duplex=False) for _ in range(num_workers)]
+  for receiver, _ in pipes:
+    _widen(receiver)
   slots = [context.Semaphore(queue_size) for _ in range(num_workers)]
   cores = sorted(os.sched_getaffinity(0))
   workers = [
     context.Process(
       target=_work,
       args=(make_units, len(units), range(w, len(units), num_workers), dataset, pipes[w][1]),
-      kwargs={"slots": slots[w], "core": cores[w % len(cores)]},
+      kwargs={"slots": slots[w], "core": cores[w % len(cores)], "encode": encode},
       daemon=True,
     )
     for w in range(num_workers)
@@ -144,6 +157,14 @@ def unit_results(
       receiver.close()
 
 
+def _widen(connection) -> None:
+  """Lets the pipe of ``connection`` hold a whole example (Linux: up to ``pipe-max-size``)."""
+  try:
+    fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+  except (AttributeError, OSError):  # Not Linux, or a lower limit: the default size works.
+    pass
+
+
 def _next(receiver, slots, worker, name: str) -> tuple[str, Any]:
   """The worker's next result for the unit ``name``; raises what the worker raised."""
   while not receiver.poll(_POLL_S):
@@ -164,7 +185,9 @@ def _next(receiver, slots, worker, name: str) -> tuple[str, Any]:
   return kind, value
 
 
-def _work(make_units, count: int, numbers: range, dataset: str, sender, *, slots, core) -> None:
+def _work(
+  make_units, count: int, numbers: range, dataset: str, sender, *, slots, core, encode
+) -> None:
   """A worker: the results of units ``numbers`` sent to the build, or the error that stopped it.
 
   It runs on one ``core``: a decode that moved between cores ran up to 1.5x the CPU time of
@@ -176,7 +199,7 @@ def _work(make_units, count: int, numbers: range, dataset: str, sender, *, slots
     if len(units) != count:
       raise RuntimeError(f"A worker's scan found {len(units)} units, the build's {count}.")
     for number in numbers:
-      for result in load_unit(*units[number], dataset):
+      for result in load_unit(*units[number], dataset, encode):
         slots.acquire()
         sender.send(result)
   except BaseException as error:  # Handed to the build, which raises it.

@@ -1,4 +1,4 @@
-"""The builders' shared machinery: config names from options, and the missing-files error."""
+"""The builders' shared machinery: config names from options, the missing-files error, records."""
 
 import shlex
 import shutil
@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from ml_collections import config_dict
+from tensorflow_datasets.proto import tf_example_generated_pb2 as example_pb2
 
 from mtpkd_jax.data import pipeline
-from mtpkd_jax.data.builders import biovid, files
+from mtpkd_jax.data.builders import base, biovid, files
 from mtpkd_jax.data.builders.dummy import biovid as dummy
 from tests.cpu_env import cpu_env
 
@@ -80,3 +83,39 @@ def test_an_archive_of_a_missing_folder_is_named(tmp_path):
   assert f"found the archive {part / 'biosignals_filtered.zip'}: unpack it first" in str(error)
   # Only an archive of a missing name is named.
   assert "unpack it first" not in str(builder.missing(expected, part, names=["video"]))
+
+
+FEATURES = {
+  "video": base.tensor((2, 3, 3), np.uint8),
+  "y": base.tensor((), np.int64),
+  "subject_name": tfds.features.Text(),
+  "z": base.tensor((4,), np.float32),
+  "index": base.tensor((), np.int64),
+}
+
+
+def test_a_record_and_its_index_appended_read_as_tfds_serialized_them():
+  # A worker serializes all but the index, the build appends the index: TFDS's own parser
+  # reads the example its own serializer writes, keys in any order.
+  rng = np.random.default_rng(0)
+  example = {
+    "video": rng.integers(0, 255, (2, 3, 3), np.uint8),
+    "y": np.int64(3),
+    "subject_name": "s01",
+    "z": rng.normal(size=4).astype(np.float32),
+    "index": np.int64(7),
+  }
+  full = tfds.features.FeaturesDict(FEATURES)
+  loaded = base.Serializer({k: v for k, v in FEATURES.items() if k != "index"})
+  without_index = {k: v for k, v in example.items() if k != "index"}
+  index = base.Serializer({"index": FEATURES["index"]})({"index": example["index"]})
+  record = loaded(without_index) + index
+  parse = example_pb2.Example.FromString
+  assert parse(record) == parse(full.serialize_example(example))
+  read = full.deserialize_example_np(record)
+  for key, value in example.items():
+    np.testing.assert_array_equal(read[key], value.encode() if key == "subject_name" else value)
+  # The keys written sorted: the same bytes whatever their order (or a process's hash order,
+  # which workers_test's builds on 1 and 2 workers check).
+  backwards = {k: FEATURES[k] for k in reversed(FEATURES)}
+  assert base.Serializer(backwards)(example) == base.Serializer(FEATURES)(example)

@@ -91,6 +91,19 @@ def test_a_worker_killed_while_handing_over_an_example_stops_the_build():
   assert outcome and "worker loading 'u1' died (exit code -9" in outcome[0]
 
 
+def test_examples_are_encoded_in_the_worker_that_loads_them():
+  units = [(f"u{i}", _Loader(i)) for i in (0, 1, 3, 4)]
+  results = workers.unit_results(_Units(units), units, "test", num_workers=2, encode=_encode)
+  encoded = [value for kind, value in results if kind == "example"]
+  assert [number for _, number in encoded] == [0, 1, 3, 4]
+  assert os.getpid() not in {pid for pid, _ in encoded}
+  assert len({pid for pid, _ in encoded}) == 2
+
+
+def _encode(example):
+  return os.getpid(), example["n"]
+
+
 class _Killed:
   """A unit's loader (picklable): a 4 MB example; unit 1's process is killed while sending it."""
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 from array_record.python import array_record_module
-from tensorflow_datasets.proto import tf_example_generated_pb2 as tf_example_pb2
+
+from mtpkd_jax.data import example_wire
 
 _TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 # One record a group (random access reads one), snappy-compressed: BioVid clips read in 0.53
@@ -142,9 +143,10 @@ class Source:
 
   TFDS's data source decodes every feature of every record it reads, copying each array
   twice; training reads a few columns (a clip and its label, not the signals) of each
-  batch. Here a record is parsed (``tf.train.Example``, TFDS's own proto, no TensorFlow)
-  and a feature decoded when asked for: a fixed-shape array stored as bytes is a view of
-  them (``np.frombuffer``), the values TFDS's decoder gives (tests compare the two).
+  batch. Here a record's features are found in its bytes (``tf.train.Example``'s
+  encoding, :mod:`~mtpkd_jax.data.example_wire`, no TensorFlow) and a feature decoded when
+  asked for: a fixed-shape array stored as bytes is a view of the record
+  (``np.frombuffer``), the values TFDS's decoder gives (tests compare the two).
   :meth:`of` gives one for datasets whose features are all such tensors or text, ``None``
   otherwise (read them with TFDS's data source).
 
@@ -192,7 +194,7 @@ class Source:
       start = self._ends[shard - 1] if shard else 0
       raw = self._reader(shard).read((positions[mine] - start).tolist())
       for i, data in zip(mine, raw, strict=True):
-        records[i] = _Record(tf_example_pb2.Example.FromString(data), self._features)
+        records[i] = _Record(data, self._features)
     return records
 
 
@@ -213,19 +215,25 @@ def _plain(feature: tfds.features.FeatureConnector) -> bool:
 
 
 class _Record(Mapping):
-  """A parsed record; ``record[key]`` decodes that feature as TFDS's NumPy decoder does."""
+  """A record; ``record[key]`` decodes that feature as TFDS's NumPy decoder does.
 
-  def __init__(self, example, features: Mapping[str, tfds.features.FeatureConnector]):
-    self._values, self._features = example.features.feature, features
+  The record is not parsed into a message (:mod:`~mtpkd_jax.data.example_wire`): an array
+  stored as bytes is a view of the record's own bytes.
+  """
+
+  def __init__(self, data: bytes, features: Mapping[str, tfds.features.FeatureConnector]):
+    self._data, self._values, self._features = data, example_wire.features(data), features
 
   def __getitem__(self, key: str) -> Any:
     feature, value = self._features[key], self._values[key]
     if isinstance(feature, tfds.features.Text):
-      return value.bytes_list.value[0]
+      start, stop = value.values[0]
+      return self._data[start:stop]
     if feature._encoding == tfds.features.Encoding.BYTES:  # noqa: SLF001
-      return np.frombuffer(value.bytes_list.value[0], feature.np_dtype).reshape(feature.shape)
-    values = getattr(value, value.WhichOneof("kind")).value
-    array = np.array(values, feature.np_dtype)
+      start, stop = value.values[0]
+      count = (stop - start) // feature.np_dtype.itemsize
+      return np.frombuffer(self._data, feature.np_dtype, count, start).reshape(feature.shape)
+    array = np.array(value.values, feature.np_dtype)
     return array.reshape(feature.shape) if feature.shape else array.item()
 
   def __iter__(self) -> Iterator[str]:

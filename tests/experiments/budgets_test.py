@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from mtpkd_jax.comparison import budgets
+from mtpkd_jax.data import pipeline
 from tests.experiments.features_test import _config
 from tests.features_files import write_features
 
 pytestmark = [pytest.mark.fast_compile, pytest.mark.slow]
+
+# PKD whose distillation term also sees the training examples the budget leaves unlabelled.
+UNLABELLED = "pkd:unlabelled=true"
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +23,27 @@ def sweep(tmp_path_factory):
   config = _config(
     root / "f.npz",
     root / "tfds",
-    methods=("visual_only", "pkd:beta=0", "pkd"),
+    methods=("visual_only", "pkd:beta=0", "pkd", UNLABELLED),
     baseline="visual_only",
     control="pkd:beta=0",
     num_runs=1,
   )
   config.label_budgets = (0, 3)  # Trained smallest first.
-  return budgets.run(config, root / "work"), root / "work"
+  joined = []  # Each training stage's rows a batch: (labelled, unlabelled, of how many).
+
+  def recording(table, indices, **kw):
+    if kw["seed"] is not None:  # Training batches (evaluation keeps its order).
+      extra = kw.get("extra_indices")
+      joined.append(
+        (kw["batch_size"], kw.get("extra_batch_size", 0), 0 if extra is None else len(extra))
+      )
+    return batch_dataset(table, indices, **kw)
+
+  batch_dataset = pipeline.batch_dataset
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(pipeline, "batch_dataset", recording)
+    result = budgets.run(config, root / "work")
+  return result, root / "work", joined
 
 
 def _splits(workdir, budget, run):
@@ -34,7 +52,7 @@ def _splits(workdir, budget, run):
 
 
 def test_each_budget_keeps_its_labels_per_class_nested_and_the_evaluation_splits(sweep):
-  result, workdir = sweep
+  result, workdir, _ = sweep
   y = np.load(workdir.parent / "f.npz")["y"]
   assert [entry["budget"] for entry in result["budgets"]] == [3, "all"]
   small, full = _splits(workdir, 3, 0), _splits(workdir, 0, 0)
@@ -45,7 +63,7 @@ def test_each_budget_keeps_its_labels_per_class_nested_and_the_evaluation_splits
 
 
 def test_the_table_gives_every_budgets_scores_and_differences_to_the_control(sweep):
-  result, workdir = sweep
+  result, workdir, _ = sweep
   assert result["reference"] == "pkd:beta=0"
   table = (workdir / "budgets.md").read_text()
   assert "| method | 3 per class | all per class |" in table
@@ -56,3 +74,16 @@ def test_the_table_gives_every_budgets_scores_and_differences_to_the_control(swe
   assert f"Δ {stats['delta']:+.3f}" in table
   assert json.loads((workdir / "budgets.json").read_text())["metric"] == result["metric"]
   assert (workdir / "budget_differences.png").stat().st_size > 0
+
+
+def test_only_the_students_that_ask_see_the_examples_a_budget_leaves_unlabelled(sweep):
+  _, workdir, joined = sweep
+  split = _splits(workdir, 3, 0)
+  assert sorted(split["train"] + split["unlabelled"]) == sorted(_splits(workdir, 0, 0)["train"])
+  # Budget 3 (6 labelled, the rest unlabelled), then every label: 6 stages each (two
+  # unimodal, the joint teacher, three students), of which only budget 3's last student, PKD
+  # with `unlabelled`, sees unlabelled rows: 8 a batch (the smoke student's batch size).
+  assert len(joined) == 12
+  small, full = joined[:6], joined[6:]
+  assert small[-1] == (6, 8, len(split["unlabelled"]))
+  assert all(extra == 0 for _, extra, _ in small[:-1] + full)

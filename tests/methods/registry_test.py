@@ -149,6 +149,8 @@ def test_pkdot_has_only_the_parameters_it_uses(arg):
     "k",
     "backend",
     "schedule",
+    "unlabelled",
+    "lr_scale",
   }
 
 
@@ -179,6 +181,8 @@ def test_unknown_routing_raises():
 def _ot_cfg(**kw):
   return params_lib.MTPKDOT(
     **{
+      "unlabelled": False,
+      "lr_scale": 1.0,
       "alpha": 0.8,
       "beta": 0.2,
       "gamma": 0.2,
@@ -248,7 +252,7 @@ def test_point_to_point_baselines_distill_the_joint_teacher(name, reference):
     "teacher_out": jnp.stack([out_s, out_t], axis=1),
     "y": jnp.zeros(6, int),
   }
-  cfg = params_lib.LogitKD(alpha=0.8, beta=0.2, temperature=4.0)
+  cfg = params_lib.LogitKD(unlabelled=False, lr_scale=1.0, alpha=0.8, beta=0.2, temperature=4.0)
   loss, metrics = _loss(name, cfg, 0.3, z_s, out_s, batch)
   want = reference(z_s, z_t, out_s, out_t)
   np.testing.assert_allclose(metrics["kd"], want, rtol=1e-5)

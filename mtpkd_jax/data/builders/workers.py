@@ -1,11 +1,12 @@
 """Loading a build's units in worker processes, their examples delivered in unit order.
 
 A build's units (a video with its signals, a recording, a trial) are independent, so
-:func:`unit_results` loads them in ``num_workers`` processes, unit ``i`` in worker
-``i % num_workers``, each worker loading its units in order. Each worker hands its results
-over through a pipe (serialized there, with ``encode``: the build's process only writes
-the records), at most ``queue_size`` ahead of the build, and the build reads unit
-``0``'s, then unit ``1``'s, ...: the examples and the report arrive as one process would
+:func:`unit_results` loads them in ``num_workers`` processes, each worker taking the next
+unit none has taken when it is done with one (a worker slowed down by another process on
+its core takes fewer). Each worker hands its results over through a pipe (serialized
+there, with ``encode``: the build's process only writes the records), at most
+``queue_size`` ahead of the build, and the build reads unit ``0``'s, then unit ``1``'s,
+...: the examples and the report arrive as one process would
 produce them, whatever the number of workers, and memory holds at most ``queue_size + 1``
 examples per worker, however many units or examples there are (a worker ahead of the build
 waits). A worker that dies, even in the middle of handing over an example, stops the build
@@ -26,6 +27,7 @@ import fcntl
 import multiprocessing
 import os
 import pickle
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -38,6 +40,8 @@ _POLL_S = 1.0
 # A pipe holding a whole record (a BioVid example is 0.4 MB): written and read in one call
 # each, not 64 KiB at a time with a switch between the processes after each.
 _PIPE_BYTES = 1 << 20
+# How often the build, waiting for a worker to take the next unit, looks again.
+_TAKE_POLL_S = 0.001
 
 
 def default_count() -> int:
@@ -128,12 +132,22 @@ def unit_results(
   for receiver, _ in pipes:
     _widen(receiver)
   slots = [context.Semaphore(queue_size) for _ in range(num_workers)]
+  # The next unit no worker has taken, and the worker that took each (-1: none yet).
+  taken = context.Value("q", 0)
+  owners = context.Array("i", [-1] * len(units), lock=False)
   cores = sorted(os.sched_getaffinity(0))
   workers = [
     context.Process(
       target=_work,
-      args=(make_units, len(units), range(w, len(units), num_workers), dataset, pipes[w][1]),
-      kwargs={"slots": slots[w], "core": cores[w % len(cores)], "encode": encode},
+      args=(make_units, len(units), dataset, pipes[w][1]),
+      kwargs={
+        "number": w,
+        "taken": taken,
+        "owners": owners,
+        "slots": slots[w],
+        "core": cores[w % len(cores)],
+        "encode": encode,
+      },
       daemon=True,
     )
     for w in range(num_workers)
@@ -143,11 +157,19 @@ def unit_results(
       worker.start()
       sender.close()
     for number, (name, _) in enumerate(units):
-      w = number % num_workers
+      w = _owner(owners, number, workers, pipes, slots, name)
       kind = None
       while kind != "done":
         kind, value = _next(pipes[w][0], slots[w], workers[w], name)
         yield kind, value
+    # Anything left is the error of a worker that took no unit (its scan failed).
+    for worker, (receiver, _) in zip(workers, pipes, strict=True):
+      worker.join()
+      if receiver.poll(0):
+        try:
+          _raise_error(*receiver.recv())
+        except EOFError:  # The pipe's end: nothing was left.
+          pass
   finally:
     for worker in workers:
       if worker.is_alive():
@@ -155,6 +177,19 @@ def unit_results(
       worker.join()
     for receiver, _ in pipes:
       receiver.close()
+
+
+def _owner(owners, number: int, workers, pipes, slots, name: str) -> int:
+  """The worker that took unit ``number``, once one has; raises what stopped them all."""
+  while (w := owners[number]) < 0:
+    if not any(worker.is_alive() for worker in workers):
+      # None took it: what the workers left in their pipes is what stopped them.
+      for worker, (receiver, _), slot in zip(workers, pipes, slots, strict=True):
+        if receiver.poll(0):
+          _next(receiver, slot, worker, name)
+      raise RuntimeError(f"The build's workers all ended before one took {name!r}.")
+    time.sleep(_TAKE_POLL_S)
+  return w
 
 
 def _widen(connection) -> None:
@@ -179,27 +214,51 @@ def _next(receiver, slots, worker, name: str) -> tuple[str, Any]:
       "killed by that signal, -9 often for memory) without a result."
     ) from None
   slots.release()
-  if kind == "error":
-    error, text = value
-    raise error from RuntimeError(f"In the build's worker:\n{text}")
+  _raise_error(kind, value)
   return kind, value
 
 
-def _work(
-  make_units, count: int, numbers: range, dataset: str, sender, *, slots, core, encode
-) -> None:
-  """A worker: the results of units ``numbers`` sent to the build, or the error that stopped it.
+def _raise_error(kind: str, value: Any) -> None:
+  """Raises the error a worker sent (``kind`` ``"error"``)."""
+  if kind == "error":
+    error, text = value
+    raise error from RuntimeError(f"In the build's worker:\n{text}")
 
-  It runs on one ``core``: a decode that moved between cores ran up to 1.5x the CPU time of
-  one that stayed, on the 2-core VM of ``docs/data_performance.md``.
+
+def _work(
+  make_units,
+  count: int,
+  dataset: str,
+  sender,
+  *,
+  number: int,
+  taken,
+  owners,
+  slots,
+  core: int,
+  encode,
+) -> None:
+  """Worker ``number``: the results of the units it takes, or the error that stopped it.
+
+  It takes the next unit no worker has taken (``taken``), says so in ``owners`` and sends
+  the unit's results, until none is left: a worker slowed down (by another process on its
+  core) takes fewer units, instead of holding back the build, which reads the units in
+  order. It runs on one ``core``: a decode that moved between cores ran up to 1.5x the CPU
+  time of one that stayed, on the 2-core VM of ``docs/data_performance.md``.
   """
   try:
     os.sched_setaffinity(0, {core})
     units = make_units()
     if len(units) != count:
       raise RuntimeError(f"A worker's scan found {len(units)} units, the build's {count}.")
-    for number in numbers:
-      for result in load_unit(*units[number], dataset, encode):
+    while True:
+      with taken.get_lock():
+        unit = taken.value
+        if unit == count:
+          return
+        taken.value = unit + 1
+        owners[unit] = number
+      for result in load_unit(*units[unit], dataset, encode):
         slots.acquire()
         sender.send(result)
   except BaseException as error:  # Handed to the build, which raises it.

@@ -97,11 +97,36 @@ def test_examples_are_encoded_in_the_worker_that_loads_them():
   encoded = [value for kind, value in results if kind == "example"]
   assert [number for _, number in encoded] == [0, 1, 3, 4]
   assert os.getpid() not in {pid for pid, _ in encoded}
-  assert len({pid for pid, _ in encoded}) == 2
+
+
+def test_a_slow_unit_holds_back_only_its_worker(tmp_path):
+  # Unit 0 ends only once unit 2 has been loaded: by the other worker, which takes the
+  # next units while the first is busy (dealt round robin, unit 2 would wait for unit 0).
+  units = [(f"u{i}", _Waits(i, tmp_path / "unit_2_loaded")) for i in range(6)]
+  results = workers.unit_results(_Units(units), units, "test", num_workers=2)
+  assert [value["n"] for kind, value in results if kind == "example"] == list(range(6))
 
 
 def _encode(example):
   return os.getpid(), example["n"]
+
+
+class _Waits:
+  """A unit's loader (picklable): unit 0 waits for unit 2's to have run."""
+
+  def __init__(self, number, signal_path):
+    self.number, self.signal_path = number, signal_path
+
+  def __call__(self, build_report):
+    del build_report
+    if self.number == 2:
+      self.signal_path.touch()
+    deadline = time.monotonic() + 30
+    while self.number == 0 and not self.signal_path.exists():
+      if time.monotonic() > deadline:
+        raise TimeoutError("unit 2 was not loaded while unit 0 was")
+      time.sleep(0.01)
+    return [{"n": self.number}]
 
 
 class _Killed:

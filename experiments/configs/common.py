@@ -119,6 +119,8 @@ def base(smoke: bool, val_subjects: float | None = None) -> ml_collections.Confi
       # Train the visual backbone with each student, from the teachers' visual backbone.
       "finetune_visual": False,
       "backbone_learning_rate": 1e-4,
+      # Log each weighted loss term's gradient norm every step (a backward pass a term).
+      "term_grad_norms": False,
     },
     # CMKT's stage 2 (its stage 1 is the strong modality's `unimodal` stage).
     "cmkt": {

@@ -293,6 +293,7 @@ class Context:
     tx: optax.GradientTransformation | None = None,
     parts: Mapping[str, loop.PartSelection] | None = None,
     unlabelled: bool = False,
+    term_weights: Mapping[str, float] | None = None,
   ) -> dict:
     """Trains ``stage`` on ``table`` (indexed by the train split); returns its output.
 
@@ -300,7 +301,8 @@ class Context:
     key and provenance record, and the epochs, fewest steps and batch size
     (:meth:`batch_size`) of its settings; ``tx`` defaults to Adam at the settings' learning
     rate. With ``unlabelled`` each batch is followed by :meth:`unlabelled_batch_size` of the
-    examples ``config.label_budget`` left without a label, if there are any.
+    examples ``config.label_budget`` left without a label, if there are any; each step logs
+    the gradient norm of every term of ``term_weights``.
     """
     cfg = getattr(self.settings, stage.kind)
     batch_size = self.batch_size(stage.kind)
@@ -340,4 +342,5 @@ class Context:
       parts=parts,
       extra_indices=self.split["unlabelled"] if extra else None,
       extra_batch_size=extra,
+      term_weights=term_weights,
     )

@@ -81,11 +81,14 @@ class StudentSettings(StageSettings):
     finetune_visual: train the fusion student's visual backbone with it, from the teachers'
       (the ``visual`` network always trains its encoder).
     backbone_learning_rate: its learning rate then.
+    term_grad_norms: log the gradient norm of each weighted loss term every step
+      (``train/grad_norm/<term>``), at the cost of a backward pass per term.
   """
 
   network: str = typed.choice(STUDENT_NETWORKS)
   finetune_visual: bool
   backbone_learning_rate: float = typed.positive()
+  term_grad_norms: bool
 
 
 @dataclasses.dataclass(frozen=True)

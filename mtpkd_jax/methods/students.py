@@ -179,9 +179,25 @@ def train_student(ctx: Context, memo: Memo, stage: Stage) -> dict:
   table = table_lib.join(inputs, table_lib.ArrayTable(targets), ctx.targets())
   frozen = joint_out["params"]
   unlabelled = sees_unlabelled(ctx, method_name)
+  terms = term_weights(ctx, method_name) if cfg.term_grad_norms else None
   return ctx.fit(
-    stage, model, variables, loss_fn, table, eval_fn, frozen=frozen, tx=tx, unlabelled=unlabelled
+    stage,
+    model,
+    variables,
+    loss_fn,
+    table,
+    eval_fn,
+    frozen=frozen,
+    tx=tx,
+    unlabelled=unlabelled,
+    term_weights=terms,
   )
+
+
+def term_weights(ctx: Context, method_name: str) -> dict[str, float]:
+  """``{term: weight}``: the weight of each loss term of ``method_name``'s student."""
+  method, params = registry.get_method(method_name), ctx.method_params(method_name)
+  return {term: getattr(params, key) for term, key in method.weights.items()}
 
 
 def student_predictor(ctx: Context, method_name: str):

@@ -54,6 +54,7 @@ def fit(
   parts: Mapping[str, loop.PartSelection] | None = None,
   extra_indices: np.ndarray | None = None,
   extra_batch_size: int = 0,
+  term_weights: Mapping[str, float] | None = None,
 ) -> dict:
   """Trains stage ``run`` on the examples ``train_indices`` of ``table``; returns its output.
 
@@ -89,6 +90,8 @@ def fit(
     parts: modules selected on their own validation metric.
     extra_indices: the examples of a second stream in every batch, or ``None``.
     extra_batch_size: their rows in every batch.
+    term_weights: the loss terms whose gradient norms each step logs, with their weights
+      (:func:`mtpkd_jax.train.step.make_train_step`).
 
   Returns:
     The stage output's variables, as its successors load them.
@@ -134,7 +137,7 @@ def fit(
   with writers.MetricWriter(logdir) as writer:
     loop.fit(
       state,
-      step.make_train_step(loss_fn),
+      step.make_train_step(loss_fn, term_weights=term_weights),
       run,
       batch_for_step=pipeline.ReadAhead(dataset),
       num_steps=passes * epoch_steps,

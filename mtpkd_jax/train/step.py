@@ -22,7 +22,7 @@ Mixed precision is the model's business (its `dtype`); parameters stay float32, 
 gradients do too.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -41,7 +41,10 @@ LossFn = Callable[
 
 
 def make_train_step(
-  loss_fn: LossFn, *, axis_name: str = DATA_AXIS
+  loss_fn: LossFn,
+  *,
+  axis_name: str = DATA_AXIS,
+  term_weights: Mapping[str, float] | None = None,
 ) -> Callable[[TrainState, PyTree, jax.Array, PyTree], tuple[TrainState, dict[str, jax.Array]]]:
   """Builds the per-device update `step(state, batch, rng, frozen) -> (state, metrics)`.
 
@@ -52,21 +55,39 @@ def make_train_step(
   Args:
     loss_fn: The loss, with the contract in the module docstring.
     axis_name: Name of the mapped device axis.
+    term_weights: `{metric: weight}`: loss terms among `loss_fn`'s metrics and the weights
+      the loss gives them, whose gradients to measure apart (a backward pass each, every
+      step); `None`: none.
 
   Returns:
     The per-device step. Its `metrics` hold `loss_fn`'s metrics averaged over devices, plus
     `loss` (float32 scalar, mean over the global batch), `grad_norm` (global L2 norm of the
-    averaged gradients) and `finite` (bool scalar: loss and gradients are all finite).
-    Gradients, loss, metrics and `batch_stats` are `pmean`-ed over `axis_name`, so the
-    returned state is the same on every device.
+    averaged gradients), `finite` (bool scalar: loss and gradients are all finite) and, for
+    each term `t` of `term_weights`, `grad_norm/t`: the global L2 norm of the averaged
+    gradient of `weight * t`. Gradients, loss, metrics and `batch_stats` are `pmean`-ed over
+    `axis_name`, so the returned state is the same on every device.
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  terms = dict(term_weights or {})
+
+  def weighted_terms(params, *args):
+    _, (metrics, _) = loss_fn(params, *args)
+    return jnp.stack([weight * metrics[name] for name, weight in terms.items()])
+
+  def term_grad_norms(params, *args) -> dict[str, jax.Array]:
+    """`grad_norm/<term>`: each weighted term's gradient norm, averaged over devices."""
+    jacobian = lax.pmean(jax.jacrev(weighted_terms)(params, *args), axis_name)
+    squares = sum(
+      jnp.sum(leaf.reshape(len(terms), -1) ** 2, 1) for leaf in jax.tree.leaves(jacobian)
+    )
+    return {f"grad_norm/{name}": jnp.sqrt(squares[i]) for i, name in enumerate(terms)}
 
   def step(state, batch, rng, frozen):
     rng = jax.random.fold_in(rng, state.step)
-    (loss, (metrics, batch_stats)), grads = grad_fn(
-      state.params, state.batch_stats, batch, rng, lax.stop_gradient(frozen)
-    )
+    args = (state.batch_stats, batch, rng, lax.stop_gradient(frozen))
+    (loss, (metrics, batch_stats)), grads = grad_fn(state.params, *args)
+    if terms:
+      metrics = {**metrics, **term_grad_norms(state.params, *args)}
     grads, loss, metrics, batch_stats = lax.pmean(
       (grads, loss.astype(jnp.float32), metrics, batch_stats), axis_name
     )

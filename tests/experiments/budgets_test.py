@@ -29,6 +29,7 @@ def sweep(tmp_path_factory):
     num_runs=1,
   )
   config.label_budgets = (0, 3)  # Trained smallest first.
+  config.stages.student.term_grad_norms = True
   joined = []  # Each training stage's rows a batch: (labelled, unlabelled, of how many).
 
   def recording(table, indices, **kw):
@@ -87,3 +88,18 @@ def test_only_the_students_that_ask_see_the_examples_a_budget_leaves_unlabelled(
   small, full = joined[:6], joined[6:]
   assert small[-1] == (6, 8, len(split["unlabelled"]))
   assert all(extra == 0 for _, extra, _ in small[:-1] + full)
+
+
+def test_students_log_each_weighted_terms_gradient_norm(sweep):
+  _, workdir, _ = sweep
+  run = next((workdir / budgets.budget_dir(3)).glob("run0_*"))
+
+  def logged(stage):
+    lines = (run / stage / "logs" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    return [row for row in rows if "train/grad_norm/task" in row]
+
+  pkd, control = logged("student_pkd"), logged("student_pkd:beta=0")
+  assert pkd and all(row["train/grad_norm/kd"] > 0 for row in pkd)
+  assert control and all(row["train/grad_norm/kd"] == 0 for row in control)
+  assert all(row["train/grad_norm/task"] > 0 for row in pkd + control)

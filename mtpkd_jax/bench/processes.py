@@ -36,6 +36,27 @@ def peak_mib() -> float:
 
 def tree_rss_mib(root: int) -> float:
   """The resident memory of process ``root`` and all its descendants, summed (Linux)."""
+  pages = 0
+  for pid in tree(root):
+    try:
+      pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+      continue
+  return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_s(pid: int) -> float | None:
+  """The CPU time (user and system) process ``pid`` has used, s; ``None`` once it is gone."""
+  try:
+    # Fields after the command name, which may hold spaces: state (3), ..., utime (14), stime.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+  except (OSError, IndexError, ValueError):
+    return None
+
+
+def tree(root: int) -> set[int]:
+  """Process ``root`` and all its descendants (Linux)."""
   parents = {}
   for entry in Path("/proc").iterdir():
     if entry.name.isdigit():
@@ -45,22 +66,16 @@ def tree_rss_mib(root: int) -> float:
         parents[int(entry.name)] = int(fields[1])
       except (OSError, IndexError, ValueError):
         continue
-  tree, added = {root}, True
+  found, added = {root}, True
   while added:
-    new = {pid for pid, parent in parents.items() if parent in tree} - tree
-    tree |= new
+    new = {pid for pid, parent in parents.items() if parent in found} - found
+    found |= new
     added = bool(new)
-  pages = 0
-  for pid in tree:
-    try:
-      pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-      continue
-  return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+  return found
 
 
 class TreePeak:
-  """The peak of :func:`tree_rss_mib` of this process while inside ``with``, sampled.
+  """The peak of :func:`tree_rss_mib` of this process while inside ``with``, and CPU, sampled.
 
   Attributes:
     mib: the peak so far, MiB.
@@ -69,20 +84,39 @@ class TreePeak:
   def __init__(self, every_s: float = _SAMPLE_S):
     self.mib, self._every_s, self._done = 0.0, every_s, threading.Event()
     self._sampler = threading.Thread(target=self._sample, daemon=True)
+    # CPU seconds of each process of the tree when first and last seen.
+    self._first: dict[int, float] = {}
+    self._last: dict[int, float] = {}
+
+  @property
+  def cpu_s(self) -> float:
+    """The CPU time the tree's processes used inside ``with``, s.
+
+    The last ``every_s`` of a process that ended inside ``with`` may be missed.
+    """
+    return sum(self._last[pid] - self._first[pid] for pid in self._last)
+
+  def _sample_once(self, before: bool = False) -> None:
+    for pid in tree(os.getpid()):
+      if (used := cpu_s(pid)) is not None:
+        self._last[pid] = used
+        # A process started inside `with` started from nothing.
+        self._first.setdefault(pid, used if before else 0.0)
+    self.mib = max(self.mib, tree_rss_mib(os.getpid()))
 
   def _sample(self) -> None:
-    while True:
-      self.mib = max(self.mib, tree_rss_mib(os.getpid()))
-      if self._done.wait(self._every_s):
-        return
+    while not self._done.wait(self._every_s):
+      self._sample_once()
 
   def __enter__(self) -> TreePeak:
+    self._sample_once(before=True)
     self._sampler.start()
     return self
 
   def __exit__(self, *exc) -> None:
     self._done.set()
     self._sampler.join()
+    self._sample_once()
 
 
 def _run(target, args, queue) -> None:

@@ -51,6 +51,26 @@ def test_the_memory_probe_sums_a_process_tree():
   assert grown - alone > 200
 
 
+def test_the_cpu_probe_counts_what_the_tree_used_inside_with():
+  # A child that spends 0.6 s of CPU before `with` and 0.5 s inside it, and one started
+  # inside that spends 0.5 s and ends: 1 s inside.
+  spin = "import time\nwhile time.process_time() < {}: pass\n"
+  before = subprocess.Popen(
+    [sys.executable, "-c", spin.format(0.6) + "input()\n" + spin.format(1.1)],
+    stdin=subprocess.PIPE,
+    text=True,
+  )
+  try:
+    while (processes.cpu_s(before.pid) or 0) < 0.55:  # Clock ticks: 0.59 s.
+      time.sleep(0.05)
+    with processes.TreePeak() as peak:
+      before.communicate("\n", timeout=60)
+      subprocess.run([sys.executable, "-c", spin.format(0.5)], check=True)
+  finally:
+    before.kill()
+  assert 0.9 < peak.cpu_s < 1.3
+
+
 def test_texture_moves_a_pixel_a_frame():
   frames = build_speed.texture(64, 48, frames=3)
   assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8

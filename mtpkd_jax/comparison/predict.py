@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from mtpkd_jax.comparison import runner
+from mtpkd_jax.comparison import runner, tuning
 from mtpkd_jax.data import schema as schema_lib
 from mtpkd_jax.data import table as table_lib
 from mtpkd_jax.methods import cmkt, context, registry, students, unimodal
@@ -123,14 +123,18 @@ def read_visual(path: str | Path, schema: schema_lib.Schema, visual: str) -> tab
 def predictor(ctx: context.Context, method: str):
   """``fn(table) -> outputs [N, C]``: the visual-only test-time path of ``method``.
 
+  A method tuned on validation (``config.tune``) picks a candidate per run: ``method`` may
+  name any candidate, each of which the run trained.
+
   Raises:
     ValueError: for a method that needs privileged inputs at test time (the joint teacher)
       or one this run did not train.
   """
-  if method not in ctx.config.methods:
+  trained = tuning.trained(ctx.config.methods, ctx.config.get("tune") or {})
+  if method not in trained:
     config_path = ctx.workdir.parent / "config.json"
     raise ValueError(
-      f"{config_path} lists the methods {list(ctx.config.methods)}, not {method!r}. If "
+      f"{config_path} lists the methods and candidates {list(trained)}, not {method!r}. If "
       f"{method!r} was trained earlier in this workdir, a later `experiments.train` run there "
       "with other methods replaced that config.json; predict serves only the methods it lists."
     )

@@ -70,9 +70,20 @@ def test_a_method_the_latest_config_json_does_not_list_is_refused_saying_why(tra
   work = _rerun(workdir, tmp_path / "work", methods=["visual_only"])
   os.symlink(workdir / "run0_fold0_seed0", work / "run0_fold0_seed0")
   message = (
-    r"work/config\.json lists the methods \['visual_only'\], not 'mt_pkdot'\. If 'mt_pkdot' was "
-    r"trained earlier in this workdir, a later `experiments.train` run there with other methods "
-    r"replaced that config\.json"
+    r"work/config\.json lists the methods and candidates \['visual_only'\], not 'mt_pkdot'\. "
+    r"If 'mt_pkdot' was trained earlier in this workdir, a later `experiments.train` run there "
+    r"with other methods replaced that config\.json"
   )
   with pytest.raises(ValueError, match=message):
     predict.predict_file(work, "mt_pkdot", tmp_path / "unused.npz", tmp_path / "p.npz")
+
+
+def test_predict_serves_every_candidate_of_a_tuned_method(trained, tmp_path):
+  config, workdir, _ = trained
+  saved, _ = _test_clips(config, workdir, tmp_path / "clips.npz")
+  # A run that tuned `pkdot:anchors=most` over itself and `pkdot` (which the fixture trained).
+  tune = {"pkdot:anchors=most": ["pkdot:anchors=most", "pkdot"]}
+  work = _rerun(workdir, tmp_path / "tuned", methods=["pkdot:anchors=most"], tune=tune)
+  os.symlink(workdir / "run0_fold0_seed0", work / "run0_fold0_seed0")
+  out = predict.predict_file(work, "pkdot", tmp_path / "clips.npz", tmp_path / "p.npz")
+  np.testing.assert_allclose(out["outputs"], saved["pkdot"], rtol=1e-5, atol=1e-6)

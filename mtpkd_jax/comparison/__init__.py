@@ -3,6 +3,7 @@
 * :mod:`~mtpkd_jax.comparison.runner`: :func:`~mtpkd_jax.comparison.run`, the comparison of
   a config's methods over folds and seeds (what ``experiments/train.py`` calls).
 * :mod:`~mtpkd_jax.comparison.budgets`: a label-budget sweep, one comparison per budget.
+* :mod:`~mtpkd_jax.comparison.tuning`: each method's candidate picked on validation, per run.
 * :mod:`~mtpkd_jax.comparison.report`: the results tables (markdown, CSV, JSON).
 * :mod:`~mtpkd_jax.comparison.plots`: paired differences, learning curves, similarity and
   transport plans.

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from mtpkd_jax.data import pipeline
+from mtpkd_jax.data import pipeline, records
 from mtpkd_jax.data.builders import report, workers
 from mtpkd_jax.data.builders.dummy import affwild2, biovid, mosi, recola
 
@@ -38,8 +38,22 @@ def _build(manual_dir, data_dir, name, options, num_workers):
   builder = pipeline.builder(name, str(data_dir), options, str(manual_dir))
   built = builder.download_and_prepare(num_workers=num_workers)
   assert built.examples > 2
+  _check_reads(builder, built.examples)
   written = {p.relative_to(data_dir): p.read_bytes() for p in data_dir.rglob("*") if p.is_file()}
   return written, built
+
+
+def _check_reads(builder, count):
+  """The records (serialized in the workers, the index appended) read as TFDS reads them."""
+  tfds_source = builder.as_data_source("train")
+  ours = records.Source.of(builder)
+  assert sorted(int(r["index"]) for r in tfds_source) == list(range(count))
+  if ours is None:  # Features records.Source does not read (MOSI's words).
+    return
+  for theirs, mine in zip(tfds_source, ours.__getitems__(range(count)), strict=True):
+    assert theirs.keys() == set(mine)
+    for key, value in theirs.items():
+      np.testing.assert_array_equal(mine[key], value, err_msg=key)
 
 
 @pytest.mark.parametrize("name", CASES)

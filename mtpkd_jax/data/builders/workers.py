@@ -27,6 +27,8 @@ import fcntl
 import multiprocessing
 import os
 import pickle
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -92,7 +94,7 @@ def unit_results(
   units: Sequence[Unit],
   dataset: str,
   num_workers: int,
-  queue_size: int = 4,
+  queue_size: int = 16,
   preload: Sequence[str] = (),
   encode: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Iterator[tuple[str, Any]]:
@@ -246,6 +248,10 @@ def _work(
   order. It runs on one ``core``: a decode that moved between cores ran up to 1.5x the CPU
   time of one that stayed, on the 2-core VM of ``docs/data_performance.md``.
   """
+  # Sent by a thread of its own: the worker loads on while a send waits for the build.
+  outbox: queue.SimpleQueue = queue.SimpleQueue()
+  mailer = threading.Thread(target=_mail, args=(outbox, sender), daemon=True)
+  mailer.start()
   try:
     os.sched_setaffinity(0, {core})
     units = make_units()
@@ -260,10 +266,22 @@ def _work(
         owners[unit] = number
       for result in load_unit(*units[unit], dataset, encode):
         slots.acquire()
-        sender.send(result)
+        outbox.put(result)
   except BaseException as error:  # Handed to the build, which raises it.
     slots.acquire()
-    sender.send(("error", (_picklable(error), "".join(traceback.format_exception(error)))))
+    outbox.put(("error", (_picklable(error), "".join(traceback.format_exception(error)))))
+  finally:
+    outbox.put(None)
+    mailer.join()
+
+
+def _mail(outbox, sender) -> None:
+  """Sends what is put in ``outbox`` until ``None``; ends the worker if the build is gone."""
+  try:
+    while (result := outbox.get()) is not None:
+      sender.send(result)
+  except BaseException:  # noqa: BLE001  (a broken pipe: no build to hand anything to)
+    os._exit(1)
 
 
 def _picklable(error: BaseException) -> BaseException:

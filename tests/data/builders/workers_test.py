@@ -105,20 +105,15 @@ def test_a_worker_killed_while_handing_over_an_example_stops_the_build():
   assert outcome and "worker loading 'u1' died (exit code -9" in outcome[0]
 
 
-def test_examples_are_encoded_in_the_worker_that_loads_them():
-  units = [(f"u{i}", _Loader(i)) for i in (0, 1, 3, 4)]
-  results = workers.unit_results(_Units(units), units, "test", num_workers=2, encode=_encode)
-  encoded = [value for kind, value in results if kind == "example"]
-  assert [number for _, number in encoded] == [0, 1, 3, 4]
-  assert os.getpid() not in {pid for pid, _ in encoded}
-
-
 def test_a_slow_unit_holds_back_only_its_worker(tmp_path):
   # Unit 0 ends only once unit 2 has been loaded: by the other worker, which takes the
   # next units while the first is busy (dealt round robin, unit 2 would wait for unit 0).
+  # Each example is encoded in the worker that loads it.
   units = [(f"u{i}", _Waits(i, tmp_path / "unit_2_loaded")) for i in range(6)]
-  results = workers.unit_results(_Units(units), units, "test", num_workers=2)
-  assert [value["n"] for kind, value in results if kind == "example"] == list(range(6))
+  results = workers.unit_results(_Units(units), units, "test", num_workers=2, encode=_encode)
+  encoded = [value for kind, value in results if kind == "example"]
+  assert [number for _, number in encoded] == list(range(6))
+  assert os.getpid() not in {pid for pid, _ in encoded}
 
 
 def _encode(example):
